@@ -1,0 +1,100 @@
+"""The one place errors become responses. Every API error has the same envelope:
+{"error": {"code", "message", "details"}, "meta": {"request_id", ...}}; nothing about the
+server's internals (trace, SQL, table names, settings) is ever put in it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sentry_sdk
+import structlog
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from nexus.api.errors import AppError
+
+log = structlog.get_logger(__name__)
+
+# DRF exception class -> (status, code). Checked in order; subclasses first.
+_DRF_CODES: list[tuple[type[Exception], int, str]] = [
+    (drf.ValidationError, 422, "VALIDATION_ERROR"),
+    (drf.ParseError, 400, "MALFORMED_REQUEST"),
+    (drf.NotAuthenticated, 401, "UNAUTHORIZED"),
+    (drf.AuthenticationFailed, 401, "UNAUTHORIZED"),
+    (drf.PermissionDenied, 403, "FORBIDDEN"),
+    (drf.NotFound, 404, "NOT_FOUND"),
+    (drf.MethodNotAllowed, 405, "METHOD_NOT_ALLOWED"),
+    (drf.NotAcceptable, 406, "NOT_ACCEPTABLE"),
+    (drf.UnsupportedMediaType, 415, "UNSUPPORTED_MEDIA_TYPE"),
+    (drf.Throttled, 429, "RATE_LIMITED"),
+]
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    response = Response(error_body(code, message, details), status=status, headers=headers)
+    response.is_error_envelope = True
+    return response
+
+
+def _validation_details(detail: Any) -> dict[str, Any]:
+    if isinstance(detail, dict):
+        return {"fields": detail}
+    if isinstance(detail, list):
+        return {"non_field_errors": detail}
+    return {"non_field_errors": [detail]}
+
+
+def exception_handler(exc: Exception, context: dict) -> Response:
+    set_rollback()
+
+    if isinstance(exc, AppError):
+        headers = getattr(exc, "headers", None)
+        return error_response(exc.status_code, exc.code, exc.message, exc.details, headers)
+
+    if isinstance(exc, Http404):
+        exc = drf.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = drf.PermissionDenied()
+    elif isinstance(exc, DjangoValidationError):
+        exc = drf.ValidationError(exc.messages)
+
+    for exc_class, status, code in _DRF_CODES:
+        if isinstance(exc, exc_class):
+            headers: dict[str, str] = {}
+            if getattr(exc, "auth_header", None):
+                headers["WWW-Authenticate"] = exc.auth_header
+            if getattr(exc, "wait", None):
+                headers["Retry-After"] = str(int(exc.wait))
+            if isinstance(exc, drf.ValidationError):
+                message = "The request contains invalid data."
+                details = _validation_details(exc.detail)
+            else:
+                message = str(exc.detail)
+                details = {}
+            return error_response(status, code, message, details, headers)
+
+    if isinstance(exc, drf.APIException):
+        return error_response(exc.status_code, "BAD_REQUEST", str(exc.detail))
+
+    # Anything else is a bug: record it fully for us, say nothing about it to the client.
+    log.exception("unhandled_exception", exc_type=type(exc).__name__)
+    sentry_sdk.capture_exception(exc)
+    return error_response(
+        500,
+        "INTERNAL_ERROR",
+        "Something went wrong on our side. Quote the request id if you contact support.",
+    )

@@ -1,0 +1,67 @@
+"""Page/limit pagination: `?page=1&limit=20`. The page's rows go in `data`; page, limit
+and total go in `meta`. A page past the end is an empty list, not an error."""
+
+from __future__ import annotations
+
+from rest_framework.pagination import BasePagination
+from rest_framework.response import Response
+
+from nexus.api.errors import ValidationFailed
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+
+
+def _positive_int(request, name: str, default: int, maximum: int | None = None) -> int:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1 or (maximum is not None and value > maximum):
+        bound = f" and at most {maximum}" if maximum else ""
+        raise ValidationFailed(
+            f"'{name}' must be a whole number of at least 1{bound}.",
+            details={"fields": {name: [f"Invalid value: {raw!r}."]}},
+        )
+    return value
+
+
+class PagePagination(BasePagination):
+    def paginate_queryset(self, queryset, request, view=None):
+        self.page = _positive_int(request, "page", 1)
+        self.limit = _positive_int(request, "limit", DEFAULT_LIMIT, MAX_LIMIT)
+        self.total = queryset.count()
+        start = (self.page - 1) * self.limit
+        return list(queryset[start : start + self.limit])
+
+    def get_paginated_response(self, data):
+        response = Response(data)
+        response.envelope_meta = {"page": self.page, "limit": self.limit, "total": self.total}
+        return response
+
+    def get_paginated_response_schema(self, schema):
+        return schema
+
+    def get_schema_operation_parameters(self, view):
+        return [
+            {
+                "name": "page",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 1, "default": 1},
+            },
+            {
+                "name": "limit",
+                "in": "query",
+                "required": False,
+                "schema": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": MAX_LIMIT,
+                    "default": DEFAULT_LIMIT,
+                },
+            },
+        ]

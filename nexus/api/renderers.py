@@ -1,0 +1,30 @@
+"""Wraps every API payload in the envelope: {"data": ..., "meta": {...}} for success,
+{"error": ..., "meta": {...}} for errors. meta always carries the request id; list
+endpoints add page, limit and total (set by nexus.api.pagination)."""
+
+from __future__ import annotations
+
+from rest_framework.renderers import JSONRenderer
+
+
+def request_meta(request) -> dict:
+    django_request = getattr(request, "_request", request)
+    return {"request_id": getattr(django_request, "request_id", None)}
+
+
+class EnvelopeJSONRenderer(JSONRenderer):
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        renderer_context = renderer_context or {}
+        response = renderer_context.get("response")
+        request = renderer_context.get("request")
+        if response is None:
+            return super().render(data, accepted_media_type, renderer_context)
+        if response.status_code == 204:
+            return b""
+        meta = request_meta(request)
+        meta.update(getattr(response, "envelope_meta", {}))
+        if getattr(response, "is_error_envelope", False):
+            body = {"error": data["error"], "meta": meta}
+        else:
+            body = {"data": data, "meta": meta}
+        return super().render(body, accepted_media_type, renderer_context)

@@ -1,0 +1,59 @@
+"""GET /health: public liveness and dependency status for load balancers and humans.
+
+200 while the database answers (Redis down is reported but degrades, it does not take
+the service out of rotation: the API keeps working without its cache); 503 when the
+database does not answer.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis
+from django.conf import settings
+from django.db import connection
+from django.http import JsonResponse
+
+_redis_client = None
+
+
+def _redis() -> redis.Redis:
+    global _redis_client
+    if _redis_client is None:
+        _redis_client = redis.Redis.from_url(
+            settings.REDIS_URL,
+            socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
+            socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
+        )
+    return _redis_client
+
+
+def _timed(check) -> dict:
+    started = time.perf_counter()
+    try:
+        check()
+    except Exception:  # any failure means "down"; the reason is for logs, not for callers
+        return {"status": "down", "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
+    return {"status": "up", "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
+
+
+def _database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+def _redis_ping() -> None:
+    _redis().ping()
+
+
+def health(request):
+    checks = {"database": _timed(_database), "redis": _timed(_redis_ping)}
+    if checks["database"]["status"] != "up":
+        overall, status_code = "down", 503
+    elif checks["redis"]["status"] != "up":
+        overall, status_code = "degraded", 200
+    else:
+        overall, status_code = "ok", 200
+    response = JsonResponse({"status": overall, "checks": checks}, status=status_code)
+    response["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,30 @@
+"""The product's URLs plus two probes used only by tests: one that fails with an
+unexpected exception, one that reports the schema the request ran in."""
+
+from django.db import connection
+from django.urls import path, re_path
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from nexus.urls import urlpatterns as product_urlpatterns
+
+
+class Boom(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def get(self, request, *args, **kwargs):
+        raise RuntimeError("secret internal detail: relation tenants_user at /srv/app/settings.py")
+
+
+class WhichSchema(APIView):
+    def get(self, request, *args, **kwargs):
+        return Response({"schema": connection.schema_name})
+
+
+urlpatterns = [
+    re_path(r"^api/(?P<version>v1)/test/boom$", Boom.as_view()),
+    re_path(r"^api/(?P<version>v1)/test/schema$", WhichSchema.as_view()),
+    *product_urlpatterns,
+]

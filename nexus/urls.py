@@ -1,0 +1,35 @@
+"""One URLconf for every request: the organisation is chosen from the caller (see
+tenants.middleware), never from the hostname, so public and tenant routes live together."""
+
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from nexus import health, metrics, views
+from tenants import views as tenant_views
+
+api_v1 = [
+    path("", include("tenants.urls")),
+]
+
+urlpatterns = [
+    path("health", health.health, name="health"),
+    path("metrics", metrics.metrics, name="metrics"),
+    path("admin/", admin.site.urls),
+    # Google sign-in. The names are allauth's, so its templates and redirect_uri use them.
+    path("auth/login", tenant_views.google_login, name="google_login"),
+    path("auth/callback", tenant_views.google_callback, name="google_callback"),
+    path("accounts/", include("allauth.account.urls")),
+    path("accounts/3rdparty/", include("allauth.socialaccount.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    re_path(r"^api/(?P<version>v1)/", include(api_v1)),
+    # Anything else under /api/ is a JSON 404, in DEBUG too (never Django's HTML page).
+    re_path(r"^api/", views.not_found),
+    path("", tenant_views.home, name="home"),
+]
+
+handler400 = "nexus.views.bad_request"
+handler403 = "nexus.views.permission_denied"
+handler404 = "nexus.views.not_found"
+handler500 = "nexus.views.server_error"

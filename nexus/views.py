@@ -1,0 +1,56 @@
+"""Django-level error pages. Under /api/ they use the API's error envelope, so a client
+never receives an HTML page (or a trace) from an unknown URL or an unhandled error."""
+
+from __future__ import annotations
+
+from django.http import JsonResponse
+from django.shortcuts import render
+
+from nexus.api.exceptions import error_body
+
+
+def _is_api(request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def _api_error(request, status: int, code: str, message: str) -> JsonResponse:
+    body = error_body(code, message)
+    body["meta"] = {"request_id": getattr(request, "request_id", None)}
+    return JsonResponse(body, status=status)
+
+
+def not_found(request, exception=None):
+    if _is_api(request):
+        return _api_error(request, 404, "NOT_FOUND", "No such endpoint.")
+    return render(request, "404.html", status=404)
+
+
+def server_error(request):
+    if _is_api(request):
+        return _api_error(
+            request,
+            500,
+            "INTERNAL_ERROR",
+            "Something went wrong on our side. Quote the request id if you contact support.",
+        )
+    return render(request, "500.html", status=500)
+
+
+def permission_denied(request, exception=None):
+    if _is_api(request):
+        return _api_error(request, 403, "FORBIDDEN", "You do not have permission to do this.")
+    return render(request, "403.html", status=403)
+
+
+def bad_request(request, exception=None):
+    if _is_api(request):
+        return _api_error(request, 400, "BAD_REQUEST", "The request could not be understood.")
+    return render(request, "400.html", status=400)
+
+
+def csrf_failure(request, reason=""):
+    if _is_api(request):
+        return _api_error(
+            request, 403, "FORBIDDEN", "CSRF check failed: send the X-CSRFToken header from the csrftoken cookie."
+        )
+    return render(request, "403.html", {"reason": "Your form expired. Reload the page and try again."}, status=403)

@@ -1,0 +1,172 @@
+"""Auth tokens, the caller's organisation and its members. Views are thin: validate,
+call one service or selector, serialize."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from nexus.api.pagination import PagePagination
+from nexus.api.permissions import IsOrganisationAdmin, IsOrganisationMember
+from nexus.api.query import apply_sort, multi_value
+from tenants import selectors, services
+from tenants.models import Role
+from tenants.serializers import (
+    MemberOutput,
+    MeOutput,
+    OrganisationOutput,
+    RoleInput,
+    TokenOutput,
+)
+
+
+def _token_response(pair: services.TokenPair, *, status_code: int = 200) -> Response:
+    body = TokenOutput(
+        {
+            "access": pair.access,
+            "token_type": "Bearer",
+            "expires_at": pair.access_expires_at,
+            "expires_in": max(0, int((pair.access_expires_at - timezone.now()).total_seconds())),
+        }
+    ).data
+    response = Response(body, status=status_code)
+    response.set_cookie(
+        settings.REFRESH_COOKIE_NAME,
+        pair.refresh,
+        max_age=int(settings.REFRESH_TOKEN_LIFETIME.total_seconds()),
+        httponly=True,
+        secure=settings.REFRESH_COOKIE_SECURE,
+        samesite="Lax",
+        path=settings.REFRESH_COOKIE_PATH,
+    )
+    return response
+
+
+class TokenObtainView(APIView):
+    """Exchange a signed-in browser session for API tokens."""
+
+    authentication_classes = [SessionAuthentication]
+    permission_classes = [IsOrganisationMember]
+
+    @extend_schema(
+        summary="Get an access token for the signed-in user",
+        description=(
+            "Session-authenticated and CSRF-protected. Returns a 15-minute access token and "
+            "sets the 7-day refresh token as an HttpOnly cookie scoped to /api/v1/auth/."
+        ),
+        request=None,
+        responses={200: TokenOutput},
+        tags=["auth"],
+    )
+    def post(self, request, *args, **kwargs):
+        return _token_response(services.token_pair_issue(user=request.user))
+
+
+class TokenRefreshView(APIView):
+    """Rotate the refresh cookie: a new access token and a new refresh token; the old
+    refresh token is blacklisted, so it works once."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        summary="Refresh the access token using the refresh cookie",
+        request=None,
+        responses={200: TokenOutput},
+        tags=["auth"],
+    )
+    def post(self, request, *args, **kwargs):
+        raw = request.COOKIES.get(settings.REFRESH_COOKIE_NAME, "")
+        return _token_response(services.token_pair_refresh(raw_refresh=raw))
+
+
+class LogoutView(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        summary="Revoke the refresh token and clear its cookie",
+        request=None,
+        responses={204: OpenApiResponse(description="Logged out")},
+        tags=["auth"],
+    )
+    def post(self, request, *args, **kwargs):
+        services.token_revoke(raw_refresh=request.COOKIES.get(settings.REFRESH_COOKIE_NAME, ""))
+        response = Response(status=status.HTTP_204_NO_CONTENT)
+        response.delete_cookie(
+            settings.REFRESH_COOKIE_NAME, path=settings.REFRESH_COOKIE_PATH, samesite="Lax"
+        )
+        return response
+
+
+class MeView(APIView):
+    @extend_schema(summary="The caller, their organisation and role", responses={200: MeOutput}, tags=["auth"])
+    def get(self, request, *args, **kwargs):
+        user = request.user
+        return Response(
+            MeOutput({"user": user, "organisation": request._request.tenant, "role": user.role}).data
+        )
+
+
+class OrganisationView(APIView):
+    @extend_schema(summary="The caller's organisation", responses={200: OrganisationOutput}, tags=["organisation"])
+    def get(self, request, *args, **kwargs):
+        return Response(OrganisationOutput(request._request.tenant).data)
+
+
+class MemberListView(APIView):
+    @extend_schema(
+        summary="Members of the caller's organisation",
+        parameters=[
+            OpenApiParameter("search", str, description="Matches email or name."),
+            OpenApiParameter("role", str, description="admin, member, or both comma separated."),
+            OpenApiParameter("sort", str, description="email, name, role, date_joined; '-' for descending."),
+        ],
+        responses={200: MemberOutput(many=True)},
+        tags=["organisation"],
+    )
+    def get(self, request, *args, **kwargs):
+        members = selectors.member_list(
+            org=request._request.tenant,
+            search=request.query_params.get("search", "").strip()[:100],
+            roles=multi_value(request, "role", allowed=set(Role.values)),
+        )
+        members = apply_sort(
+            members, request, allowed={"email", "name", "role", "date_joined"}, default="email"
+        )
+        paginator = PagePagination()
+        page = paginator.paginate_queryset(members, request, view=self)
+        return paginator.get_paginated_response(MemberOutput(page, many=True).data)
+
+
+class MemberDetailView(APIView):
+    permission_classes = [IsOrganisationAdmin]
+
+    @extend_schema(
+        summary="Change a member's role (admins only)",
+        request=RoleInput,
+        responses={200: MemberOutput},
+        tags=["organisation"],
+    )
+    def patch(self, request, member_id, *args, **kwargs):
+        payload = RoleInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        member = services.member_change_role(
+            org=request._request.tenant, member_id=member_id, role=payload.validated_data["role"]
+        )
+        return Response(MemberOutput(member).data)
+
+    @extend_schema(
+        summary="Remove a member from the organisation (admins only)",
+        responses={204: OpenApiResponse(description="Removed")},
+        tags=["organisation"],
+    )
+    def delete(self, request, member_id, *args, **kwargs):
+        services.member_remove(org=request._request.tenant, member_id=member_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,85 @@
+"""JWT access tokens for the API, and the DRF authentication class that reads the result
+of checking them.
+
+The token is checked once per request, in tenants.middleware, before any view runs: that is
+where the organisation (and so the schema) is chosen. This class only hands DRF the
+outcome, so a bad token still produces DRF's 401 with a WWW-Authenticate header.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
+
+from tenants.models import Organisation, User
+
+
+@dataclass(frozen=True)
+class BearerCaller:
+    user: User
+    organisation: Organisation
+    token: AccessToken
+
+
+def refresh_token_for(user: User) -> RefreshToken:
+    """A refresh token (and, through `.access_token`, an access token) carrying the
+    caller's organisation and role. `role` is informational: permissions always read the
+    role from the database, so a demotion takes effect on the next request."""
+    if user.organisation_id is None:
+        raise ValueError("Only a member of an organisation can hold an API token")
+    refresh = RefreshToken.for_user(user)
+    refresh["org"] = str(user.organisation_id)
+    refresh["role"] = user.role
+    return refresh
+
+
+def caller_from_bearer(raw_token: str) -> BearerCaller:
+    """Validate an access token and the user and organisation it names.
+
+    Raises AuthenticationFailed (401) for a bad, expired or tampered token, a token without
+    an organisation, an inactive or unknown user, or a user no longer in that
+    organisation; PermissionDenied (403) when the organisation is deactivated.
+    """
+    try:
+        token = AccessToken(raw_token)
+    except TokenError as exc:
+        raise exceptions.AuthenticationFailed("The access token is invalid or expired.") from exc
+
+    org_claim = token.get("org")
+    user_id = token.get("user_id")
+    if not org_claim or not user_id:
+        raise exceptions.AuthenticationFailed("The access token names no organisation.")
+    try:
+        user = User.objects.select_related("organisation").get(pk=user_id)
+    except (User.DoesNotExist, ValueError, TypeError) as exc:
+        raise exceptions.AuthenticationFailed("The user of this token does not exist.") from exc
+    if not user.is_active:
+        raise exceptions.AuthenticationFailed("The user of this token is inactive.")
+    if user.organisation_id is None or str(user.organisation_id) != str(org_claim):
+        raise exceptions.AuthenticationFailed(
+            "The user of this token is no longer a member of its organisation."
+        )
+    if not user.organisation.is_active:
+        raise exceptions.PermissionDenied("This organisation is deactivated.")
+    return BearerCaller(user=user, organisation=user.organisation, token=token)
+
+
+class TenantJWTAuthentication(BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        django_request = request._request
+        error = getattr(django_request, "bearer_error", None)
+        if error is not None:
+            raise error
+        caller: BearerCaller | None = getattr(django_request, "bearer_caller", None)
+        if caller is None:
+            return None
+        return caller.user, caller.token
+
+    def authenticate_header(self, request) -> str:
+        return f'{self.keyword} realm="api"'

@@ -1,0 +1,59 @@
+"""Chooses the organisation (and so the database schema) of each request from who is
+calling, once, before any view runs: the JWT's `org` claim for API tokens, the signed-in
+user's organisation for sessions. Never from a hostname or a client-supplied header.
+Unauthenticated requests stay in the public schema. The schema is reset afterwards so a
+pooled connection never carries one organisation's search path into the next request."""
+
+from __future__ import annotations
+
+import structlog
+from django.db import connection
+from rest_framework import exceptions
+
+from tenants.authentication import caller_from_bearer
+
+
+def _bearer_token(request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return credentials.strip() or ""
+
+
+class TenantFromCallerMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        connection.set_schema_to_public()
+        request.tenant = None
+        request.caller = None
+        request.bearer_caller = None
+        request.bearer_error = None
+
+        raw = _bearer_token(request)
+        if raw is not None:
+            try:
+                caller = caller_from_bearer(raw)
+            except exceptions.APIException as exc:
+                request.bearer_error = exc
+            else:
+                request.bearer_caller = caller
+                request.caller = caller.user
+                request.tenant = caller.organisation
+        elif request.user.is_authenticated:
+            user = request.user
+            request.caller = user
+            if user.organisation_id is not None and user.organisation.is_active:
+                request.tenant = user.organisation
+
+        if request.tenant is not None:
+            connection.set_tenant(request.tenant)
+            structlog.contextvars.bind_contextvars(org_id=str(request.tenant.id))
+        if request.caller is not None:
+            structlog.contextvars.bind_contextvars(user_id=str(request.caller.pk))
+        try:
+            return self.get_response(request)
+        finally:
+            connection.set_schema_to_public()

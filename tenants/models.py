@@ -1,0 +1,108 @@
+"""Organisations (the tenants) and their users. Both live in the public schema.
+
+An organisation owns one PostgreSQL schema holding all its data; users are found before a
+schema is chosen, so they stay in `public` with a foreign key to their organisation.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib.auth.models import AbstractBaseUser, PermissionsMixin
+from django.db import models
+from django.db.models.functions import Lower
+from django_tenants.models import TenantMixin
+
+from tenants.managers import UserManager
+
+
+class Plan(models.TextChoices):
+    FREE = "free", "Free"
+    PRO = "pro", "Pro"
+    ENTERPRISE = "enterprise", "Enterprise"
+
+
+class Organisation(TenantMixin):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=50, unique=True)
+    # The company email domain whose users join this organisation; null for a personal
+    # organisation (free-mail users each get one of their own).
+    email_domain = models.CharField(max_length=253, unique=True, null=True, blank=True)
+    plan = models.CharField(max_length=20, choices=Plan.choices, default=Plan.FREE)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    # Never drop an organisation's data as a side effect of deleting a row by accident.
+    auto_drop_schema = False
+    auto_create_schema = True
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(email_domain=Lower("email_domain")),
+                name="organisation_email_domain_lowercase",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.slug})"
+
+    @property
+    def is_personal(self) -> bool:
+        return self.email_domain is None
+
+    def create_schema(self, check_if_exists=False, sync_schema=True, verbosity=1):
+        # Cloning the migrated template schema is several times faster than running every
+        # migration for each new organisation; schema_template keeps the template current.
+        from tenants.schema_template import schema_create_from_template
+
+        schema_create_from_template(self.schema_name)
+
+
+class Role(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    MEMBER = "member", "Member"
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    email = models.EmailField(max_length=254, unique=True)
+    name = models.CharField(max_length=150, blank=True)
+    # Null only for operators (staff without an organisation) and removed members.
+    organisation = models.ForeignKey(
+        Organisation,
+        on_delete=models.PROTECT,
+        related_name="users",
+        null=True,
+        blank=True,
+    )
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    is_active = models.BooleanField(default=True)
+    is_staff = models.BooleanField(default=False)
+    date_joined = models.DateTimeField(auto_now_add=True)
+    # Where the user last signed in from: shown to operators investigating an account.
+    last_login_ip = models.GenericIPAddressField(null=True, blank=True)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        ordering = ["email"]
+        indexes = [models.Index(fields=["organisation", "role"], name="user_org_role_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(email=Lower("email")), name="user_email_lowercase"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.email
+
+    @property
+    def is_org_admin(self) -> bool:
+        return self.role == Role.ADMIN
