@@ -46,7 +46,9 @@ def django_db_setup(django_db_setup, django_db_blocker):
 
 @pytest.fixture
 def world(db) -> World:
-    orgs = {o.email_domain: o for o in Organisation.objects.filter(email_domain__in=[d for _, d in _WORLD_SPEC])}
+    orgs = {
+        o.email_domain: o for o in Organisation.objects.filter(email_domain__in=[d for _, d in _WORLD_SPEC])
+    }
     users = {u.email: u for u in User.objects.filter(organisation__in=orgs.values())}
     a, b = (orgs[d] for _, d in _WORLD_SPEC)
     return World(

@@ -21,11 +21,7 @@ _SHARED_PROCESSORS = [
 
 
 def configure_logging(*, level: str = "INFO", fmt: str = "json") -> None:
-    renderer = (
-        structlog.dev.ConsoleRenderer()
-        if fmt == "console"
-        else structlog.processors.JSONRenderer()
-    )
+    renderer = structlog.dev.ConsoleRenderer() if fmt == "console" else structlog.processors.JSONRenderer()
     logging.config.dictConfig(
         {
             "version": 1,

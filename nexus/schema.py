@@ -51,7 +51,7 @@ def wrap_in_envelope(result, generator, request, public):
         for operation in path_item.values():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
-            for status_code, response in operation["responses"].items():
+            for response in operation["responses"].values():
                 content = response.get("content", {}).get("application/json")
                 if content is None or "schema" not in content:
                     continue
@@ -64,7 +64,9 @@ def wrap_in_envelope(result, generator, request, public):
                 "default",
                 {
                     "description": "Error",
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}},
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}
+                    },
                 },
             )
     return result

@@ -49,7 +49,7 @@ SECRET_KEY = env("SECRET_KEY")
 if not SECRET_KEY:
     if not (DEBUG or TESTING):
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
-    SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"  # nosec B105
+    SECRET_KEY = "dev-only-insecure-key-do-not-use-in-production"  # noqa: S105  # nosec B105
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG or TESTING else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -61,7 +61,6 @@ if env_bool("BEHIND_TLS_PROXY", False):
 # The split between public and per-organisation schemas is decided here, once: moving an
 # app between the two later creates no tables (its migrations are already recorded).
 SHARED_APPS = [
-    "django_tenants",
     "tenants",
     "django.contrib.contenttypes",
     "django.contrib.auth",
@@ -69,6 +68,9 @@ SHARED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.admin",
+    # After the admin: django-tenants' admin templates assume every request has a tenant,
+    # and an operator's admin requests deliberately have none.
+    "django_tenants",
     "allauth",
     "allauth.account",
     "allauth.socialaccount",

@@ -7,7 +7,7 @@ import os
 os.environ.setdefault("NEXUS_TESTING", "true")
 os.environ.setdefault("LOG_FORMAT", "json")
 
-from nexus.settings import *  # noqa: E402,F403
+from nexus.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CACHES["default"]["KEY_PREFIX"] = f"nexus-test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"  # noqa: F405

@@ -51,6 +51,11 @@ def bad_request(request, exception=None):
 def csrf_failure(request, reason=""):
     if _is_api(request):
         return _api_error(
-            request, 403, "FORBIDDEN", "CSRF check failed: send the X-CSRFToken header from the csrftoken cookie."
+            request,
+            403,
+            "FORBIDDEN",
+            "CSRF check failed: send the X-CSRFToken header from the csrftoken cookie.",
         )
-    return render(request, "403.html", {"reason": "Your form expired. Reload the page and try again."}, status=403)
+    return render(
+        request, "403.html", {"reason": "Your form expired. Reload the page and try again."}, status=403
+    )

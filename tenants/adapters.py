@@ -54,9 +54,10 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
     def populate_user(self, request, sociallogin, data):
         user = super().populate_user(request, sociallogin, data)
         user.email = normalize_email_address(user.email)
-        user.name = (data.get("name") or " ".join(
+        full_name = sociallogin.account.extra_data.get("name") or " ".join(
             part for part in (data.get("first_name"), data.get("last_name")) if part
-        ))[:150]
+        )
+        user.name = (full_name or "").strip()[:150]
         return user
 
     def save_user(self, request, sociallogin, form=None):

@@ -30,7 +30,7 @@ def _token_response(pair: services.TokenPair, *, status_code: int = 200) -> Resp
     body = TokenOutput(
         {
             "access": pair.access,
-            "token_type": "Bearer",
+            "token_type": "Bearer",  # nosec B105 - the scheme name, not a secret
             "expires_at": pair.access_expires_at,
             "expires_in": max(0, int((pair.access_expires_at - timezone.now()).total_seconds())),
         }
@@ -106,7 +106,9 @@ class LogoutView(APIView):
 
 
 class MeView(APIView):
-    @extend_schema(summary="The caller, their organisation and role", responses={200: MeOutput}, tags=["auth"])
+    @extend_schema(
+        summary="The caller, their organisation and role", responses={200: MeOutput}, tags=["auth"]
+    )
     def get(self, request, *args, **kwargs):
         user = request.user
         return Response(
@@ -115,7 +117,9 @@ class MeView(APIView):
 
 
 class OrganisationView(APIView):
-    @extend_schema(summary="The caller's organisation", responses={200: OrganisationOutput}, tags=["organisation"])
+    @extend_schema(
+        summary="The caller's organisation", responses={200: OrganisationOutput}, tags=["organisation"]
+    )
     def get(self, request, *args, **kwargs):
         return Response(OrganisationOutput(request._request.tenant).data)
 

@@ -95,9 +95,7 @@ class User(AbstractBaseUser, PermissionsMixin):
         ordering = ["email"]
         indexes = [models.Index(fields=["organisation", "role"], name="user_org_role_idx")]
         constraints = [
-            models.CheckConstraint(
-                condition=models.Q(email=Lower("email")), name="user_email_lowercase"
-            ),
+            models.CheckConstraint(condition=models.Q(email=Lower("email")), name="user_email_lowercase"),
         ]
 
     def __str__(self) -> str:

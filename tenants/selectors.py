@@ -42,9 +42,7 @@ def organisation_by_email_domain(*, domain: str) -> Organisation | None:
 
 
 def organisations_with_member_counts() -> QuerySet[Organisation]:
-    return Organisation.objects.annotate(
-        member_count=Count("users", filter=Q(users__is_active=True))
-    )
+    return Organisation.objects.annotate(member_count=Count("users", filter=Q(users__is_active=True)))
 
 
 def user_by_email(*, email: str) -> User | None:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import re
 import secrets
-from ipaddress import ip_address
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from ipaddress import ip_address
 
 import structlog
 from django.contrib.auth.password_validation import validate_password
@@ -58,9 +58,7 @@ def _unique_slug(name: str) -> str:
 # --- Organisations ----------------------------------------------------------------------
 
 
-def organisation_create(
-    *, name: str, email_domain: str | None = None, plan: str = Plan.FREE
-) -> Organisation:
+def organisation_create(*, name: str, email_domain: str | None = None, plan: str = Plan.FREE) -> Organisation:
     """Create an organisation and its schema (cloned from the template).
 
     Fails with ValidationFailed for an empty or over-long name, an invalid or free-mail

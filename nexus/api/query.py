@@ -66,9 +66,7 @@ def date_param(request, name: str, *, end_of_day: bool = False) -> datetime | No
     return parsed
 
 
-def date_range(
-    queryset: QuerySet, request, *, field: str, start: str = "from", end: str = "to"
-) -> QuerySet:
+def date_range(queryset: QuerySet, request, *, field: str, start: str = "from", end: str = "to") -> QuerySet:
     lower = date_param(request, start)
     upper = date_param(request, end, end_of_day=True)
     if lower and upper and lower > upper:

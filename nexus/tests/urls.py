@@ -2,7 +2,7 @@
 unexpected exception, one that reports the schema the request ran in."""
 
 from django.db import connection
-from django.urls import path, re_path
+from django.urls import re_path
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView

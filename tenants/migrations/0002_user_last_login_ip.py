@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tenants', '0001_initial'),
+        ("tenants", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='user',
-            name='last_login_ip',
+            model_name="user",
+            name="last_login_ip",
             field=models.GenericIPAddressField(blank=True, null=True),
         ),
     ]

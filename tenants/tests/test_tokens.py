@@ -41,10 +41,12 @@ def test_access_token_claims_and_lifetime(world):
 
 
 def test_tampered_token_is_refused(world):
-    header, payload, signature = bearer_for(world.member_a).split(".")
+    header, _payload, signature = bearer_for(world.member_a).split(".")
     claims = jwt.decode(bearer_for(world.member_a), options={"verify_signature": False})
     claims["org"] = str(world.org_b.pk)
-    forged_payload = jwt.encode(claims, "irrelevant-key-for-the-payload-only-0123456789", algorithm="HS256").split(".")[1]
+    forged_payload = jwt.encode(
+        claims, "irrelevant-key-for-the-payload-only-0123456789", algorithm="HS256"
+    ).split(".")[1]
     _assert_401(_get(f"{header}.{forged_payload}.{signature}"))
 
 

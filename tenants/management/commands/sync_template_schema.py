@@ -10,6 +10,6 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
-        changed = template_sync(force_function=True, verbosity=max(0, options["verbosity"] - 1))
+        changed = template_sync(verbosity=max(0, options["verbosity"] - 1))
         state = "updated" if changed else "already current"
         self.stdout.write(f"Template schema {template_schema_name()} {state}.")

@@ -1,0 +1,46 @@
+"""One structured log line per request, with the fields an on-call engineer filters by."""
+
+import json
+import logging
+
+import pytest
+
+from nexus.logging import configure_logging
+
+pytestmark = pytest.mark.django_db
+
+
+def _request_events(caplog):
+    return [r.msg for r in caplog.records if r.name == "nexus.request" and isinstance(r.msg, dict)]
+
+
+def test_one_line_per_request_with_caller_fields(world, api_as, caplog):
+    caplog.set_level(logging.INFO, logger="nexus.request")
+    response = api_as(world.member_a).get("/api/v1/org/members")
+    events = _request_events(caplog)
+    assert len(events) == 1
+    event = events[0]
+    assert event["event"] == "request"
+    assert event["request_id"] == response["X-Request-ID"]
+    assert event["org_id"] == str(world.org_a.id)
+    assert event["user_id"] == str(world.member_a.pk)
+    assert event["route"] == "^api/(?P<version>v1)/org/members"
+    assert event["method"] == "GET" and event["status"] == 200
+    assert isinstance(event["duration_ms"], float)
+
+
+def test_anonymous_request_logs_no_caller(client, caplog):
+    caplog.set_level(logging.INFO, logger="nexus.request")
+    client.get("/health")
+    (event,) = _request_events(caplog)
+    assert event["org_id"] is None and event["user_id"] is None and event["status"] == 200
+
+
+def test_json_format_renders_one_json_object_per_line(capsys):
+    import structlog
+
+    configure_logging(level="INFO", fmt="json")
+    structlog.get_logger("probe").info("hello", answer=42)
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    parsed = json.loads(line)
+    assert parsed["event"] == "hello" and parsed["answer"] == 42 and parsed["level"] == "info"

@@ -1,0 +1,150 @@
+"""Google sign-in through allauth's real views. Google's token endpoint is a local stand-in:
+allauth makes its real HTTP request to it and decodes the id_token it returns."""
+
+import time
+import uuid
+from urllib.parse import parse_qs, urlsplit
+
+import jwt
+import pytest
+from allauth.socialaccount.providers.google.views import GoogleOAuth2Adapter
+
+from nexus.tests.stub_server import StubServer
+from tenants.models import Organisation, Role, User
+
+pytestmark = pytest.mark.django_db
+
+CLIENT_ID = "test-client-id.apps.googleusercontent.com"
+
+
+@pytest.fixture
+def google(settings, monkeypatch):
+    settings.GOOGLE_CLIENT_ID = CLIENT_ID
+    settings.SOCIALACCOUNT_PROVIDERS = {
+        **settings.SOCIALACCOUNT_PROVIDERS,
+        "google": {
+            **settings.SOCIALACCOUNT_PROVIDERS["google"],
+            "APPS": [{"client_id": CLIENT_ID, "secret": "test-secret", "key": ""}],
+        },
+    }
+    identity = {}
+
+    def token_endpoint(request):
+        form = request.form()
+        assert form["grant_type"] == "authorization_code"
+        assert form["code"] == "auth-code"
+        assert form["code_verifier"]  # PKCE
+        now = int(time.time())
+        id_token = jwt.encode(
+            {
+                "iss": "https://accounts.google.com",
+                "aud": CLIENT_ID,
+                "sub": identity["sub"],
+                "email": identity["email"],
+                "email_verified": identity["verified"],
+                "name": identity["name"],
+                "iat": now,
+                "exp": now + 3600,
+            },
+            "google-stand-in-signing-key-0123456789abcdef",
+            algorithm="HS256",
+        )
+        return (
+            200,
+            {},
+            {
+                "access_token": "ya29.stand-in",
+                "expires_in": 3599,
+                "token_type": "Bearer",
+                "scope": "openid email profile",
+                "id_token": id_token,
+            },
+        )
+
+    with StubServer() as server:
+        server.route("POST", "/token", token_endpoint)
+        monkeypatch.setattr(GoogleOAuth2Adapter, "access_token_url", f"{server.url}/token")
+
+        def sign_in(client, email, *, verified=True, name="Test Person"):
+            identity.update(sub=str(uuid.uuid4().int)[:21], email=email, verified=verified, name=name)
+            start = client.get("/auth/login")
+            assert start.status_code == 302
+            location = urlsplit(start["Location"])
+            assert location.netloc == "accounts.google.com"
+            query = parse_qs(location.query)
+            assert query["redirect_uri"] == ["http://testserver/auth/callback"]
+            return client.get("/auth/callback", {"code": "auth-code", "state": query["state"][0]})
+
+        yield sign_in
+
+
+def _user(email):
+    return User.objects.select_related("organisation").get(email=email)
+
+
+def test_first_user_of_a_new_domain_creates_the_organisation_as_admin(google, client):
+    response = google(client, "Founder@NewCo.example")
+    assert response.status_code == 302 and response["Location"] == "/"
+    user = _user("founder@newco.example")
+    assert user.role == Role.ADMIN
+    assert user.organisation.email_domain == "newco.example"
+    assert user.organisation.name == "Newco"
+    assert user.name == "Test Person"
+    # The session now belongs to that user.
+    assert client.get("/").status_code == 200
+
+
+def test_later_user_of_the_same_domain_joins_as_member(google, client):
+    google(client, "first@newco.example")
+    client.logout()
+    google(client, "second@newco.example")
+    first, second = _user("first@newco.example"), _user("second@newco.example")
+    assert second.organisation_id == first.organisation_id
+    assert second.role == Role.MEMBER
+    assert Organisation.objects.filter(email_domain="newco.example").count() == 1
+
+
+def test_free_mail_users_each_get_a_personal_organisation(google, client):
+    google(client, "ann@gmail.com", name="Ann")
+    client.logout()
+    google(client, "bob@gmail.com", name="Bob")
+    ann, bob = _user("ann@gmail.com"), _user("bob@gmail.com")
+    assert ann.organisation_id != bob.organisation_id
+    assert ann.organisation.email_domain is None and bob.organisation.email_domain is None
+    assert ann.organisation.name == "Ann (personal)"
+    assert ann.role == bob.role == Role.ADMIN
+    assert not Organisation.objects.filter(email_domain="gmail.com").exists()
+
+
+def test_unverified_email_is_refused_and_nothing_is_created(google, client):
+    orgs_before = Organisation.objects.count()
+    response = google(client, "mallory@victim.example", verified=False)
+    assert response.status_code == 403
+    assert b"not verified" in response.content
+    assert not User.objects.filter(email="mallory@victim.example").exists()
+    assert Organisation.objects.count() == orgs_before
+
+
+def test_operator_created_user_signs_in_to_their_existing_account(google, client, world):
+    google(client, "member@org-a.test")
+    user = _user("member@org-a.test")
+    assert user.pk == world.member_a.pk
+    assert user.organisation_id == world.org_a.id and user.role == Role.MEMBER
+
+
+def test_sign_in_records_the_ip_address(google, client):
+    google(client, "ip@newco.example")
+    assert _user("ip@newco.example").last_login_ip == "127.0.0.1"
+
+
+def test_google_login_without_configuration_explains(client, settings):
+    settings.GOOGLE_CLIENT_ID = ""
+    response = client.get("/auth/login")
+    assert response.status_code == 503
+    assert b"not configured" in response.content
+
+
+def test_signed_out_visitor_is_sent_to_sign_in(client):
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
