@@ -30,7 +30,7 @@ def _token_response(pair: services.TokenPair, *, status_code: int = 200) -> Resp
     body = TokenOutput(
         {
             "access": pair.access,
-            "token_type": "Bearer",  # nosec B105 - the scheme name, not a secret
+            "token_type": "Bearer",  # nosec B105
             "expires_at": pair.access_expires_at,
             "expires_in": max(0, int((pair.access_expires_at - timezone.now()).total_seconds())),
         }

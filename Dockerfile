@@ -1,0 +1,31 @@
+# NexusAPI image: one image for web (gunicorn), worker and beat (Celery).
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DJANGO_SETTINGS_MODULE=nexus.settings
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends curl \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system nexus \
+    && useradd --system --gid nexus --home-dir /app --shell /usr/sbin/nologin nexus
+
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+
+COPY --chown=nexus:nexus . .
+# Static files are collected at build time; the placeholder key never serves a request.
+RUN SECRET_KEY=collectstatic-only DATABASE_URL=postgres://unused/unused \
+    python manage.py collectstatic --noinput -v 0 \
+    && mkdir -p /tmp/prometheus && chown nexus:nexus /tmp/prometheus
+
+USER nexus
+EXPOSE 8000
+ENV PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
+    CMD curl -fsS http://127.0.0.1:8000/health || exit 1
+CMD ["gunicorn", "nexus.wsgi:application", "-c", "nexus/gunicorn.conf.py"]

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Start the whole system in the background: web (gunicorn), worker and beat (Celery).
+# Uses DATABASE_URL / REDIS_URL when set; otherwise starts the embedded PostgreSQL and
+# Redis (scripts/devservices.py). Running it again is harmless: what runs is left alone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=.venv/bin/python
+RUN=.data/run
+LOGS=.data/logs
+PORT="${PORT:-8000}"
+mkdir -p "$RUN" "$LOGS"
+
+if [ -f .env ]; then set -a; . ./.env; set +a; fi
+
+# Embedded services only for what the environment does not provide.
+: > "$RUN/services.env"
+if [ -z "${DATABASE_URL:-}" ]; then
+  echo "DATABASE_URL unset: starting the embedded PostgreSQL (data in .data/postgres)"
+  $PY scripts/devservices.py start-postgres 2>/dev/null >> "$RUN/services.env"
+  echo "postgres" > "$RUN/embedded-postgres"
+fi
+if [ -z "${REDIS_URL:-}" ]; then
+  echo "REDIS_URL unset: starting the embedded Redis"
+  $PY scripts/devservices.py start-redis >> "$RUN/services.env"
+  echo "redis" > "$RUN/embedded-redis"
+fi
+set -a; . "$RUN/services.env"; set +a
+
+export DEBUG="${DEBUG:-true}"
+export DJANGO_SETTINGS_MODULE=nexus.settings
+METRICS_DIR="$PWD/.data/prometheus"
+export LOG_FORMAT="${LOG_FORMAT:-json}"
+
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+$PY scripts/devservices.py ensure-database
+echo "Applying migrations"
+LOG_LEVEL=WARNING $PY manage.py migrate_schemas --noinput -v 0
+LOG_LEVEL=WARNING $PY manage.py sync_template_schema -v 0
+LOG_LEVEL=WARNING $PY manage.py collectstatic --noinput -v 0
+
+if alive "$RUN/web.pid"; then
+  echo "web already running (pid $(cat "$RUN/web.pid"))"
+else
+  # gunicorn runs several worker processes; Prometheus counts are aggregated from here.
+  rm -rf "$METRICS_DIR"; mkdir -p "$METRICS_DIR"
+  PROMETHEUS_MULTIPROC_DIR="$METRICS_DIR" .venv/bin/gunicorn nexus.wsgi:application -c nexus/gunicorn.conf.py \
+    --bind "127.0.0.1:$PORT" --daemon --pid "$RUN/web.pid" \
+    --error-logfile "$LOGS/web.log" --capture-output
+fi
+# Celery logs through the app's structlog configuration to stderr, so each runs in the
+# background with its output appended to its log file.
+start_bg() {
+  local name=$1; shift
+  setsid nohup "$@" >> "$LOGS/$name.log" 2>&1 < /dev/null &
+  echo $! > "$RUN/$name.pid"
+}
+if alive "$RUN/worker.pid"; then
+  echo "worker already running (pid $(cat "$RUN/worker.pid"))"
+else
+  start_bg worker .venv/bin/celery -A nexus worker --loglevel INFO --concurrency 2
+fi
+if alive "$RUN/beat.pid"; then
+  echo "beat already running (pid $(cat "$RUN/beat.pid"))"
+else
+  start_bg beat .venv/bin/celery -A nexus beat --loglevel INFO --schedule "$RUN/celerybeat-schedule"
+fi
+
+printf "Waiting for http://127.0.0.1:%s/health " "$PORT"
+for _ in $(seq 1 60); do
+  if curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null 2>&1; then
+    echo " up"
+    echo
+    echo "Demo organisations and logins:"
+    LOG_LEVEL=WARNING $PY manage.py seed_demo | grep -v "token: "
+    echo
+    echo "NexusAPI is running at http://127.0.0.1:$PORT/"
+    echo "  Sign in:    http://127.0.0.1:$PORT/accounts/login/  (admin@acme.test / ${DEMO_PASSWORD:-nexus-demo-password})"
+    echo "  API token:  .venv/bin/python manage.py issue_token --email admin@acme.test"
+    echo "  API docs:   http://127.0.0.1:$PORT/api/docs/"
+    echo "  Logs:       make logs        Stop: make down"
+    exit 0
+  fi
+  printf "."
+  sleep 1
+done
+echo " not answering after 60 s; see $LOGS/web.log" >&2
+exit 1
