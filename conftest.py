@@ -7,12 +7,22 @@ so no test creates a schema it does not need.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.conf import settings
+from django.db import connection, connections
+from django_tenants.utils import tenant_context
 from rest_framework.test import APIClient
 
+from nexus.tests.gemini_stub import GeminiStub
 from tenants.models import Organisation, Role, User
 from tenants.tests.helpers import bearer_for
 
@@ -31,17 +41,29 @@ _WORLD_SPEC = [("Org A", "org-a.test"), ("Org B", "org-b.test")]
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup, django_db_blocker):
+def django_db_setup(request, django_test_environment, django_db_blocker, django_db_modify_db_settings):
+    """Create the test database (always: tests that only use committed data carry no
+    django_db mark, and must never fall through to the development database), then the
+    two shared organisations."""
+    from django.test.utils import setup_databases, teardown_databases
+
     from tenants.schema_template import template_sync
     from tenants.services import organisation_create, user_create
 
     with django_db_blocker.unblock():
+        db_config = setup_databases(
+            verbosity=request.config.option.verbose, interactive=False, aliases={"default"}
+        )
         template_sync()
         for name, domain in _WORLD_SPEC:
             org = organisation_create(name=name, email_domain=domain)
             user_create(email=f"admin@{domain}", organisation=org, role=Role.ADMIN, name="Admin")
             user_create(email=f"member@{domain}", organisation=org, role=Role.MEMBER, name="Member")
         connection.set_schema_to_public()
+    yield
+    with django_db_blocker.unblock():
+        connections.close_all()
+        teardown_databases(db_config, verbosity=request.config.option.verbose)
 
 
 @pytest.fixture
@@ -77,3 +99,132 @@ def api_as():
         return client
 
     return make
+
+
+# --- Committed data, a real Celery worker, a Gemini stand-in ---------------------------------
+# Tests that need other connections (threads, a worker process) to see their rows cannot
+# run inside the rolled-back test transaction; they use `live_org`, an organisation that is
+# committed and dropped again afterwards.
+
+ROOT = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def live_db(django_db_setup, django_db_blocker):
+    assert connection.settings_dict["NAME"].startswith("test_"), "live tests must run on the test database"
+    with django_db_blocker.unblock():
+        yield
+        connection.set_schema_to_public()
+
+
+@pytest.fixture
+def live_org(live_db):
+    """A committed organisation with an admin (and `grant(n)` to fund it); removed after."""
+    from billing.services import credits_grant
+    from tenants.services import organisation_create, user_create
+
+    suffix = uuid.uuid4().hex[:8]
+    org = organisation_create(name=f"Live {suffix}", email_domain=f"live-{suffix}.test")
+    admin = user_create(email=f"admin@live-{suffix}.test", organisation=org, role=Role.ADMIN)
+
+    def grant(amount: int) -> None:
+        with tenant_context(org):
+            credits_grant(amount=amount, reason="test funding", actor_label="operator:tests")
+
+    org.admin = admin
+    org.grant = grant
+    yield org
+    connections.close_all()
+    connection.set_schema_to_public()
+    from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
+
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP SCHEMA "{org.schema_name}" CASCADE')
+    OutstandingToken.objects.filter(user__organisation=org).delete()
+    # The schema holding the rows that reference these users is gone; skip the collector,
+    # which would look for those tables in public.
+    User.objects.filter(organisation=org)._raw_delete(using="default")
+    Organisation.objects.filter(pk=org.pk)._raw_delete(using="default")
+
+
+@pytest.fixture(scope="session")
+def gemini_stub():
+    with GeminiStub() as stub:
+        yield stub
+
+
+class WorkerProcess:
+    """A real `celery worker` in a subprocess, on this test process's database and queue."""
+
+    def __init__(self, extra_env: dict[str, str]):
+        self.extra_env = extra_env
+        self.process: subprocess.Popen | None = None
+        self.log_path = ROOT / "test-artifacts" / f"worker-{os.getpid()}.log"
+
+    def start(self) -> None:
+        db = connections["default"].settings_dict
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "nexus.settings_test",
+            "DATABASE_URL": _database_url(db),
+            "CELERY_TEST_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
+            **self.extra_env,
+        }
+        self.log_path.parent.mkdir(exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "nexus", "worker", "--pool", "solo",
+             "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log_path.exists() and b"ready." in self.log_path.read_bytes():
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited; see {self.log_path}")
+            time.sleep(0.1)
+        raise RuntimeError(f"worker not ready after {timeout} s; see {self.log_path}")
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def _database_url(db: dict) -> str:
+    from urllib.parse import quote
+
+    host = quote(db.get("HOST") or "", safe="")
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    user = quote(db.get("USER") or "", safe="")
+    password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
+    return f"postgres://{user}{password}@{host}{port}/{db['NAME']}"
+
+
+@pytest.fixture
+def celery_worker(live_db, gemini_stub):
+    """Start a worker (Gemini pointed at the stand-in); `celery_worker.start()` again after
+    `kill()` to bring it back."""
+    os.environ.setdefault("LOG_LEVEL", "INFO")
+    worker = WorkerProcess(
+        {
+            "GEMINI_API_KEY": "test-key",
+            "GEMINI_BASE_URL": gemini_stub.url,
+            "JOB_PROVIDER_TIMEOUT_SECONDS": "5",
+        }
+    )
+    worker.start()
+    yield worker
+    worker.stop()

@@ -47,6 +47,10 @@ def configure_logging(*, level: str = "INFO", fmt: str = "json") -> None:
                 "django.request": {"level": "ERROR"},
                 "django.server": {"level": "WARNING"},
                 "django.db.backends": {"level": "WARNING"},
+                # One line per outbound HTTP call and per SDK call is noise, not signal.
+                "httpx": {"level": "WARNING"},
+                "httpx2": {"level": "WARNING"},
+                "google_genai": {"level": "WARNING"},
             },
         }
     )

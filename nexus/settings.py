@@ -82,11 +82,16 @@ SHARED_APPS = [
     "django_celery_beat",
     "django_prometheus",
     "nexus",
+    # Also a tenant app: the Stripe event log and credit packs are public, the ledger is
+    # per organisation. Its tables exist in both kinds of schema; each is used in one.
+    "billing",
 ]
 TENANT_APPS: list[str] = [
     # Per-organisation data. Each app listed here gets its tables in every organisation's
     # schema (and in the template schema new organisations are cloned from).
     "django.contrib.contenttypes",
+    "billing",
+    "jobs",
 ]
 INSTALLED_APPS = list(dict.fromkeys(SHARED_APPS + TENANT_APPS))
 
@@ -183,6 +188,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
+CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
@@ -353,3 +359,17 @@ DEMO_PASSWORD = env("DEMO_PASSWORD", "nexus-demo-password")
 CELERY_BEAT_SCHEDULE = {
     "flush-expired-tokens": {"task": "tenants.flush_expired_tokens", "schedule": 60 * 60 * 24},
 }
+
+# --- AI jobs --------------------------------------------------------------------------------
+GEMINI_API_KEY = env("GEMINI_API_KEY", "")
+GEMINI_MODEL = env("GEMINI_MODEL", "gemini-2.5-flash")
+# Only for pointing the SDK at a stand-in server (tests, local development).
+GEMINI_BASE_URL = env("GEMINI_BASE_URL", "")
+JOB_COSTS = {"summarize": 10, "analyze": 25}
+JOB_MAX_TEXT_CHARS = 20_000
+JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3)
+JOB_RETRY_DELAY_SECONDS = float(env("JOB_RETRY_DELAY_SECONDS", "5"))
+JOB_REQUEUE_AFTER_SECONDS = env_int("JOB_REQUEUE_AFTER_SECONDS", 60)
+JOB_RUNNING_TIMEOUT_SECONDS = env_int("JOB_RUNNING_TIMEOUT_SECONDS", 300)
+JOB_PROVIDER_TIMEOUT_SECONDS = float(env("JOB_PROVIDER_TIMEOUT_SECONDS", "30"))
+CELERY_BEAT_SCHEDULE["jobs-sweep"] = {"task": "jobs.sweep", "schedule": 60.0}

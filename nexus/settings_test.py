@@ -3,11 +3,22 @@ no secrets required. Tests still use the real PostgreSQL and Redis named by
 DATABASE_URL / REDIS_URL."""
 
 import os
+import uuid
 
 os.environ.setdefault("NEXUS_TESTING", "true")
 os.environ.setdefault("LOG_FORMAT", "json")
+# Short retry delays in tests; the production 5 s is asserted as data, not slept through.
+os.environ.setdefault("JOB_RETRY_DELAY_SECONDS", "0.2")
+# A queue of this test process's own (each pytest-xdist worker has its own database), shared
+# with the Celery worker it starts, so parallel or earlier test runs never hand each other
+# tasks. The run id is inherited by xdist workers; the worker id tells them apart.
+os.environ.setdefault("CELERY_TEST_RUN", uuid.uuid4().hex[:10])
+_test_queue = os.environ.get("CELERY_TEST_QUEUE") or (
+    f"nexus-test-{os.environ['CELERY_TEST_RUN']}-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+)
 
-from nexus.settings import *  # noqa: F403
+from nexus.settings import *  # noqa: E402, F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CACHES["default"]["KEY_PREFIX"] = f"nexus-test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"  # noqa: F405
+CELERY_TASK_DEFAULT_QUEUE = _test_queue

@@ -10,6 +10,8 @@ from tenants import views as tenant_views
 
 api_v1 = [
     path("", include("tenants.urls")),
+    path("", include("billing.urls")),
+    path("", include("jobs.urls")),
 ]
 
 urlpatterns = [

@@ -99,3 +99,7 @@ class UserAdmin(DjangoUserAdmin):
     add_fieldsets = [
         (None, {"classes": ["wide"], "fields": ["email", "organisation", "role", "password1", "password2"]}),
     ]
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Users are referenced from every organisation's jobs and ledger; deactivate instead.
+        return False

@@ -1,0 +1,64 @@
+"""Reads of the credit ledger (organisation schema)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from django.db.models import QuerySet, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from billing.models import CreditBalance, CreditTransaction, TransactionKind
+
+
+def credits_balance() -> int:
+    row = CreditBalance.objects.filter(pk=1).values_list("balance", flat=True).first()
+    return row or 0
+
+
+def credits_recent(*, limit: int = 10) -> list[CreditTransaction]:
+    return list(CreditTransaction.objects.order_by("-sequence")[:limit])
+
+
+def credits_transactions(
+    *, kinds: list[str] | None = None, start: datetime | None = None, end: datetime | None = None
+) -> QuerySet[CreditTransaction]:
+    rows = CreditTransaction.objects.all()
+    if kinds:
+        rows = rows.filter(kind__in=kinds)
+    if start:
+        rows = rows.filter(created_at__gte=start)
+    if end:
+        rows = rows.filter(created_at__lte=end)
+    return rows
+
+
+def window_start(days: int) -> datetime:
+    """Midnight UTC at the start of a window of `days` days ending today."""
+    today = timezone.now().astimezone(timezone.get_default_timezone()).date()
+    first_day = today - timedelta(days=days - 1)
+    return datetime.combine(first_day, datetime.min.time(), tzinfo=timezone.get_default_timezone())
+
+
+def credits_spent_per_day(*, days: int) -> list[tuple[date, int]]:
+    """Credits spent on each of the last `days` days (UTC, today included, days without
+    spending as 0). Spent = deductions minus refunds written that day."""
+    start = window_start(days)
+    totals = {
+        row["day"]: row["total"]
+        for row in CreditTransaction.objects.filter(
+            created_at__gte=start, kind__in=[TransactionKind.DEDUCTION, TransactionKind.REFUND]
+        )
+        .annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(total=Sum("amount"))
+    }
+    first_day = start.date()
+    return [
+        (first_day + timedelta(days=offset), -(totals.get(first_day + timedelta(days=offset)) or 0))
+        for offset in range(days)
+    ]
+
+
+def credits_ledger_sum() -> int:
+    return CreditTransaction.objects.aggregate(total=Sum("amount"))["total"] or 0

@@ -1,0 +1,167 @@
+"""Every write to an organisation's credits.
+
+Runs inside the organisation's schema (the request's or the task's). Each write locks the
+single balance row first, so concurrent writers queue instead of racing, and appends one
+ledger row; the database constraints (see billing.models) refuse anything that would
+break the chain, overdraw the balance or charge/refund a job twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import structlog
+from django.db import IntegrityError, transaction
+
+from billing.models import CreditBalance, CreditTransaction, TransactionKind
+from nexus.api.errors import Conflict, NotFound, PaymentRequired, ValidationFailed
+
+log = structlog.get_logger(__name__)
+
+MAX_SINGLE_AMOUNT = 1_000_000
+
+
+class InsufficientCredits(PaymentRequired):
+    def __init__(self, *, balance: int, required: int):
+        super().__init__(
+            f"Not enough credits: this needs {required} and the balance is {balance}.",
+            details={"balance": balance, "required": required},
+        )
+
+
+def _append(
+    *,
+    kind: str,
+    amount: int,
+    actor_label: str,
+    actor_id: uuid.UUID | None = None,
+    job_id: uuid.UUID | None = None,
+    reference: str = "",
+    required: int | None = None,
+) -> CreditTransaction:
+    with transaction.atomic():
+        balance = CreditBalance.objects.select_for_update().get(pk=1)
+        new_balance = balance.balance + amount
+        if new_balance < 0:
+            raise InsufficientCredits(balance=balance.balance, required=required or -amount)
+        sequence = (balance.last_sequence or 0) + 1
+        row = CreditTransaction.objects.create(
+            sequence=sequence,
+            previous_sequence=balance.last_sequence,
+            kind=kind,
+            amount=amount,
+            previous_balance=balance.balance,
+            balance_after=new_balance,
+            job_id=job_id,
+            reference=reference[:255],
+            actor_id=actor_id,
+            actor_label=actor_label[:255],
+        )
+        balance.balance = new_balance
+        balance.last_sequence = sequence
+        balance.save(update_fields=["balance", "last_sequence", "updated_at"])
+    log.info(
+        "credits.transaction",
+        kind=kind,
+        amount=amount,
+        balance_after=new_balance,
+        job_id=str(job_id) if job_id else None,
+    )
+    return row
+
+
+def _check_amount(amount: int, *, allow_negative: bool = False) -> None:
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise ValidationFailed("The amount must be a whole number of credits.")
+    if amount == 0 or (amount < 0 and not allow_negative) or abs(amount) > MAX_SINGLE_AMOUNT:
+        sign = "non-zero" if allow_negative else "positive"
+        raise ValidationFailed(
+            f"The amount must be a {sign} whole number of at most {MAX_SINGLE_AMOUNT:,} credits.",
+            details={"fields": {"amount": [f"Invalid amount: {amount}."]}},
+        )
+
+
+def _check_reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationFailed(
+            "A reason is required.", details={"fields": {"reason": ["This field is required."]}}
+        )
+    return reason
+
+
+def credits_grant(
+    *, amount: int, reason: str, actor_label: str, actor_id: uuid.UUID | None = None
+) -> CreditTransaction:
+    """Operator grant. Never reachable from the organisation's own API."""
+    _check_amount(amount)
+    return _append(
+        kind=TransactionKind.GRANT,
+        amount=amount,
+        reference=_check_reason(reason),
+        actor_label=actor_label,
+        actor_id=actor_id,
+    )
+
+
+def credits_purchase(*, amount: int, reference: str, actor_label: str) -> CreditTransaction:
+    _check_amount(amount)
+    return _append(
+        kind=TransactionKind.PURCHASE,
+        amount=amount,
+        reference=_check_reason(reference),
+        actor_label=actor_label,
+    )
+
+
+def credits_adjust(*, amount: int, reason: str, actor_label: str) -> CreditTransaction:
+    _check_amount(amount, allow_negative=True)
+    return _append(
+        kind=TransactionKind.ADJUSTMENT,
+        amount=amount,
+        reference=_check_reason(reason),
+        actor_label=actor_label,
+    )
+
+
+def credits_deduct(
+    *, job_id: uuid.UUID, amount: int, actor_label: str, actor_id: uuid.UUID | None = None
+) -> CreditTransaction:
+    """Charge a job. InsufficientCredits (402) leaves nothing written; a second deduction
+    for the same job is refused by the database and reported as Conflict."""
+    _check_amount(amount)
+    try:
+        with transaction.atomic():
+            return _append(
+                kind=TransactionKind.DEDUCTION,
+                amount=-amount,
+                job_id=job_id,
+                reference=f"job {job_id}",
+                actor_label=actor_label,
+                actor_id=actor_id,
+                required=amount,
+            )
+    except IntegrityError as exc:
+        raise Conflict("This job has already been charged.") from exc
+
+
+def credits_refund(*, job_id: uuid.UUID, reason: str) -> CreditTransaction:
+    """Give back exactly what a job was charged. Idempotent: a job's existing refund is
+    returned instead of writing a second one."""
+    with transaction.atomic():
+        # Lock first: two concurrent refunds of one job queue here, and the second sees
+        # the first's row.
+        CreditBalance.objects.select_for_update().get(pk=1)
+        existing = CreditTransaction.objects.filter(job_id=job_id, kind=TransactionKind.REFUND).first()
+        if existing is not None:
+            return existing
+        deduction = CreditTransaction.objects.filter(job_id=job_id, kind=TransactionKind.DEDUCTION).first()
+        if deduction is None:
+            raise NotFound("This job was never charged, so there is nothing to refund.")
+        return _append(
+            kind=TransactionKind.REFUND,
+            amount=-deduction.amount,
+            job_id=job_id,
+            reference=(reason or f"refund of job {job_id}")[:255],
+            actor_label="system",
+        )

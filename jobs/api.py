@@ -1,0 +1,136 @@
+"""Job endpoints: submit summarise/analyse work, read jobs and their timelines, usage."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from billing.selectors import credits_spent_per_day, window_start
+from jobs import selectors, services
+from jobs.models import JobStatus, JobType
+from jobs.serializers import JobDetailOutput, JobEventOutput, JobInput, JobOutput, UsageOutput
+from nexus.api.errors import ValidationFailed
+from nexus.api.pagination import PagePagination
+from nexus.api.query import apply_sort, date_range, multi_value
+
+
+class _SubmitJobView(APIView):
+    job_type: str = ""
+
+    def post(self, request, *args, **kwargs):
+        payload = JobInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        job = services.job_create(
+            user=request.user, job_type=self.job_type, text=payload.validated_data["text"]
+        )
+        return Response(JobOutput(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class SummarizeView(_SubmitJobView):
+    job_type = JobType.SUMMARIZE
+
+    @extend_schema(
+        summary="Summarise a text (10 credits)",
+        description="Charges 10 credits and queues the job; poll GET /jobs/{id} for the result.",
+        request=JobInput,
+        responses={202: JobOutput},
+        tags=["jobs"],
+    )
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
+
+
+class AnalyzeView(_SubmitJobView):
+    job_type = JobType.ANALYZE
+
+    @extend_schema(
+        summary="Analyse a text: sentiment, key phrases, reading time, statistics (25 credits)",
+        request=JobInput,
+        responses={202: JobOutput},
+        tags=["jobs"],
+    )
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
+
+
+class JobListView(APIView):
+    @extend_schema(
+        summary="Jobs of the organisation",
+        parameters=[
+            OpenApiParameter(
+                "status", str, description="pending, running, completed, failed (comma separated)"
+            ),
+            OpenApiParameter("job_type", str, description="summarize, analyze (comma separated)"),
+            OpenApiParameter("from", str, description="created on or after (ISO date or date-time)"),
+            OpenApiParameter("to", str, description="created on or before (ISO date or date-time)"),
+            OpenApiParameter(
+                "sort", str, description="created_at, status, job_type, cost; '-' for descending"
+            ),
+        ],
+        responses={200: JobOutput(many=True)},
+        tags=["jobs"],
+    )
+    def get(self, request, *args, **kwargs):
+        jobs = selectors.job_list(
+            statuses=multi_value(request, "status", allowed=set(JobStatus.values)),
+            job_types=multi_value(request, "job_type", allowed=set(JobType.values)),
+        )
+        jobs = date_range(jobs, request, field="created_at")
+        jobs = apply_sort(
+            jobs, request, allowed={"created_at", "status", "job_type", "cost"}, default="-created_at"
+        )
+        paginator = PagePagination()
+        page = paginator.paginate_queryset(jobs, request, view=self)
+        return paginator.get_paginated_response(JobOutput(page, many=True).data)
+
+
+class JobDetailView(APIView):
+    @extend_schema(
+        summary="One job, with its input and result", responses={200: JobDetailOutput}, tags=["jobs"]
+    )
+    def get(self, request, job_id, *args, **kwargs):
+        return Response(JobDetailOutput(selectors.job_get(job_id=job_id)).data)
+
+
+class JobEventListView(APIView):
+    @extend_schema(
+        summary="The job's timeline, oldest first", responses={200: JobEventOutput(many=True)}, tags=["jobs"]
+    )
+    def get(self, request, job_id, *args, **kwargs):
+        job = selectors.job_get(job_id=job_id)
+        return Response(JobEventOutput(selectors.job_events(job=job), many=True).data)
+
+
+class UsageView(APIView):
+    @extend_schema(
+        summary="Credits spent per day and jobs by status and type",
+        parameters=[OpenApiParameter("days", int, description="1 to 90, default 7")],
+        responses={200: UsageOutput},
+        tags=["analytics"],
+    )
+    def get(self, request, *args, **kwargs):
+        raw = request.query_params.get("days", "7")
+        try:
+            days = int(raw)
+        except ValueError:
+            days = 0
+        if not 1 <= days <= 90:
+            raise ValidationFailed(
+                "days must be a whole number from 1 to 90.",
+                details={"fields": {"days": [f"Invalid value: {raw!r}."]}},
+            )
+        counts = selectors.job_counts_since(start=window_start(days))
+        return Response(
+            UsageOutput(
+                {
+                    "days": days,
+                    "credits_spent_per_day": [
+                        {"date": day, "credits": spent} for day, spent in credits_spent_per_day(days=days)
+                    ],
+                    "jobs_by_status": counts["by_status"],
+                    "jobs_by_type": counts["by_type"],
+                }
+            ).data
+        )

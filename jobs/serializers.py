@@ -1,0 +1,65 @@
+from rest_framework import serializers
+
+from jobs.models import Job, JobEvent
+
+
+class StrictCharField(serializers.CharField):
+    """A string, and only a string: DRF would otherwise turn 5 into "5"."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class JobInput(serializers.Serializer):
+    # Length and blankness are checked by jobs.services (one rule for every caller).
+    text = StrictCharField(allow_blank=True, trim_whitespace=False)
+
+
+class JobOutput(serializers.ModelSerializer):
+    error = serializers.CharField(source="error_message")
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "job_type",
+            "status",
+            "cost",
+            "attempt_count",
+            "max_attempts",
+            "output",
+            "error",
+            "provider",
+            "model",
+            "created_at",
+            "started_at",
+            "completed_at",
+            "failed_at",
+        ]
+
+
+class JobDetailOutput(JobOutput):
+    input = serializers.JSONField()
+
+    class Meta(JobOutput.Meta):
+        fields = [*JobOutput.Meta.fields, "input"]
+
+
+class JobEventOutput(serializers.ModelSerializer):
+    class Meta:
+        model = JobEvent
+        fields = ["kind", "attempt", "message", "error", "created_at"]
+
+
+class DailyCredits(serializers.Serializer):
+    date = serializers.DateField()
+    credits = serializers.IntegerField()
+
+
+class UsageOutput(serializers.Serializer):
+    days = serializers.IntegerField()
+    credits_spent_per_day = DailyCredits(many=True)
+    jobs_by_status = serializers.DictField(child=serializers.IntegerField())
+    jobs_by_type = serializers.DictField(child=serializers.IntegerField())

@@ -1,0 +1,235 @@
+"""The job state machine: the only code that changes a job's status.
+
+Runs inside the organisation's schema. Each transition is a conditional UPDATE (so two
+workers can never both move a job) plus its JobEvent, in one transaction; credits move in
+that same transaction; Celery tasks are sent on commit, never before.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import timedelta
+
+import structlog
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from billing.services import credits_deduct, credits_refund
+from jobs.models import EventKind, Job, JobEvent, JobStatus, JobType
+from jobs.providers import ProviderResult, default_provider_name
+from nexus.api.errors import ValidationFailed
+from tenants.models import User
+
+log = structlog.get_logger(__name__)
+
+
+class FailOutcome(enum.Enum):
+    RETRY_SCHEDULED = "retry_scheduled"
+    FAILED = "failed"
+    IGNORED = "ignored"
+
+
+def _event(job_id: uuid.UUID, kind: str, *, attempt: int = 0, message: str = "", error: str = "") -> None:
+    JobEvent.objects.create(job_id=job_id, kind=kind, attempt=attempt, message=message[:500], error=error)
+
+
+def _enqueue(job_id: uuid.UUID, *, countdown: float = 0) -> None:
+    """Send the job's task once the current transaction commits (inside the organisation's
+    schema, which tenant-schemas-celery puts in the message)."""
+    from jobs.tasks import run_job
+
+    def send() -> None:
+        try:
+            run_job.apply_async(args=[str(job_id)], countdown=countdown)
+        except Exception:  # broker down: the sweep re-queues pending jobs that are due
+            log.warning("job.enqueue_failed", job_id=str(job_id), exc_info=True)
+
+    transaction.on_commit(send)
+
+
+def job_cost(job_type: str) -> int:
+    return settings.JOB_COSTS[job_type]
+
+
+def validate_job_input(*, job_type: str, text) -> str:
+    if job_type not in JobType.values:
+        raise ValidationFailed(f"Unknown job type {job_type!r}.")
+    if not isinstance(text, str) or not text.strip():
+        raise ValidationFailed(
+            "Text to process is required.", details={"fields": {"text": ["This field may not be blank."]}}
+        )
+    limit = settings.JOB_MAX_TEXT_CHARS
+    if len(text) > limit:
+        raise ValidationFailed(
+            f"The text is {len(text):,} characters; the limit is {limit:,}.",
+            details={"fields": {"text": [f"Ensure this field has no more than {limit} characters."]}},
+        )
+    return text
+
+
+def job_create(*, user: User, job_type: str, text: str, provider: str | None = None) -> Job:
+    """Validate, charge and create a pending job in one transaction; the task is sent on
+    commit. InsufficientCredits (402) leaves nothing written."""
+    text = validate_job_input(job_type=job_type, text=text)
+    cost = job_cost(job_type)
+    job_id = uuid.uuid4()
+    with transaction.atomic():
+        job = Job.objects.create(
+            id=job_id,
+            user=user,
+            job_type=job_type,
+            input={"text": text},
+            cost=cost,
+            max_attempts=settings.JOB_MAX_ATTEMPTS,
+            provider=provider or default_provider_name(),
+            next_attempt_at=timezone.now(),
+        )
+        credits_deduct(job_id=job_id, amount=cost, actor_id=user.pk, actor_label=f"user:{user.email}")
+        _event(job_id, EventKind.CREATED, message=f"{job_type} job created, {cost} credits charged")
+        _enqueue(job_id)
+    log.info("job.created", job_id=str(job_id), job_type=job_type, cost=cost, provider=job.provider)
+    return job
+
+
+def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
+    """Move a pending job to running for its next attempt. None when the job is not pending
+    (already claimed by another worker, finished, or gone): the caller then does nothing."""
+    now = timezone.now()
+    with transaction.atomic():
+        job = (
+            Job.objects.select_for_update(skip_locked=True)
+            .filter(pk=job_id, status=JobStatus.PENDING)
+            .first()
+        )
+        if job is None or job.attempt_count >= job.max_attempts:
+            return None
+        job.status = JobStatus.RUNNING
+        job.attempt_count += 1
+        job.started_at = now
+        job.next_attempt_at = None
+        job.save(update_fields=["status", "attempt_count", "started_at", "next_attempt_at", "updated_at"])
+        _event(
+            job.pk,
+            EventKind.STARTED,
+            attempt=job.attempt_count,
+            message=f"attempt {job.attempt_count} started",
+        )
+    return job
+
+
+def _running_attempt(job_id, attempt: int) -> Job | None:
+    return (
+        Job.objects.select_for_update()
+        .filter(pk=job_id, status=JobStatus.RUNNING, attempt_count=attempt)
+        .first()
+    )
+
+
+def job_complete(*, job_id: uuid.UUID | str, attempt: int, result: ProviderResult) -> Job | None:
+    """Record a successful attempt. None when that attempt no longer owns the job (it was
+    timed out and retried, or already finished), so a late worker cannot complete it twice."""
+    with transaction.atomic():
+        job = _running_attempt(job_id, attempt)
+        if job is None:
+            log.warning("job.complete_ignored", job_id=str(job_id), attempt=attempt)
+            return None
+        job.status = JobStatus.COMPLETED
+        job.output = result.output
+        job.provider = result.provider
+        job.model = result.model
+        job.error_message = ""
+        job.completed_at = timezone.now()
+        job.save(
+            update_fields=[
+                "status",
+                "output",
+                "provider",
+                "model",
+                "error_message",
+                "completed_at",
+                "updated_at",
+            ]
+        )
+        _event(job.pk, EventKind.COMPLETED, attempt=attempt, message=f"completed by {result.provider}")
+    log.info("job.completed", job_id=str(job.pk), attempt=attempt, provider=result.provider)
+    return job
+
+
+def job_fail(*, job_id: uuid.UUID | str, attempt: int, error: str, retryable: bool) -> FailOutcome:
+    """Record a failed attempt. A retryable failure with attempts left goes back to pending
+    and is re-sent after JOB_RETRY_DELAY_SECONDS; anything else fails the job and refunds
+    its cost in the same transaction. A second call for the same attempt is IGNORED, so
+    failing twice refunds once."""
+    with transaction.atomic():
+        job = _running_attempt(job_id, attempt)
+        if job is None:
+            log.warning("job.fail_ignored", job_id=str(job_id), attempt=attempt)
+            return FailOutcome.IGNORED
+        _event(
+            job.pk,
+            EventKind.ATTEMPT_FAILED,
+            attempt=attempt,
+            message=f"attempt {attempt} failed",
+            error=error,
+        )
+        if retryable and job.attempt_count < job.max_attempts:
+            delay = settings.JOB_RETRY_DELAY_SECONDS
+            job.status = JobStatus.PENDING
+            job.error_message = error
+            job.next_attempt_at = timezone.now() + timedelta(seconds=delay)
+            job.save(update_fields=["status", "error_message", "next_attempt_at", "updated_at"])
+            _event(job.pk, EventKind.RETRY_SCHEDULED, attempt=attempt, message=f"retry in {delay:g} s")
+            _enqueue(job.pk, countdown=delay)
+            outcome = FailOutcome.RETRY_SCHEDULED
+        else:
+            job.status = JobStatus.FAILED
+            job.error_message = error
+            job.failed_at = timezone.now()
+            job.save(update_fields=["status", "error_message", "failed_at", "updated_at"])
+            _event(job.pk, EventKind.FAILED, attempt=attempt, message="job failed", error=error)
+            refund = credits_refund(job_id=job.pk, reason=f"refund of failed job {job.pk}")
+            _event(job.pk, EventKind.REFUNDED, attempt=attempt, message=f"{refund.amount} credits refunded")
+            outcome = FailOutcome.FAILED
+    log.info("job.attempt_failed", job_id=str(job_id), attempt=attempt, outcome=outcome.value, error=error)
+    return outcome
+
+
+def jobs_sweep() -> dict[str, int]:
+    """Recover jobs whose task was lost. Pending jobs due more than JOB_REQUEUE_AFTER_SECONDS
+    ago are re-sent (a duplicate is harmless: only one claim can win); running jobs older
+    than JOB_RUNNING_TIMEOUT_SECONDS are failed as retryable, so they retry or, on their last
+    attempt, fail and refund."""
+    now = timezone.now()
+    requeued = 0
+    overdue = Job.objects.filter(
+        status=JobStatus.PENDING,
+        next_attempt_at__lt=now - timedelta(seconds=settings.JOB_REQUEUE_AFTER_SECONDS),
+    ).values_list("pk", flat=True)[:500]
+    for job_id in overdue:
+        with transaction.atomic():
+            updated = Job.objects.filter(pk=job_id, status=JobStatus.PENDING).update(
+                next_attempt_at=now, updated_at=now
+            )
+            if updated:
+                _event(job_id, EventKind.REQUEUED, message="task was not picked up; sent again")
+                _enqueue(job_id)
+                requeued += 1
+
+    timed_out = 0
+    stuck = Job.objects.filter(
+        status=JobStatus.RUNNING,
+        started_at__lt=now - timedelta(seconds=settings.JOB_RUNNING_TIMEOUT_SECONDS),
+    ).values_list("pk", "attempt_count")[:500]
+    for job_id, attempt in stuck:
+        outcome = job_fail(
+            job_id=job_id,
+            attempt=attempt,
+            error="The worker was lost or the attempt timed out.",
+            retryable=True,
+        )
+        timed_out += outcome is not FailOutcome.IGNORED
+    if requeued or timed_out:
+        log.info("jobs.swept", requeued=requeued, timed_out=timed_out)
+    return {"requeued": requeued, "timed_out": timed_out}

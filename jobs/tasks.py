@@ -1,0 +1,54 @@
+"""Celery tasks for jobs. Thin: they look the job up by id, call the services, and return
+early when there is nothing to do. Each runs in the schema it was sent from."""
+
+from __future__ import annotations
+
+import structlog
+from celery import shared_task
+from django_tenants.utils import tenant_context
+
+from jobs import services
+from jobs.providers import ProviderError, provider_for
+from tenants.models import Organisation
+
+log = structlog.get_logger(__name__)
+
+
+@shared_task(name="jobs.run_job", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def run_job(job_id: str) -> None:
+    job = services.job_claim(job_id=job_id)
+    if job is None:
+        return
+    structlog.contextvars.bind_contextvars(job_id=job_id, attempt=job.attempt_count)
+    try:
+        result = provider_for(job.provider).run(job.job_type, job.text)
+    except ProviderError as exc:
+        services.job_fail(
+            job_id=job.pk, attempt=job.attempt_count, error=exc.message, retryable=exc.transient
+        )
+        return
+    except Exception as exc:  # a bug in a provider must not leave the job running
+        log.exception("job.provider_crashed")
+        services.job_fail(
+            job_id=job.pk,
+            attempt=job.attempt_count,
+            error=f"Internal error while running the job ({type(exc).__name__}).",
+            retryable=True,
+        )
+        return
+    finally:
+        structlog.contextvars.unbind_contextvars("job_id", "attempt")
+    services.job_complete(job_id=job.pk, attempt=job.attempt_count, result=result)
+
+
+@shared_task(name="jobs.sweep", ignore_result=True)
+def sweep() -> None:
+    """Fan out one sweep per active organisation, each sent in that organisation's schema."""
+    for org in Organisation.objects.filter(is_active=True).exclude(schema_name="public"):
+        with tenant_context(org):
+            sweep_organisation.delay()
+
+
+@shared_task(name="jobs.sweep_organisation", ignore_result=True)
+def sweep_organisation() -> None:
+    services.jobs_sweep()
