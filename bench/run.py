@@ -9,6 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = [
     "bench.org_create",
+    "bench.jobs_api",
 ]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 
 import structlog
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from billing.models import CreditBalance, CreditTransaction, TransactionKind
 from nexus.api.errors import Conflict, NotFound, PaymentRequired, ValidationFailed
@@ -29,6 +29,19 @@ class InsufficientCredits(PaymentRequired):
         )
 
 
+def _move_balance(amount: int) -> tuple[int, int] | None:
+    """Add `amount` to the balance unless that would take it below zero. Returns the new
+    (balance, sequence), or None when refused. The UPDATE takes the balance row's lock."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE billing_creditbalance SET balance = balance + %s, "
+            "last_sequence = COALESCE(last_sequence, 0) + 1, updated_at = now() "
+            "WHERE id = 1 AND balance + %s >= 0 RETURNING balance, last_sequence",
+            [amount, amount],
+        )
+        return cursor.fetchone()
+
+
 def _append(
     *,
     kind: str,
@@ -39,27 +52,30 @@ def _append(
     reference: str = "",
     required: int | None = None,
 ) -> CreditTransaction:
-    with transaction.atomic():
-        balance = CreditBalance.objects.select_for_update().get(pk=1)
-        new_balance = balance.balance + amount
-        if new_balance < 0:
-            raise InsufficientCredits(balance=balance.balance, required=required or -amount)
-        sequence = (balance.last_sequence or 0) + 1
-        row = CreditTransaction.objects.create(
-            sequence=sequence,
-            previous_sequence=balance.last_sequence,
-            kind=kind,
-            amount=amount,
-            previous_balance=balance.balance,
-            balance_after=new_balance,
-            job_id=job_id,
-            reference=reference[:255],
-            actor_id=actor_id,
-            actor_label=actor_label[:255],
-        )
-        balance.balance = new_balance
-        balance.last_sequence = sequence
-        balance.save(update_fields=["balance", "last_sequence", "updated_at"])
+    # Two statements: the conditional UPDATE (lock + move) and the ledger INSERT; the lock
+    # is held from here to the commit, and the balance row's pointer to the ledger's last
+    # row is checked at commit (deferred constraint).
+    with transaction.atomic(savepoint=False):
+        moved = _move_balance(amount)
+        if moved is not None:
+            new_balance, sequence = moved
+            row = CreditTransaction.objects.create(
+                sequence=sequence,
+                previous_sequence=sequence - 1 if sequence > 1 else None,
+                kind=kind,
+                amount=amount,
+                previous_balance=new_balance - amount,
+                balance_after=new_balance,
+                job_id=job_id,
+                reference=reference[:255],
+                actor_id=actor_id,
+                actor_label=actor_label[:255],
+            )
+    if moved is None:
+        # Raised outside the block: nothing was written and the caller's transaction
+        # stays usable.
+        current = CreditBalance.objects.values_list("balance", flat=True).get(pk=1)
+        raise InsufficientCredits(balance=current, required=required or -amount)
     log.info(
         "credits.transaction",
         kind=kind,
@@ -127,20 +143,20 @@ def credits_adjust(*, amount: int, reason: str, actor_label: str) -> CreditTrans
 def credits_deduct(
     *, job_id: uuid.UUID, amount: int, actor_label: str, actor_id: uuid.UUID | None = None
 ) -> CreditTransaction:
-    """Charge a job. InsufficientCredits (402) leaves nothing written; a second deduction
-    for the same job is refused by the database and reported as Conflict."""
+    """Charge a job. InsufficientCredits (402) leaves nothing written. A second deduction
+    for the same job is refused by the database and reported as Conflict; the enclosing
+    transaction must then be rolled back (it is, when the Conflict leaves the request)."""
     _check_amount(amount)
     try:
-        with transaction.atomic():
-            return _append(
-                kind=TransactionKind.DEDUCTION,
-                amount=-amount,
-                job_id=job_id,
-                reference=f"job {job_id}",
-                actor_label=actor_label,
-                actor_id=actor_id,
-                required=amount,
-            )
+        return _append(
+            kind=TransactionKind.DEDUCTION,
+            amount=-amount,
+            job_id=job_id,
+            reference=f"job {job_id}",
+            actor_label=actor_label,
+            actor_id=actor_id,
+            required=amount,
+        )
     except IntegrityError as exc:
         raise Conflict("This job has already been charged.") from exc
 

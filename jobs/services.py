@@ -86,8 +86,10 @@ def job_create(*, user: User, job_type: str, text: str, provider: str | None = N
             provider=provider or default_provider_name(),
             next_attempt_at=timezone.now(),
         )
-        credits_deduct(job_id=job_id, amount=cost, actor_id=user.pk, actor_label=f"user:{user.email}")
         _event(job_id, EventKind.CREATED, message=f"{job_type} job created, {cost} credits charged")
+        # Last before the commit: the charge locks the organisation's balance row, and
+        # every other charge of the organisation waits for that lock.
+        credits_deduct(job_id=job_id, amount=cost, actor_id=user.pk, actor_label=f"user:{user.email}")
         _enqueue(job_id)
     log.info("job.created", job_id=str(job_id), job_type=job_type, cost=cost, provider=job.provider)
     return job

@@ -102,6 +102,9 @@ PUBLIC_SCHEMA_NAME = "public"
 # (see tenants/schema_template.py for how it is kept current).
 TENANT_TEMPLATE_SCHEMA = "template_org"
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+# Issue `SET search_path` only when the schema changes, not before every query (the
+# backend forgets it on rollback and on every set_tenant/set_schema).
+TENANT_LIMIT_SET_CALLS = True
 
 AUTH_USER_MODEL = "tenants.User"
 SITE_ID = 1
@@ -188,7 +191,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
-CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", "celery")
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 

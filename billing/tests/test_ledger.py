@@ -62,7 +62,7 @@ def test_second_deduction_for_a_job_is_refused(org_a):
     job = uuid.uuid4()
     _grant(100)
     credits_deduct(job_id=job, amount=10, actor_label="user:x")
-    with pytest.raises(Conflict):
+    with pytest.raises(Conflict), transaction.atomic():
         credits_deduct(job_id=job, amount=10, actor_label="user:x")
     assert credits_balance() == 90
 
