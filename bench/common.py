@@ -23,6 +23,8 @@ def setup_django(*, fresh: bool = True) -> None:
     """Point Django at a clean benchmark database, migrated."""
     sys.path.insert(0, str(ROOT))
     os.environ["DATABASE_URL"] = bench_database_url()
+    # The benchmark's own Redis database, shared with the server and worker it starts.
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
     os.environ.setdefault("NEXUS_TESTING", "true")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nexus.settings")

@@ -6,6 +6,7 @@ Runs against a throwaway database (nexus_bench) and its own Redis queue.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -32,7 +33,7 @@ def _env(queue: str) -> dict[str, str]:
     return {
         **os.environ,
         "DATABASE_URL": bench_database_url(),
-        "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14"),
+        "REDIS_URL": os.environ["REDIS_URL"],
         "SECRET_KEY": BENCH_SECRET_KEY,
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DJANGO_SETTINGS_MODULE": "nexus.settings",
@@ -40,6 +41,23 @@ def _env(queue: str) -> dict[str, str]:
         "CELERY_QUEUE": queue,
         "GEMINI_API_KEY": "",
     }
+
+
+@contextlib.contextmanager
+def running_server():
+    """gunicorn (4 workers x 8 threads) on a free port, with the benchmark's environment."""
+    port = _free_port()
+    server = subprocess.Popen(  # nosec B603
+        [sys.executable, "-m", "gunicorn", "nexus.wsgi:application", "-c", "nexus/gunicorn.conf.py",
+         "--bind", f"127.0.0.1:{port}", "--workers", "4", "--threads", "8"],
+        cwd=ROOT, env=_env(os.environ["CELERY_QUEUE"]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        _wait_http(port)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 def _wait_http(port: int, timeout: float = 30) -> None:
@@ -107,14 +125,7 @@ def main() -> None:
         credits_grant(amount=1_000_000, reason="benchmark", actor_label="operator:bench")
     token = bearer_for(user)
 
-    port = _free_port()
-    server = subprocess.Popen(  # nosec B603
-        [sys.executable, "-m", "gunicorn", "nexus.wsgi:application", "-c", "nexus/gunicorn.conf.py",
-         "--bind", f"127.0.0.1:{port}", "--workers", "4", "--threads", "8"],
-        cwd=ROOT, env=_env(queue), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        _wait_http(port)
+    with running_server() as port:
         _load(port, token, 4, 40)  # warm up every gunicorn worker
         for concurrency, total in REQUESTS_PER_LEVEL.items():
             started = time.perf_counter()
@@ -128,9 +139,6 @@ def main() -> None:
                     "statuses": statuses,
                 },
             )
-    finally:
-        server.terminate()
-        server.wait(10)
 
     with tenant_context(org):
         pending = Job.objects.filter(status=JobStatus.PENDING).count()

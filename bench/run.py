@@ -10,6 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = [
     "bench.org_create",
     "bench.jobs_api",
+    "bench.cache_hit",
 ]
 
 

@@ -25,7 +25,9 @@ class _SubmitJobView(APIView):
         job = services.job_create(
             user=request.user, job_type=self.job_type, text=payload.validated_data["text"]
         )
-        return Response(JobOutput(job).data, status=status.HTTP_202_ACCEPTED)
+        # A cache hit is finished already: 201 with the result. Otherwise 202: poll the job.
+        code = status.HTTP_201_CREATED if job.cache_hit else status.HTTP_202_ACCEPTED
+        return Response(JobOutput(job).data, status=code)
 
 
 class SummarizeView(_SubmitJobView):
@@ -33,9 +35,13 @@ class SummarizeView(_SubmitJobView):
 
     @extend_schema(
         summary="Summarise a text (10 credits)",
-        description="Charges 10 credits and queues the job; poll GET /jobs/{id} for the result.",
+        description=(
+            "Charges 10 credits and queues the job (202); poll GET /jobs/{id} for the result. "
+            "Identical text submitted within the hour is answered from the cache: 201, the "
+            "completed job, 0 credits."
+        ),
         request=JobInput,
-        responses={202: JobOutput},
+        responses={201: JobOutput, 202: JobOutput},
         tags=["jobs"],
     )
     def post(self, request, *args, **kwargs):
@@ -48,7 +54,7 @@ class AnalyzeView(_SubmitJobView):
     @extend_schema(
         summary="Analyse a text: sentiment, key phrases, reading time, statistics (25 credits)",
         request=JobInput,
-        responses={202: JobOutput},
+        responses={201: JobOutput, 202: JobOutput},
         tags=["jobs"],
     )
     def post(self, request, *args, **kwargs):

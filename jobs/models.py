@@ -38,6 +38,8 @@ class Job(models.Model):
     max_attempts = models.PositiveSmallIntegerField()
     provider = models.CharField(max_length=50)
     model = models.CharField(max_length=100, blank=True)
+    # Answered from the organisation's result cache: completed at creation, cost 0.
+    cache_hit = models.BooleanField(default=False)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -33,6 +33,7 @@ class JobOutput(serializers.ModelSerializer):
             "error",
             "provider",
             "model",
+            "cache_hit",
             "created_at",
             "started_at",
             "completed_at",

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.services import credits_deduct, credits_refund
+from jobs.cache import CachedResult, cache_store, cached_result
 from jobs.models import EventKind, Job, JobEvent, JobStatus, JobType
 from jobs.providers import ProviderResult, default_provider_name
 from nexus.api.errors import ValidationFailed
@@ -71,8 +72,13 @@ def validate_job_input(*, job_type: str, text) -> str:
 
 def job_create(*, user: User, job_type: str, text: str, provider: str | None = None) -> Job:
     """Validate, charge and create a pending job in one transaction; the task is sent on
-    commit. InsufficientCredits (402) leaves nothing written."""
+    commit. InsufficientCredits (402) leaves nothing written. Identical text of the same
+    type within the cache's lifetime is answered at once: a completed job, cost 0."""
     text = validate_job_input(job_type=job_type, text=text)
+    if provider is None:
+        cached = cached_result(job_type=job_type, text=text)
+        if cached is not None:
+            return _job_from_cache(user=user, job_type=job_type, text=text, cached=cached)
     cost = job_cost(job_type)
     job_id = uuid.uuid4()
     with transaction.atomic():
@@ -92,6 +98,30 @@ def job_create(*, user: User, job_type: str, text: str, provider: str | None = N
         credits_deduct(job_id=job_id, amount=cost, actor_id=user.pk, actor_label=f"user:{user.email}")
         _enqueue(job_id)
     log.info("job.created", job_id=str(job_id), job_type=job_type, cost=cost, provider=job.provider)
+    return job
+
+
+def _job_from_cache(*, user: User, job_type: str, text: str, cached: CachedResult) -> Job:
+    now = timezone.now()
+    with transaction.atomic():
+        job = Job.objects.create(
+            user=user,
+            job_type=job_type,
+            status=JobStatus.COMPLETED,
+            input={"text": text},
+            output=cached.output,
+            cost=0,
+            max_attempts=settings.JOB_MAX_ATTEMPTS,
+            provider=cached.provider,
+            model=cached.model,
+            cache_hit=True,
+            completed_at=now,
+        )
+        _event(job.pk, EventKind.CREATED, message=f"{job_type} job created, answered from cache (0 credits)")
+        _event(
+            job.pk, EventKind.COMPLETED, message=f"served from cache (result of job {cached.source_job_id})"
+        )
+    log.info("job.cache_hit", job_id=str(job.pk), job_type=job_type, source_job_id=cached.source_job_id)
     return job
 
 
@@ -155,6 +185,7 @@ def job_complete(*, job_id: uuid.UUID | str, attempt: int, result: ProviderResul
             ]
         )
         _event(job.pk, EventKind.COMPLETED, attempt=attempt, message=f"completed by {result.provider}")
+        transaction.on_commit(lambda: cache_store(job=job))
     log.info("job.completed", job_id=str(job.pk), attempt=attempt, provider=result.provider)
     return job
 

@@ -20,5 +20,8 @@ _test_queue = os.environ.get("CELERY_TEST_QUEUE") or (
 from nexus.settings import *  # noqa: E402, F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-CACHES["default"]["KEY_PREFIX"] = f"nexus-test-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"  # noqa: F405
+# Cache entries of earlier or parallel runs must never answer this run's requests.
+CACHES["default"]["KEY_PREFIX"] = (  # noqa: F405
+    f"nexus-test-{os.environ['CELERY_TEST_RUN']}-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+)
 CELERY_TASK_DEFAULT_QUEUE = _test_queue
