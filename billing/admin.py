@@ -64,14 +64,14 @@ class OrganisationWithCreditsAdmin(OrganisationAdmin):
 
     @admin.display(description="Credit balance")
     def credit_balance(self, obj) -> int | str:
-        if not obj.pk:
+        if obj is None or obj._state.adding:
             return "-"
         with tenant_context(obj):
             return selectors.credits_balance()
 
     @admin.display(description="Latest credit transactions")
     def recent_credit_transactions(self, obj):
-        if not obj.pk:
+        if obj is None or obj._state.adding:
             return "-"
         with tenant_context(obj):
             rows = selectors.credits_recent(limit=10)

@@ -9,23 +9,10 @@ from __future__ import annotations
 
 import time
 
-import redis
-from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 
-_redis_client = None
-
-
-def _redis() -> redis.Redis:
-    global _redis_client
-    if _redis_client is None:
-        _redis_client = redis.Redis.from_url(
-            settings.REDIS_URL,
-            socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
-            socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
-        )
-    return _redis_client
+from nexus.redis import get_redis
 
 
 def _timed(check) -> dict:
@@ -43,7 +30,7 @@ def _database() -> None:
 
 
 def _redis_ping() -> None:
-    _redis().ping()
+    get_redis().ping()
 
 
 def health(request):

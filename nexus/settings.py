@@ -119,6 +119,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "tenants.middleware.TenantFromCallerMiddleware",
+    "nexus.ratelimit.RateLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
@@ -362,6 +363,11 @@ DEMO_PASSWORD = env("DEMO_PASSWORD", "nexus-demo-password")
 CELERY_BEAT_SCHEDULE = {
     "flush-expired-tokens": {"task": "tenants.flush_expired_tokens", "schedule": 60 * 60 * 24},
 }
+
+# --- Rate limits (per organisation, on /api/) --------------------------------------------------
+RATE_LIMIT_ENABLED = env_bool("RATE_LIMIT_ENABLED", True)
+RATE_LIMIT_WINDOW_SECONDS = env_int("RATE_LIMIT_WINDOW_SECONDS", 900)
+RATE_LIMIT_DEFAULT = env_int("RATE_LIMIT_DEFAULT", 100)
 
 # --- AI jobs --------------------------------------------------------------------------------
 GEMINI_API_KEY = env("GEMINI_API_KEY", "")

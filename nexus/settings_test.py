@@ -9,6 +9,9 @@ os.environ.setdefault("NEXUS_TESTING", "true")
 os.environ.setdefault("LOG_FORMAT", "json")
 # Short retry delays in tests; the production 5 s is asserted as data, not slept through.
 os.environ.setdefault("JOB_RETRY_DELAY_SECONDS", "0.2")
+# The shared test organisations make far more than 100 requests per run; the rate-limit
+# tests give their own organisation the production limit.
+os.environ.setdefault("RATE_LIMIT_DEFAULT", "1000000")
 # A queue of this test process's own (each pytest-xdist worker has its own database), shared
 # with the Celery worker it starts, so parallel or earlier test runs never hand each other
 # tasks. The run id is inherited by xdist workers; the worker id tells them apart.

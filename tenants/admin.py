@@ -29,12 +29,31 @@ class PersonalFilter(admin.SimpleListFilter):
 
 @admin.register(Organisation)
 class OrganisationAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "email_domain", "plan", "is_active", "member_count", "created_at"]
+    list_display = [
+        "name",
+        "slug",
+        "email_domain",
+        "plan",
+        "is_active",
+        "api_rate_limit",
+        "member_count",
+        "created_at",
+    ]
     list_filter = ["plan", "is_active", PersonalFilter]
     search_fields = ["name", "slug", "email_domain"]
     ordering = ["name"]
     readonly_fields = ["id", "slug", "schema_name", "created_at"]
-    fields = ["id", "name", "slug", "schema_name", "email_domain", "plan", "is_active", "created_at"]
+    fields = [
+        "id",
+        "name",
+        "slug",
+        "schema_name",
+        "email_domain",
+        "plan",
+        "is_active",
+        "api_rate_limit",
+        "created_at",
+    ]
 
     def get_queryset(self, request):
         return selectors.organisations_with_member_counts()
@@ -58,6 +77,9 @@ class OrganisationAdmin(admin.ModelAdmin):
         except AppError as exc:
             messages.error(request, exc.message)
             raise
+        if obj.api_rate_limit != created.api_rate_limit:
+            created.api_rate_limit = obj.api_rate_limit
+            created.save(update_fields=["api_rate_limit"])
         obj.pk = created.pk
         obj.slug = created.slug
         obj.schema_name = created.schema_name

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, PermissionsMixin
 from django.db import models
 from django.db.models.functions import Lower
 from django_tenants.models import TenantMixin
 
 from tenants.managers import UserManager
+
+
+def default_rate_limit() -> int:
+    return settings.RATE_LIMIT_DEFAULT
 
 
 class Plan(models.TextChoices):
@@ -32,6 +37,9 @@ class Organisation(TenantMixin):
     plan = models.CharField(max_length=20, choices=Plan.choices, default=Plan.FREE)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Requests per RATE_LIMIT_WINDOW_SECONDS (15 minutes) across all of the organisation's
+    # users and tokens; operators raise it in the admin.
+    api_rate_limit = models.PositiveIntegerField(default=default_rate_limit)
 
     # Never drop an organisation's data as a side effect of deleting a row by accident.
     auto_drop_schema = False

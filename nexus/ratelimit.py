@@ -1,0 +1,112 @@
+"""Per-organisation rate limits on /api/: a sliding window in a Redis sorted set.
+
+One Lua script trims the window, counts and records the request, so concurrent requests
+can never both take the last slot. Redis being unreachable lets requests through (the
+limiter protects capacity; authentication and credits are enforced by PostgreSQL), logged
+and counted, so a Redis outage is not an API outage. See docs/specs/rate-limits.md.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+
+import structlog
+from django.conf import settings
+from django.http import JsonResponse
+from prometheus_client import Counter
+
+from nexus.api.exceptions import error_body
+from nexus.redis import get_redis, redis_key
+
+log = structlog.get_logger(__name__)
+
+RATELIMIT_UNAVAILABLE = Counter(
+    "nexus_ratelimit_unavailable_total", "Requests let through because the rate limiter's Redis failed"
+)
+RATELIMIT_REJECTED = Counter("nexus_ratelimit_rejected_total", "Requests refused with 429")
+
+# Returns {allowed (1/0), remaining, milliseconds until the oldest request leaves the window}.
+_SLIDING_WINDOW = """
+local key = KEYS[1]
+local limit = tonumber(ARGV[1])
+local window_ms = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window_ms)
+local count = redis.call('ZCARD', key)
+local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+if count < limit then
+  redis.call('ZADD', key, now, ARGV[3])
+  redis.call('PEXPIRE', key, window_ms)
+  local reset_ms = window_ms
+  if oldest[2] then reset_ms = tonumber(oldest[2]) + window_ms - now end
+  return {1, limit - count - 1, reset_ms}
+end
+return {0, 0, tonumber(oldest[2]) + window_ms - now}
+"""
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    limit: int
+    remaining: int | None  # None: unknown (Redis unavailable)
+    reset_seconds: int
+
+
+def check(*, org_id: str, limit: int, window_seconds: int) -> Decision:
+    try:
+        allowed, remaining, reset_ms = get_redis().eval(
+            _SLIDING_WINDOW, 1, redis_key("ratelimit", org_id), limit, window_seconds * 1000, uuid.uuid4().hex
+        )
+    except Exception as exc:  # fail open: see the module docstring
+        RATELIMIT_UNAVAILABLE.inc()
+        log.warning("ratelimit.unavailable", error=type(exc).__name__)
+        return Decision(allowed=True, limit=limit, remaining=None, reset_seconds=window_seconds)
+    return Decision(
+        allowed=bool(allowed),
+        limit=limit,
+        remaining=int(remaining),
+        reset_seconds=max(1, math.ceil(int(reset_ms) / 1000)),
+    )
+
+
+def _headers(decision: Decision, window_seconds: int) -> dict[str, str]:
+    headers = {"RateLimit-Policy": f'"org";q={decision.limit};w={window_seconds}'}
+    if decision.remaining is not None:
+        headers["RateLimit"] = f'"org";r={decision.remaining};t={decision.reset_seconds}'
+    return headers
+
+
+class RateLimitMiddleware:
+    """Counts every /api/ request of an organisation's caller; runs after the tenant
+    middleware, which has identified the caller."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        tenant = getattr(request, "tenant", None)
+        if not settings.RATE_LIMIT_ENABLED or tenant is None or not request.path.startswith("/api/"):
+            return self.get_response(request)
+        window = settings.RATE_LIMIT_WINDOW_SECONDS
+        decision = check(org_id=str(tenant.id), limit=tenant.api_rate_limit, window_seconds=window)
+        if decision.allowed:
+            response = self.get_response(request)
+        else:
+            RATELIMIT_REJECTED.inc()
+            minutes = window // 60
+            body = error_body(
+                "RATE_LIMITED",
+                f"Rate limit of {decision.limit} requests per {minutes} minutes reached for this "
+                f"organisation; retry in {decision.reset_seconds} s.",
+                {"limit": decision.limit, "window_seconds": window, "retry_after": decision.reset_seconds},
+            )
+            body["meta"] = {"request_id": getattr(request, "request_id", None)}
+            response = JsonResponse(body, status=429)
+            response["Retry-After"] = str(decision.reset_seconds)
+        for name, value in _headers(decision, window).items():
+            response[name] = value
+        return response

@@ -1,0 +1,111 @@
+"""Per-organisation sliding-window rate limits, atomic under concurrency, failing open."""
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.db import connections
+from prometheus_client import REGISTRY
+from rest_framework.test import APIClient
+
+from nexus.redis import get_redis, redis_key
+from tenants.tests.helpers import bearer_for
+
+
+def _client(user):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {bearer_for(user)}")
+    return client
+
+
+@pytest.fixture
+def limited_org(live_org):
+    live_org.api_rate_limit = 100
+    live_org.save(update_fields=["api_rate_limit"])
+    yield live_org
+    get_redis().delete(redis_key("ratelimit", str(live_org.id)))
+
+
+def test_110_parallel_requests_give_exactly_100_successes(limited_org):
+    token = bearer_for(limited_org.admin)
+    local = threading.local()
+
+    def call(_):
+        if not hasattr(local, "client"):
+            local.client = APIClient()
+            local.client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+        try:
+            return local.client.get("/api/v1/org")
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        responses = list(pool.map(call, range(110)))
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) == 100 and statuses.count(429) == 10
+    rejected = next(r for r in responses if r.status_code == 429)
+    body = rejected.json()
+    assert body["error"]["code"] == "RATE_LIMITED"
+    retry_after = int(rejected["Retry-After"])
+    assert 1 <= retry_after <= 900
+    assert body["error"]["details"] == {"limit": 100, "window_seconds": 900, "retry_after": retry_after}
+    assert rejected["RateLimit-Policy"] == '"org";q=100;w=900'
+    assert rejected["RateLimit"] == f'"org";r=0;t={retry_after}'
+
+
+def test_every_api_response_carries_the_headers(limited_org):
+    client = _client(limited_org.admin)
+    first = client.get("/api/v1/org")
+    second = client.get("/api/v1/jobs")
+    assert first["RateLimit-Policy"] == '"org";q=100;w=900'
+    assert first["RateLimit"].startswith('"org";r=99;t=')
+    assert second["RateLimit"].startswith('"org";r=98;t=')
+    # Errors count and carry them too.
+    missing = client.get("/api/v1/jobs/00000000-0000-0000-0000-000000000000")
+    assert missing.status_code == 404 and missing["RateLimit"].startswith('"org";r=97;')
+
+
+def test_the_limit_is_shared_by_the_organisations_users(limited_org):
+    from tenants.services import user_create
+
+    limited_org.api_rate_limit = 3
+    limited_org.save(update_fields=["api_rate_limit"])
+    other = user_create(email=f"second@{limited_org.email_domain}", organisation=limited_org, role="member")
+    admin, member = _client(limited_org.admin), _client(other)
+    assert [admin.get("/api/v1/org").status_code, member.get("/api/v1/org").status_code] == [200, 200]
+    assert admin.get("/api/v1/org").status_code == 200
+    assert member.get("/api/v1/org").status_code == 429
+
+
+def test_operators_limit_change_applies_at_once(limited_org):
+    client = _client(limited_org.admin)
+    limited_org.api_rate_limit = 1
+    limited_org.save(update_fields=["api_rate_limit"])
+    assert client.get("/api/v1/org").status_code == 200
+    assert client.get("/api/v1/org").status_code == 429
+    limited_org.api_rate_limit = 5
+    limited_org.save(update_fields=["api_rate_limit"])
+    response = client.get("/api/v1/org")
+    assert response.status_code == 200 and response["RateLimit-Policy"] == '"org";q=5;w=900'
+
+
+def test_unauthenticated_and_non_api_requests_are_not_counted(limited_org, client):
+    assert "RateLimit" not in client.get("/health")
+    assert "RateLimit-Policy" not in client.get("/api/v1/org")  # 401, no organisation
+
+
+def test_redis_down_lets_requests_through(limited_org, settings, caplog):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    before = REGISTRY.get_sample_value("nexus_ratelimit_unavailable_total") or 0
+    caplog.set_level(logging.WARNING, logger="nexus.ratelimit")
+    limited_org.api_rate_limit = 1
+    limited_org.save(update_fields=["api_rate_limit"])
+    client = _client(limited_org.admin)
+    responses = [client.get("/api/v1/org") for _ in range(3)]
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    assert "RateLimit" not in responses[0] and responses[0]["RateLimit-Policy"] == '"org";q=1;w=900'
+    assert REGISTRY.get_sample_value("nexus_ratelimit_unavailable_total") == before + 3
+    assert any(
+        isinstance(r.msg, dict) and r.msg.get("event") == "ratelimit.unavailable" for r in caplog.records
+    )
