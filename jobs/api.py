@@ -14,6 +14,7 @@ from jobs.serializers import JobDetailOutput, JobEventOutput, JobInput, JobOutpu
 from nexus.api.errors import ValidationFailed
 from nexus.api.pagination import PagePagination
 from nexus.api.query import apply_sort, date_range, multi_value
+from nexus.api.versioning import versioned
 
 
 class _SubmitJobView(APIView):
@@ -27,7 +28,7 @@ class _SubmitJobView(APIView):
         )
         # A cache hit is finished already: 201 with the result. Otherwise 202: poll the job.
         code = status.HTTP_201_CREATED if job.cache_hit else status.HTTP_202_ACCEPTED
-        return Response(JobOutput(job).data, status=code)
+        return Response(versioned(JobOutput, request)(job).data, status=code)
 
 
 class SummarizeView(_SubmitJobView):
@@ -89,7 +90,7 @@ class JobListView(APIView):
         )
         paginator = PagePagination()
         page = paginator.paginate_queryset(jobs, request, view=self)
-        return paginator.get_paginated_response(JobOutput(page, many=True).data)
+        return paginator.get_paginated_response(versioned(JobOutput, request)(page, many=True).data)
 
 
 class JobDetailView(APIView):
@@ -97,7 +98,7 @@ class JobDetailView(APIView):
         summary="One job, with its input and result", responses={200: JobDetailOutput}, tags=["jobs"]
     )
     def get(self, request, job_id, *args, **kwargs):
-        return Response(JobDetailOutput(selectors.job_get(job_id=job_id)).data)
+        return Response(versioned(JobDetailOutput, request)(selectors.job_get(job_id=job_id)).data)
 
 
 class JobEventListView(APIView):

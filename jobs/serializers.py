@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from jobs.models import Job, JobEvent
+from nexus.api.versioning import register_version
 
 
 class StrictCharField(serializers.CharField):
@@ -46,6 +47,35 @@ class JobDetailOutput(JobOutput):
 
     class Meta(JobOutput.Meta):
         fields = [*JobOutput.Meta.fields, "input"]
+
+
+class JobUsage(serializers.Serializer):
+    credits_charged = serializers.IntegerField(source="cost")
+    cache_hit = serializers.BooleanField()
+    provider = serializers.CharField()
+    model = serializers.CharField()
+    input_characters = serializers.SerializerMethodField()
+
+    def get_input_characters(self, job) -> int:
+        return len(job.text)
+
+
+@register_version(JobOutput, "v2")
+class JobOutputV2(JobOutput):
+    """v2 adds `usage`: what the job cost and what produced it."""
+
+    usage = JobUsage(source="*")
+
+    class Meta(JobOutput.Meta):
+        fields = [*JobOutput.Meta.fields, "usage"]
+
+
+@register_version(JobDetailOutput, "v2")
+class JobDetailOutputV2(JobDetailOutput):
+    usage = JobUsage(source="*")
+
+    class Meta(JobDetailOutput.Meta):
+        fields = [*JobDetailOutput.Meta.fields, "usage"]
 
 
 class JobEventOutput(serializers.ModelSerializer):

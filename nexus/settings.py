@@ -6,6 +6,7 @@ stops the process at start-up instead of running with a guessable value.
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -120,6 +121,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "tenants.middleware.TenantFromCallerMiddleware",
     "nexus.ratelimit.RateLimitMiddleware",
+    "nexus.api.versioning.ApiVersionLifecycleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
@@ -304,11 +306,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_VERSIONING_CLASS": "rest_framework.versioning.URLPathVersioning",
     "DEFAULT_VERSION": "v1",
-    "ALLOWED_VERSIONS": ["v1"],
+    "ALLOWED_VERSIONS": ["v1", "v2"],
     "DEFAULT_PAGINATION_CLASS": "nexus.api.pagination.PagePagination",
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "nexus.api.exceptions.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "nexus.api.versioning.VersionedAutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
@@ -326,6 +328,11 @@ SPECTACULAR_SETTINGS = {
         "nexus.schema.wrap_in_envelope",
     ],
 }
+
+# Deprecated API versions: {"v1": {"deprecated": "2027-01-01", "sunset": "2027-07-01",
+# "link": "https://…/docs/api-versioning"}} as JSON. Responses under a listed version carry
+# Deprecation, Sunset and Link headers (docs/api-versioning.md).
+API_VERSION_LIFECYCLE = json.loads(env("API_VERSION_LIFECYCLE", "{}") or "{}")
 
 # --- Observability ------------------------------------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", "INFO")

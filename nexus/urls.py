@@ -8,7 +8,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from nexus import health, metrics, views
 from tenants import views as tenant_views
 
-api_v1 = [
+# Every version is served by the same views; serializers add a version's fields.
+api_urls = [
     path("", include("tenants.urls")),
     path("", include("billing.urls")),
     path("", include("jobs.urls")),
@@ -23,9 +24,11 @@ urlpatterns = [
     path("auth/callback", tenant_views.google_callback, name="google_callback"),
     path("accounts/", include("allauth.account.urls")),
     path("accounts/3rdparty/", include("allauth.socialaccount.urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/schema/", SpectacularAPIView.as_view(api_version="v1"), name="schema"),
+    path("api/schema/v2/", SpectacularAPIView.as_view(api_version="v2"), name="schema-v2"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    re_path(r"^api/(?P<version>v1)/", include(api_v1)),
+    path("api/docs/v2/", SpectacularSwaggerView.as_view(url_name="schema-v2"), name="swagger-ui-v2"),
+    re_path(r"^api/(?P<version>v1|v2)/", include(api_urls)),
     # Anything else under /api/ is a JSON 404, in DEBUG too (never Django's HTML page).
     re_path(r"^api/", views.not_found),
     path("", tenant_views.home, name="home"),

@@ -1,0 +1,140 @@
+"""v1 and v2 side by side; the v1 contract guarded by its committed snapshot."""
+
+import copy
+import json
+
+import pytest
+from django_tenants.utils import tenant_context
+
+from billing.services import credits_grant
+from nexus.management.commands.openapi_snapshot import current_document, snapshot_path
+from nexus.openapi_compat import breaking_changes
+
+pytestmark = pytest.mark.django_db
+
+TEXT = "Versioned APIs keep old clients working while new ones get more."
+
+
+@pytest.fixture
+def funded(world):
+    with tenant_context(world.org_a):
+        credits_grant(amount=100, reason="seed", actor_label="operator:tests")
+    return world
+
+
+def _v1_job_fields(snapshot: dict) -> set[str]:
+    return set(snapshot["components"]["schemas"]["JobOutput"]["properties"])
+
+
+def test_v1_summarize_keeps_its_exact_shape(funded, api_as):
+    snapshot = json.loads(snapshot_path("v1").read_text())
+    data = api_as(funded.member_a).post("/api/v1/summarize", {"text": TEXT}, format="json").json()["data"]
+    assert set(data) == _v1_job_fields(snapshot)
+    assert "usage" not in data
+
+
+def test_v2_summarize_adds_usage_from_the_same_code_path(funded, api_as):
+    client = api_as(funded.member_a)
+    v2 = client.post("/api/v2/summarize", {"text": TEXT}, format="json")
+    assert v2.status_code == 202
+    data = v2.json()["data"]
+    assert data["usage"] == {
+        "credits_charged": 10,
+        "cache_hit": False,
+        "provider": "local",
+        "model": "",
+        "input_characters": len(TEXT),
+    }
+    v1_view = client.get(f"/api/v1/jobs/{data['id']}").json()["data"]
+    assert "usage" not in v1_view and v1_view["id"] == data["id"]
+    assert client.get(f"/api/v2/jobs/{data['id']}").json()["data"]["usage"]["credits_charged"] == 10
+    assert "usage" in client.get("/api/v2/jobs").json()["data"][0]
+
+
+def test_every_v1_endpoint_exists_in_v2(client):
+    v1 = json.loads(client.get("/api/schema/", HTTP_ACCEPT="application/json").content)
+    v2 = json.loads(client.get("/api/schema/v2/", HTTP_ACCEPT="application/json").content)
+    assert {p.replace("/api/v1/", "/api/v2/") for p in v1["paths"]} <= set(v2["paths"])
+    assert "usage" in v2["components"]["schemas"]["JobOutputV2"]["properties"]
+    assert "JobOutputV2" not in v1["components"]["schemas"]
+
+
+def test_current_v1_document_does_not_break_the_snapshot():
+    problems = breaking_changes(json.loads(snapshot_path("v1").read_text()), current_document("v1"))
+    assert problems == [], "Breaking change to v1 (add it to v2 instead):\n" + "\n".join(problems)
+
+
+# --- The compatibility check itself catches what it should ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def snapshot():
+    return json.loads(snapshot_path("v1").read_text())
+
+
+def test_check_reports_a_removed_response_field(snapshot):
+    changed = copy.deepcopy(snapshot)
+    del changed["components"]["schemas"]["JobOutput"]["properties"]["cost"]
+    problems = breaking_changes(snapshot, changed)
+    assert any("POST /api/v1/summarize 202" in p and p.endswith(".cost: removed") for p in problems)
+
+
+def test_check_reports_a_renamed_response_field(snapshot):
+    changed = copy.deepcopy(snapshot)
+    props = changed["components"]["schemas"]["MemberOutput"]["properties"]
+    props["mail"] = props.pop("email")
+    assert any(p.endswith(".email: removed") for p in breaking_changes(snapshot, changed))
+
+
+def test_check_reports_a_changed_type(snapshot):
+    changed = copy.deepcopy(snapshot)
+    changed["components"]["schemas"]["JobOutput"]["properties"]["cost"] = {"type": "string"}
+    assert any("cost: type changed from integer to string" in p for p in breaking_changes(snapshot, changed))
+
+
+def test_check_reports_a_new_required_input(snapshot):
+    changed = copy.deepcopy(snapshot)
+    job_input = changed["components"]["schemas"]["JobInputRequest"]
+    job_input["properties"]["language"] = {"type": "string"}
+    job_input["required"] = [*job_input.get("required", []), "language"]
+    assert any("language: new required field" in p for p in breaking_changes(snapshot, changed))
+
+
+def test_check_reports_a_new_required_parameter_and_a_removed_operation(snapshot):
+    changed = copy.deepcopy(snapshot)
+    changed["paths"]["/api/v1/jobs"]["get"].setdefault("parameters", []).append(
+        {"in": "query", "name": "tenant", "required": True, "schema": {"type": "string"}}
+    )
+    del changed["paths"]["/api/v1/org"]
+    problems = breaking_changes(snapshot, changed)
+    assert "GET /api/v1/jobs: new required query parameter 'tenant'" in problems
+    assert "GET /api/v1/org: operation removed" in problems
+
+
+def test_check_accepts_additions(snapshot):
+    changed = copy.deepcopy(snapshot)
+    changed["components"]["schemas"]["JobOutput"]["properties"]["priority"] = {"type": "integer"}
+    changed["paths"]["/api/v1/new-thing"] = {"get": {"responses": {}}}
+    assert breaking_changes(snapshot, changed) == []
+
+
+# --- Deprecation headers ---------------------------------------------------------------------
+
+
+def test_deprecated_version_carries_deprecation_and_sunset_headers(world, api_as, settings):
+    settings.API_VERSION_LIFECYCLE = {
+        "v1": {
+            "deprecated": "2027-01-01",
+            "sunset": "2027-07-01",
+            "link": "https://nexus.example/docs/api-versioning",
+        }
+    }
+    response = api_as(world.member_a).get("/api/v1/org")
+    assert response["Deprecation"] == "@1798761600"
+    assert response["Sunset"] == "Thu, 01 Jul 2027 00:00:00 GMT"
+    assert response["Link"] == '<https://nexus.example/docs/api-versioning>; rel="deprecation"'
+    assert "Deprecation" not in api_as(world.member_a).get("/api/v2/org")
+
+
+def test_unknown_version_is_404(world, api_as):
+    assert api_as(world.member_a).get("/api/v3/org").status_code == 404
