@@ -24,7 +24,7 @@ def test_one_line_per_request_with_caller_fields(world, api_as, caplog):
     assert event["request_id"] == response["X-Request-ID"]
     assert event["org_id"] == str(world.org_a.id)
     assert event["user_id"] == str(world.member_a.pk)
-    assert event["route"] == "^api/(?P<version>v1)/org/members"
+    assert event["route"] == "^api/(?P<version>v1|v2)/org/members"
     assert event["method"] == "GET" and event["status"] == 200
     assert isinstance(event["duration_ms"], float)
 
