@@ -15,11 +15,13 @@ from nexus.api.errors import ValidationFailed
 from nexus.api.pagination import PagePagination
 from nexus.api.query import apply_sort, date_range, multi_value
 from nexus.api.versioning import versioned
+from nexus.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 
 
 class _SubmitJobView(APIView):
     job_type: str = ""
 
+    @idempotent
     def post(self, request, *args, **kwargs):
         payload = JobInput(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -42,6 +44,7 @@ class SummarizeView(_SubmitJobView):
             "completed job, 0 credits."
         ),
         request=JobInput,
+        parameters=[IDEMPOTENCY_PARAMETER],
         responses={201: JobOutput, 202: JobOutput},
         tags=["jobs"],
     )
@@ -55,6 +58,7 @@ class AnalyzeView(_SubmitJobView):
     @extend_schema(
         summary="Analyse a text: sentiment, key phrases, reading time, statistics (25 credits)",
         request=JobInput,
+        parameters=[IDEMPOTENCY_PARAMETER],
         responses={201: JobOutput, 202: JobOutput},
         tags=["jobs"],
     )

@@ -91,6 +91,7 @@ TENANT_APPS: list[str] = [
     # Per-organisation data. Each app listed here gets its tables in every organisation's
     # schema (and in the template schema new organisations are cloned from).
     "django.contrib.contenttypes",
+    "nexus",  # idempotency records (the app is also shared: platform plumbing)
     "billing",
     "jobs",
 ]
@@ -329,6 +330,11 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# Idempotency keys: responses kept 24 h; a key whose first request never finished is
+# released after IDEMPOTENCY_LOCK_SECONDS (longer than any request may run).
+IDEMPOTENCY_TTL_SECONDS = env_int("IDEMPOTENCY_TTL_SECONDS", 24 * 3600)
+IDEMPOTENCY_LOCK_SECONDS = env_int("IDEMPOTENCY_LOCK_SECONDS", 60)
+
 # Deprecated API versions: {"v1": {"deprecated": "2027-01-01", "sunset": "2027-07-01",
 # "link": "https://…/docs/api-versioning"}} as JSON. Responses under a listed version carry
 # Deprecation, Sunset and Link headers (docs/api-versioning.md).
@@ -390,3 +396,4 @@ JOB_RUNNING_TIMEOUT_SECONDS = env_int("JOB_RUNNING_TIMEOUT_SECONDS", 300)
 JOB_PROVIDER_TIMEOUT_SECONDS = float(env("JOB_PROVIDER_TIMEOUT_SECONDS", "30"))
 JOB_CACHE_TTL_SECONDS = env_int("JOB_CACHE_TTL_SECONDS", 3600)
 CELERY_BEAT_SCHEDULE["jobs-sweep"] = {"task": "jobs.sweep", "schedule": 60.0}
+CELERY_BEAT_SCHEDULE["purge-idempotency-keys"] = {"task": "nexus.purge_idempotency_keys", "schedule": 3600.0}

@@ -1,0 +1,145 @@
+"""Idempotency keys for creating POSTs (Stripe's model); see docs/specs/idempotency.md.
+
+The first request with a key claims it (a committed row, so concurrent duplicates see it),
+runs, and stores its response in the same transaction as its work. Retries with the same
+key and body get that response back with `Idempotent-Replayed: true`; the same key with
+another body is refused; a key whose first request is still running is a 409. Records
+live in the organisation's schema, so keys are per organisation.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from datetime import timedelta
+
+import structlog
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework.response import Response
+
+from nexus.api.errors import AppError, Conflict, ValidationFailed
+from nexus.models import IdempotencyRecord
+
+log = structlog.get_logger(__name__)
+
+HEADER = "Idempotency-Key"
+IDEMPOTENCY_PARAMETER = OpenApiParameter(
+    HEADER,
+    str,
+    location=OpenApiParameter.HEADER,
+    required=False,
+    description=(
+        "Up to 255 characters. A retry with the same key and body within 24 hours returns the first "
+        "response (with Idempotent-Replayed: true) instead of doing the work again."
+    ),
+)
+_VALID_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
+
+
+class IdempotencyKeyReused(AppError):
+    status_code = 422
+    code = "IDEMPOTENCY_KEY_REUSED"
+    default_message = "This Idempotency-Key was already used with a different request."
+
+
+def request_fingerprint(method: str, path: str, body: bytes) -> str:
+    """What makes two requests "the same": method, path (which names the API version)
+    and the exact body."""
+    digest = hashlib.sha256()
+    for part in (method.encode(), path.encode(), body):
+        digest.update(part)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _claim(key: str, fingerprint: str) -> tuple[IdempotencyRecord, bool]:
+    now = timezone.now()
+    abandoned_before = now - timedelta(seconds=settings.IDEMPOTENCY_LOCK_SECONDS)
+    with transaction.atomic():
+        # An expired key is free again; so is one whose first request died without
+        # committing (its work and its record commit together, so none was done).
+        IdempotencyRecord.objects.filter(key=key, expires_at__lte=now).delete()
+        IdempotencyRecord.objects.filter(
+            key=key, state=IdempotencyRecord.State.IN_PROGRESS, created_at__lt=abandoned_before
+        ).delete()
+        return IdempotencyRecord.objects.get_or_create(
+            key=key,
+            defaults={
+                "fingerprint": fingerprint,
+                "expires_at": now + timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS),
+            },
+        )
+
+
+def _replay(record: IdempotencyRecord) -> Response:
+    response = Response(record.response_body, status=record.response_status)
+    response.is_error_envelope = record.response_is_error
+    response["Idempotent-Replayed"] = "true"
+    return response
+
+
+def idempotent(view_method):
+    """Decorate an APIView's post(). Requests without the header are untouched."""
+
+    @functools.wraps(view_method)
+    def wrapper(view, request, *args, **kwargs):
+        key = request.headers.get(HEADER)
+        if key is None:
+            return view_method(view, request, *args, **kwargs)
+        if not _VALID_KEY.match(key):
+            raise ValidationFailed(
+                f"{HEADER} must be 1 to 255 printable ASCII characters.",
+                details={"fields": {HEADER: ["Invalid idempotency key."]}},
+            )
+        django_request = request._request
+        fingerprint = request_fingerprint(django_request.method, django_request.path, django_request.body)
+        record, created = _claim(key, fingerprint)
+        if not created:
+            if record.fingerprint != fingerprint:
+                raise IdempotencyKeyReused()
+            if record.state == IdempotencyRecord.State.IN_PROGRESS:
+                raise Conflict(
+                    "A request with this Idempotency-Key is still being processed; retry shortly.",
+                    details={"reason": "request_in_progress"},
+                )
+            log.info("idempotency.replayed", key=key)
+            return _replay(record)
+
+        try:
+            with transaction.atomic():
+                try:
+                    response = view_method(view, request, *args, **kwargs)
+                except Exception as exc:
+                    # Turned into its error response here, so a refusal (4xx) is stored
+                    # and replayed like a success; the view's work is rolled back.
+                    response = view.handle_exception(exc)
+                    transaction.set_rollback(True)
+                if response.status_code < 500 and not transaction.get_rollback():
+                    _store(record, response)
+        except Exception:
+            IdempotencyRecord.objects.filter(pk=record.pk).delete()
+            raise
+        if response.status_code >= 500:
+            IdempotencyRecord.objects.filter(pk=record.pk).delete()
+        elif record.state != IdempotencyRecord.State.COMPLETED:
+            _store(record, response)  # an error response: the view's work was rolled back
+        return response
+
+    return wrapper
+
+
+def _store(record: IdempotencyRecord, response: Response) -> None:
+    record.state = IdempotencyRecord.State.COMPLETED
+    record.response_status = response.status_code
+    record.response_body = response.data
+    record.response_is_error = bool(getattr(response, "is_error_envelope", False))
+    record.save(update_fields=["state", "response_status", "response_body", "response_is_error"])
+
+
+def idempotency_purge_expired() -> int:
+    deleted, _ = IdempotencyRecord.objects.filter(expires_at__lte=timezone.now()).delete()
+    return deleted
