@@ -22,6 +22,7 @@ from jobs.models import EventKind, Job, JobEvent, JobStatus, JobType
 from jobs.providers import ProviderResult, default_provider_name
 from nexus.api.errors import ValidationFailed
 from tenants.models import User
+from webhooks.services import webhook_publish
 
 log = structlog.get_logger(__name__)
 
@@ -48,6 +49,13 @@ def _enqueue(job_id: uuid.UUID, *, countdown: float = 0) -> None:
             log.warning("job.enqueue_failed", job_id=str(job_id), exc_info=True)
 
     transaction.on_commit(send)
+
+
+def _publish(event_type: str, job: Job) -> None:
+    """Record the webhook deliveries of a job's final state in its transaction (outbox)."""
+    from jobs.serializers import JobOutput
+
+    webhook_publish(event_type=event_type, data=dict(JobOutput(job).data))
 
 
 def job_cost(job_type: str) -> int:
@@ -121,6 +129,7 @@ def _job_from_cache(*, user: User, job_type: str, text: str, cached: CachedResul
         _event(
             job.pk, EventKind.COMPLETED, message=f"served from cache (result of job {cached.source_job_id})"
         )
+        _publish("job.completed", job)
     log.info("job.cache_hit", job_id=str(job.pk), job_type=job_type, source_job_id=cached.source_job_id)
     return job
 
@@ -185,6 +194,7 @@ def job_complete(*, job_id: uuid.UUID | str, attempt: int, result: ProviderResul
             ]
         )
         _event(job.pk, EventKind.COMPLETED, attempt=attempt, message=f"completed by {result.provider}")
+        _publish("job.completed", job)
         transaction.on_commit(lambda: cache_store(job=job))
     log.info("job.completed", job_id=str(job.pk), attempt=attempt, provider=result.provider)
     return job
@@ -224,6 +234,7 @@ def job_fail(*, job_id: uuid.UUID | str, attempt: int, error: str, retryable: bo
             _event(job.pk, EventKind.FAILED, attempt=attempt, message="job failed", error=error)
             refund = credits_refund(job_id=job.pk, reason=f"refund of failed job {job.pk}")
             _event(job.pk, EventKind.REFUNDED, attempt=attempt, message=f"{refund.amount} credits refunded")
+            _publish("job.failed", job)
             outcome = FailOutcome.FAILED
     log.info("job.attempt_failed", job_id=str(job_id), attempt=attempt, outcome=outcome.value, error=error)
     return outcome

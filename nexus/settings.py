@@ -94,6 +94,7 @@ TENANT_APPS: list[str] = [
     "nexus",  # idempotency records (the app is also shared: platform plumbing)
     "billing",
     "jobs",
+    "webhooks",
 ]
 INSTALLED_APPS = list(dict.fromkeys(SHARED_APPS + TENANT_APPS))
 
@@ -377,6 +378,19 @@ CELERY_BEAT_SCHEDULE = {
     "flush-expired-tokens": {"task": "tenants.flush_expired_tokens", "schedule": 60 * 60 * 24},
 }
 
+# Keys that encrypt stored secrets (webhook secrets, data-source API keys): comma separated
+# Fernet keys, the first encrypts. Unset: derived from SECRET_KEY.
+ENCRYPTION_KEYS = env_list("ENCRYPTION_KEYS")
+
+# --- Outbound webhooks ----------------------------------------------------------------------
+WEBHOOK_RETRY_DELAYS = [float(v) for v in env_list("WEBHOOK_RETRY_DELAYS", "5,25,125")]
+WEBHOOK_TIMEOUT_SECONDS = float(env("WEBHOOK_TIMEOUT_SECONDS", "10"))
+WEBHOOK_DISABLE_AFTER_FAILURES = env_int("WEBHOOK_DISABLE_AFTER_FAILURES", 20)
+WEBHOOK_REQUIRE_HTTPS = env_bool("WEBHOOK_REQUIRE_HTTPS", not DEBUG)
+# Development and tests only: lets webhooks and data sources call private addresses.
+WEBHOOK_ALLOW_PRIVATE_NETWORKS = env_bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", False)
+WEBHOOK_SECRET_OVERLAP_HOURS = env_int("WEBHOOK_SECRET_OVERLAP_HOURS", 24)
+
 # --- Rate limits (per organisation, on /api/) --------------------------------------------------
 RATE_LIMIT_ENABLED = env_bool("RATE_LIMIT_ENABLED", True)
 RATE_LIMIT_WINDOW_SECONDS = env_int("RATE_LIMIT_WINDOW_SECONDS", 900)
@@ -396,4 +410,5 @@ JOB_RUNNING_TIMEOUT_SECONDS = env_int("JOB_RUNNING_TIMEOUT_SECONDS", 300)
 JOB_PROVIDER_TIMEOUT_SECONDS = float(env("JOB_PROVIDER_TIMEOUT_SECONDS", "30"))
 JOB_CACHE_TTL_SECONDS = env_int("JOB_CACHE_TTL_SECONDS", 3600)
 CELERY_BEAT_SCHEDULE["jobs-sweep"] = {"task": "jobs.sweep", "schedule": 60.0}
+CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {"task": "webhooks.sweep", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["purge-idempotency-keys"] = {"task": "nexus.purge_idempotency_keys", "schedule": 3600.0}

@@ -12,6 +12,12 @@ os.environ.setdefault("JOB_RETRY_DELAY_SECONDS", "0.2")
 # The shared test organisations make far more than 100 requests per run; the rate-limit
 # tests give their own organisation the production limit.
 os.environ.setdefault("RATE_LIMIT_DEFAULT", "1000000")
+# Local stand-in receivers listen on 127.0.0.1 over plain HTTP; the SSRF tests turn the
+# protection back on for themselves.
+os.environ.setdefault("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true")
+os.environ.setdefault("WEBHOOK_REQUIRE_HTTPS", "false")
+os.environ.setdefault("WEBHOOK_RETRY_DELAYS", "0.2,0.4,0.8")
+os.environ.setdefault("WEBHOOK_TIMEOUT_SECONDS", "2")
 # A queue of this test process's own (each pytest-xdist worker has its own database), shared
 # with the Celery worker it starts, so parallel or earlier test runs never hand each other
 # tasks. The run id is inherited by xdist workers; the worker id tells them apart.

@@ -13,6 +13,7 @@ api_urls = [
     path("", include("tenants.urls")),
     path("", include("billing.urls")),
     path("", include("jobs.urls")),
+    path("", include("webhooks.urls")),
 ]
 
 urlpatterns = [

@@ -1,0 +1,64 @@
+"""Outbound URLs chosen by customers (webhook endpoints, ETL sources) must not reach our
+own network: the host is resolved and every address it resolves to must be a public one.
+Checked when the URL is saved and again right before each request (DNS can change).
+
+WEBHOOK_ALLOW_PRIVATE_NETWORKS=true lifts the address check, for development and tests
+only (a receiver on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+# Cloud metadata services, named explicitly even where the ranges below already cover them.
+METADATA_ADDRESSES = {
+    ipaddress.ip_address("169.254.169.254"),
+    ipaddress.ip_address("169.254.170.2"),
+    ipaddress.ip_address("100.100.100.200"),
+    ipaddress.ip_address("fd00:ec2::254"),
+}
+
+
+class UnsafeURL(ValueError):
+    """The URL may not be fetched; the message says why in words a customer understands."""
+
+
+def _address_is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.is_global and address not in METADATA_ADDRESSES and not address.is_multicast
+
+
+def resolve_public_url(url: str, *, require_https: bool) -> list[str]:
+    """Validate `url` for an outbound request and return the addresses its host resolves
+    to. Raises UnsafeURL for a bad scheme, credentials in the URL, a host that does not
+    resolve, or any address that is not public."""
+    parts = urlsplit(url)
+    allowed_schemes = {"https"} if require_https else {"https", "http"}
+    if parts.scheme not in allowed_schemes:
+        raise UnsafeURL(f"The URL must use {' or '.join(sorted(allowed_schemes))}.")
+    if not parts.hostname:
+        raise UnsafeURL("The URL has no host.")
+    if parts.username or parts.password:
+        raise UnsafeURL("The URL must not contain credentials.")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise UnsafeURL("The URL's port is invalid.") from exc
+    try:
+        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UnsafeURL(f"The host {parts.hostname!r} does not resolve.") from exc
+    addresses = sorted({info[4][0] for info in infos})
+    if not settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS:
+        for raw in addresses:
+            if not _address_is_public(ipaddress.ip_address(raw.split("%")[0])):
+                raise UnsafeURL(
+                    f"The host {parts.hostname!r} resolves to a private, loopback, link-local or "
+                    "metadata address; only public addresses can be called."
+                )
+    return addresses

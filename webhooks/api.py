@@ -1,0 +1,163 @@
+"""Webhook endpoints: admins manage them, members read them and their deliveries."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from nexus.api.pagination import PagePagination
+from nexus.api.permissions import AdminForWrites, IsOrganisationAdmin
+from nexus.api.query import apply_sort, multi_value
+from nexus.idempotency import IDEMPOTENCY_PARAMETER, idempotent
+from webhooks import selectors, services
+from webhooks.events import ALL_EVENTS
+from webhooks.models import DeliveryStatus
+from webhooks.serializers import (
+    DeliveryOutput,
+    EndpointInput,
+    EndpointOutput,
+    EndpointPatchInput,
+    EndpointWithSecretOutput,
+    SecretOutput,
+)
+
+TAGS = ["webhooks"]
+
+
+def _with_secret(endpoint, secret: str) -> dict:
+    endpoint.secret = secret
+    return EndpointWithSecretOutput(endpoint).data
+
+
+class EndpointListView(APIView):
+    permission_classes = [AdminForWrites]
+
+    @extend_schema(summary="Webhook endpoints", responses={200: EndpointOutput(many=True)}, tags=TAGS)
+    def get(self, request, *args, **kwargs):
+        paginator = PagePagination()
+        page = paginator.paginate_queryset(
+            selectors.endpoint_list().order_by("created_at", "pk"), request, self
+        )
+        return paginator.get_paginated_response(EndpointOutput(page, many=True).data)
+
+    @extend_schema(
+        summary="Register a webhook endpoint (admins)",
+        description="The response carries the signing secret; it is not shown again.",
+        request=EndpointInput,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={201: EndpointWithSecretOutput},
+        tags=TAGS,
+    )
+    @idempotent
+    def post(self, request, *args, **kwargs):
+        payload = EndpointInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        endpoint, secret = services.webhook_endpoint_create(**payload.validated_data)
+        return Response(_with_secret(endpoint, secret), status=status.HTTP_201_CREATED)
+
+
+class EndpointDetailView(APIView):
+    permission_classes = [AdminForWrites]
+
+    @extend_schema(summary="One webhook endpoint", responses={200: EndpointOutput}, tags=TAGS)
+    def get(self, request, endpoint_id, *args, **kwargs):
+        return Response(EndpointOutput(selectors.endpoint_get(endpoint_id=endpoint_id)).data)
+
+    @extend_schema(
+        summary="Change a webhook endpoint (admins)",
+        description="Setting active=true re-enables a disabled endpoint and resets its failure count.",
+        request=EndpointPatchInput,
+        responses={200: EndpointOutput},
+        tags=TAGS,
+    )
+    def patch(self, request, endpoint_id, *args, **kwargs):
+        endpoint = selectors.endpoint_get(endpoint_id=endpoint_id)
+        payload = EndpointPatchInput(data=request.data, partial=True)
+        payload.is_valid(raise_exception=True)
+        endpoint = services.webhook_endpoint_update(endpoint=endpoint, **payload.validated_data)
+        return Response(EndpointOutput(endpoint).data)
+
+    @extend_schema(
+        summary="Delete a webhook endpoint and its delivery log (admins)",
+        responses={204: OpenApiResponse(description="Deleted")},
+        tags=TAGS,
+    )
+    def delete(self, request, endpoint_id, *args, **kwargs):
+        selectors.endpoint_get(endpoint_id=endpoint_id).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RotateSecretView(APIView):
+    permission_classes = [IsOrganisationAdmin]
+
+    @extend_schema(
+        summary="Rotate the signing secret (admins)",
+        description="For 24 hours deliveries are signed with both the new and the old secret.",
+        request=None,
+        responses={200: SecretOutput},
+        tags=TAGS,
+    )
+    def post(self, request, endpoint_id, *args, **kwargs):
+        endpoint = selectors.endpoint_get(endpoint_id=endpoint_id)
+        secret = services.webhook_secret_rotate(endpoint=endpoint)
+        return Response(
+            SecretOutput(
+                {"secret": secret, "previous_secret_expires_at": endpoint.previous_secret_expires_at}
+            ).data
+        )
+
+
+class TestEventView(APIView):
+    permission_classes = [IsOrganisationAdmin]
+
+    @extend_schema(
+        summary="Send a webhook.test event now (admins)",
+        request=None,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={202: DeliveryOutput},
+        tags=TAGS,
+    )
+    @idempotent
+    def post(self, request, endpoint_id, *args, **kwargs):
+        endpoint = selectors.endpoint_get(endpoint_id=endpoint_id)
+        delivery = services.webhook_send_test(endpoint=endpoint)
+        return Response(DeliveryOutput(selectors.delivery_get(delivery_id=delivery.pk)).data, status=202)
+
+
+class DeliveryListView(APIView):
+    @extend_schema(
+        summary="Deliveries of an endpoint, newest first, with their attempts",
+        parameters=[
+            OpenApiParameter("status", str, description="pending, succeeded, failed (comma separated)"),
+            OpenApiParameter("event_type", str, description="e.g. job.completed (comma separated)"),
+        ],
+        responses={200: DeliveryOutput(many=True)},
+        tags=TAGS,
+    )
+    def get(self, request, endpoint_id, *args, **kwargs):
+        endpoint = selectors.endpoint_get(endpoint_id=endpoint_id)
+        deliveries = selectors.delivery_list(
+            endpoint=endpoint,
+            statuses=multi_value(request, "status", allowed=set(DeliveryStatus.values)),
+            event_types=multi_value(request, "event_type", allowed=ALL_EVENTS),
+        )
+        deliveries = apply_sort(deliveries, request, allowed={"created_at"}, default="-created_at")
+        paginator = PagePagination()
+        page = paginator.paginate_queryset(deliveries, request, self)
+        return paginator.get_paginated_response(DeliveryOutput(page, many=True).data)
+
+
+class RedeliverView(APIView):
+    permission_classes = [IsOrganisationAdmin]
+
+    @extend_schema(
+        summary="Send a delivery again, with the same webhook-id (admins)",
+        request=None,
+        responses={202: DeliveryOutput},
+        tags=TAGS,
+    )
+    def post(self, request, delivery_id, *args, **kwargs):
+        delivery = services.webhook_redeliver(delivery=selectors.delivery_get(delivery_id=delivery_id))
+        return Response(DeliveryOutput(selectors.delivery_get(delivery_id=delivery.pk)).data, status=202)

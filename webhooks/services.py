@@ -1,0 +1,364 @@
+"""Every write to webhook endpoints and deliveries, and the sending of one attempt.
+
+Runs inside the organisation's schema. Deliveries are an outbox: `webhook_publish` writes
+them in the caller's transaction and sends their task on commit; the periodic sweep
+re-sends any whose task was lost. An attempt is claimed by a conditional update, so two
+workers never send the same attempt.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import structlog
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from standardwebhooks.webhooks import Webhook
+
+from nexus.api.errors import Conflict, ValidationFailed
+from nexus.crypto import decrypt, encrypt
+from nexus.net import UnsafeURL, resolve_public_url
+from webhooks.events import SUBSCRIBABLE_EVENTS, TEST_EVENT
+from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+
+log = structlog.get_logger(__name__)
+
+RESPONSE_EXCERPT_BYTES = 1024
+USER_AGENT = "NexusAPI-Webhooks/1.0"
+
+
+def _attempts_per_cycle() -> int:
+    return len(settings.WEBHOOK_RETRY_DELAYS) + 1
+
+
+def _new_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def _field_error(field: str, message: str, **details) -> ValidationFailed:
+    return ValidationFailed(message, details={"fields": {field: [message]}, **details})
+
+
+def _clean_url(url: str) -> str:
+    url = (url or "").strip()
+    if len(url) > 2048:
+        raise _field_error("url", "The URL is longer than 2,048 characters.")
+    try:
+        resolve_public_url(url, require_https=settings.WEBHOOK_REQUIRE_HTTPS)
+    except UnsafeURL as exc:
+        raise _field_error("url", str(exc), reason="unsafe_url") from exc
+    return url
+
+
+def _clean_event_types(event_types) -> list[str]:
+    if not isinstance(event_types, list) or not event_types:
+        raise _field_error("event_types", f"Subscribe to at least one of {sorted(SUBSCRIBABLE_EVENTS)}.")
+    unknown = sorted({str(e) for e in event_types} - set(SUBSCRIBABLE_EVENTS))
+    if unknown:
+        raise _field_error(
+            "event_types", f"Unknown event types {unknown}; use {sorted(SUBSCRIBABLE_EVENTS)}."
+        )
+    return sorted(set(event_types))
+
+
+# --- Endpoints -------------------------------------------------------------------------------
+
+
+def webhook_endpoint_create(
+    *, url: str, event_types: list[str], description: str = "", active: bool = True
+) -> tuple[WebhookEndpoint, str]:
+    """Register an endpoint. Returns it with its signing secret, which is never shown again."""
+    secret = _new_secret()
+    endpoint = WebhookEndpoint.objects.create(
+        url=_clean_url(url),
+        event_types=_clean_event_types(event_types),
+        description=(description or "").strip()[:255],
+        active=active,
+        secret_encrypted=encrypt(secret),
+    )
+    log.info("webhook.endpoint_created", endpoint_id=str(endpoint.pk))
+    return endpoint, secret
+
+
+def webhook_endpoint_update(*, endpoint: WebhookEndpoint, **changes) -> WebhookEndpoint:
+    if "url" in changes:
+        endpoint.url = _clean_url(changes["url"])
+    if "event_types" in changes:
+        endpoint.event_types = _clean_event_types(changes["event_types"])
+    if "description" in changes:
+        endpoint.description = (changes["description"] or "").strip()[:255]
+    if "active" in changes:
+        if changes["active"] and not endpoint.active:
+            # Re-enabling is the admin saying the receiver is fixed: start counting afresh.
+            endpoint.consecutive_failures = 0
+            endpoint.disabled_at = None
+            endpoint.disabled_reason = ""
+        endpoint.active = bool(changes["active"])
+    endpoint.save()
+    return endpoint
+
+
+def webhook_secret_rotate(*, endpoint: WebhookEndpoint) -> str:
+    """A new signing secret; for WEBHOOK_SECRET_OVERLAP_HOURS deliveries carry signatures
+    with both, so receivers can switch without losing a delivery."""
+    secret = _new_secret()
+    endpoint.previous_secret_encrypted = endpoint.secret_encrypted
+    endpoint.previous_secret_expires_at = timezone.now() + timedelta(
+        hours=settings.WEBHOOK_SECRET_OVERLAP_HOURS
+    )
+    endpoint.secret_encrypted = encrypt(secret)
+    endpoint.save(
+        update_fields=["secret_encrypted", "previous_secret_encrypted", "previous_secret_expires_at"]
+    )
+    log.info("webhook.secret_rotated", endpoint_id=str(endpoint.pk))
+    return secret
+
+
+def _disable(endpoint_id, reason: str) -> None:
+    WebhookEndpoint.objects.filter(pk=endpoint_id, active=True).update(
+        active=False, disabled_at=timezone.now(), disabled_reason=reason[:500]
+    )
+    log.warning("webhook.endpoint_disabled", endpoint_id=str(endpoint_id), reason=reason)
+
+
+# --- Publishing (the outbox) -------------------------------------------------------------------
+
+
+def _enqueue(delivery_id: str, *, countdown: float = 0) -> None:
+    from webhooks.tasks import deliver
+
+    def send() -> None:
+        try:
+            deliver.apply_async(args=[delivery_id], countdown=countdown)
+        except Exception:  # broker down: the sweep sends overdue deliveries again
+            log.warning("webhook.enqueue_failed", delivery_id=delivery_id, exc_info=True)
+
+    transaction.on_commit(send)
+
+
+def _payload(event_type: str, data: dict) -> dict:
+    return {"type": event_type, "timestamp": timezone.now().isoformat(), "data": data}
+
+
+def _create_delivery(endpoint: WebhookEndpoint, event_type: str, data: dict) -> WebhookDelivery:
+    delivery = WebhookDelivery.objects.create(
+        endpoint=endpoint,
+        event_type=event_type,
+        payload=_payload(event_type, data),
+        attempt_limit=_attempts_per_cycle(),
+        next_attempt_at=timezone.now(),
+    )
+    _enqueue(delivery.pk)
+    return delivery
+
+
+def webhook_publish(*, event_type: str, data: dict) -> list[WebhookDelivery]:
+    """Record `event_type` for every active endpoint subscribed to it, in the caller's
+    transaction; each is sent once that transaction commits."""
+    if event_type not in SUBSCRIBABLE_EVENTS:
+        raise ValueError(f"Unregistered webhook event type {event_type!r}")
+    endpoints = WebhookEndpoint.objects.filter(active=True, event_types__contains=[event_type])
+    return [_create_delivery(endpoint, event_type, data) for endpoint in endpoints]
+
+
+def webhook_send_test(*, endpoint: WebhookEndpoint) -> WebhookDelivery:
+    return _create_delivery(
+        endpoint,
+        TEST_EVENT,
+        {"endpoint_id": str(endpoint.pk), "message": "This is a test event from NexusAPI."},
+    )
+
+
+def webhook_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
+    """Send a finished delivery again (same webhook-id, a fresh cycle of attempts)."""
+    updated = (
+        WebhookDelivery.objects.filter(pk=delivery.pk)
+        .exclude(status=DeliveryStatus.PENDING)
+        .update(
+            status=DeliveryStatus.PENDING,
+            attempt_limit=F("attempt_count") + _attempts_per_cycle(),
+            next_attempt_at=timezone.now(),
+            completed_at=None,
+        )
+    )
+    if not updated:
+        raise Conflict("This delivery is still being attempted; wait for it to finish.")
+    _enqueue(delivery.pk)
+    delivery.refresh_from_db()
+    return delivery
+
+
+# --- Sending one attempt -----------------------------------------------------------------------
+
+
+def _secrets_for(endpoint: WebhookEndpoint) -> list[str]:
+    keys = [decrypt(endpoint.secret_encrypted)]
+    if (
+        endpoint.previous_secret_encrypted
+        and endpoint.previous_secret_expires_at
+        and endpoint.previous_secret_expires_at > timezone.now()
+    ):
+        keys.append(decrypt(endpoint.previous_secret_encrypted))
+    return keys
+
+
+def signed_headers(
+    *, message_id: str, body: str, secrets_: list[str], timestamp: float | None = None
+) -> dict:
+    sent_at = datetime.fromtimestamp(int(timestamp or time.time()), tz=UTC)
+    signatures = " ".join(Webhook(secret).sign(message_id, sent_at, body) for secret in secrets_)
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(sent_at.timestamp())),
+        "webhook-signature": signatures,
+    }
+
+
+def _claim_attempt(delivery_id: str) -> WebhookDelivery | None:
+    with transaction.atomic():
+        delivery = (
+            WebhookDelivery.objects.select_for_update(skip_locked=True)
+            .select_related("endpoint")
+            .filter(pk=delivery_id, status=DeliveryStatus.PENDING)
+            .first()
+        )
+        if delivery is None or delivery.attempt_count >= delivery.attempt_limit:
+            return None
+        delivery.attempt_count += 1
+        # A lease: if this worker dies mid-attempt, the sweep finds the delivery overdue.
+        delivery.next_attempt_at = timezone.now() + timedelta(seconds=settings.WEBHOOK_TIMEOUT_SECONDS)
+        delivery.save(update_fields=["attempt_count", "next_attempt_at"])
+    return delivery
+
+
+def _send(delivery: WebhookDelivery) -> tuple[int | None, str, str]:
+    """POST the delivery once. Returns (status code or None, error, response excerpt)."""
+    endpoint = delivery.endpoint
+    try:
+        resolve_public_url(endpoint.url, require_https=settings.WEBHOOK_REQUIRE_HTTPS)
+    except UnsafeURL as exc:
+        return None, f"Refused: {exc}", ""
+    body = json.dumps(delivery.payload, separators=(",", ":"))
+    headers = {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        **signed_headers(message_id=delivery.pk, body=body, secrets_=_secrets_for(endpoint)),
+    }
+    try:
+        with httpx.Client(
+            timeout=settings.WEBHOOK_TIMEOUT_SECONDS, follow_redirects=False, trust_env=False
+        ) as client:
+            response = client.post(endpoint.url, content=body.encode(), headers=headers)
+    except httpx.TimeoutException:
+        return None, f"Timed out after {settings.WEBHOOK_TIMEOUT_SECONDS:g} s.", ""
+    except httpx.HTTPError as exc:
+        return None, f"Could not connect: {type(exc).__name__}.", ""
+    excerpt = response.content[:RESPONSE_EXCERPT_BYTES].decode("utf-8", errors="replace")
+    return response.status_code, "", excerpt
+
+
+def webhook_attempt(*, delivery_id: str) -> WebhookAttempt | None:
+    """Make the next attempt of a pending delivery and decide what follows: success,
+    another attempt after the next delay of the schedule, or failure (a 410 Gone also
+    disables the endpoint; so do WEBHOOK_DISABLE_AFTER_FAILURES failed deliveries in a row)."""
+    delivery = _claim_attempt(delivery_id)
+    if delivery is None:
+        return None
+    endpoint = delivery.endpoint
+    started_at = timezone.now()
+    started = time.perf_counter()
+    if endpoint.active:
+        status_code, error, excerpt = _send(delivery)
+    else:
+        status_code, error, excerpt = (
+            None,
+            f"Endpoint disabled: {endpoint.disabled_reason or 'by an admin'}.",
+            "",
+        )
+    duration_ms = int((time.perf_counter() - started) * 1000)
+    succeeded = status_code is not None and 200 <= status_code < 300
+    if status_code is not None and not succeeded and not error:
+        error = f"HTTP {status_code}" + (" (redirects are not followed)" if 300 <= status_code < 400 else "")
+
+    with transaction.atomic():
+        attempt = WebhookAttempt.objects.create(
+            delivery=delivery,
+            number=delivery.attempt_count,
+            started_at=started_at,
+            duration_ms=duration_ms,
+            status_code=status_code,
+            error=error[:500],
+            response_excerpt=excerpt,
+            succeeded=succeeded,
+        )
+        if succeeded:
+            delivery.status = DeliveryStatus.SUCCEEDED
+            delivery.completed_at = timezone.now()
+            delivery.save(update_fields=["status", "completed_at"])
+            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(consecutive_failures=0)
+        elif status_code == 410:
+            _finish_failed(delivery)
+            _disable(endpoint.pk, "The receiver answered 410 Gone. Fix the URL, then re-enable the endpoint.")
+        elif endpoint.active and delivery.attempt_count < delivery.attempt_limit:
+            cycle_position = delivery.attempt_count - (delivery.attempt_limit - _attempts_per_cycle())
+            delay = settings.WEBHOOK_RETRY_DELAYS[cycle_position - 1]
+            delivery.next_attempt_at = timezone.now() + timedelta(seconds=delay)
+            delivery.save(update_fields=["next_attempt_at"])
+            _enqueue(delivery.pk, countdown=delay)
+        else:
+            _finish_failed(delivery)
+            failures = _count_failure(endpoint.pk)
+            if failures >= settings.WEBHOOK_DISABLE_AFTER_FAILURES:
+                _disable(
+                    endpoint.pk,
+                    f"The last {failures} deliveries all failed (latest: {error}). "
+                    "Fix the receiver, then re-enable the endpoint.",
+                )
+    log.info(
+        "webhook.attempt",
+        delivery_id=delivery.pk,
+        attempt=attempt.number,
+        status_code=status_code,
+        succeeded=succeeded,
+        error=error or None,
+        duration_ms=duration_ms,
+    )
+    return attempt
+
+
+def _finish_failed(delivery: WebhookDelivery) -> None:
+    delivery.status = DeliveryStatus.FAILED
+    delivery.completed_at = timezone.now()
+    delivery.save(update_fields=["status", "completed_at"])
+
+
+def _count_failure(endpoint_id) -> int:
+    WebhookEndpoint.objects.filter(pk=endpoint_id).update(consecutive_failures=F("consecutive_failures") + 1)
+    return WebhookEndpoint.objects.values_list("consecutive_failures", flat=True).get(pk=endpoint_id)
+
+
+def webhooks_sweep() -> int:
+    """Send again pending deliveries whose attempt is more than a minute overdue (their
+    task was lost: broker down at commit, worker killed)."""
+    now = timezone.now()
+    overdue = list(
+        WebhookDelivery.objects.filter(
+            status=DeliveryStatus.PENDING, next_attempt_at__lt=now - timedelta(seconds=60)
+        ).values_list("pk", flat=True)[:500]
+    )
+    for delivery_id in overdue:
+        with transaction.atomic():
+            if WebhookDelivery.objects.filter(pk=delivery_id, status=DeliveryStatus.PENDING).update(
+                next_attempt_at=now
+            ):
+                _enqueue(delivery_id)
+    if overdue:
+        log.info("webhooks.swept", resent=len(overdue))
+    return len(overdue)
