@@ -1,8 +1,8 @@
 """Chooses the organisation (and so the database schema) of each request from who is
 calling, once, before any view runs: the JWT's `org` claim for API tokens, the signed-in
 user's organisation for sessions. Never from a hostname or a client-supplied header.
-Unauthenticated requests stay in the public schema. The schema is reset afterwards so a
-pooled connection never carries one organisation's search path into the next request."""
+Unauthenticated requests stay in the public schema. The schema is reset afterwards, and
+every request starts from public, so no request ever runs in another caller's schema."""
 
 from __future__ import annotations
 
@@ -26,6 +26,9 @@ class TenantFromCallerMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        # Whatever schema the connection had, this request starts in public; what it had is
+        # put back afterwards (for code that calls views in-process, such as tests).
+        previous = connection.tenant
         connection.set_schema_to_public()
         request.tenant = None
         request.caller = None
@@ -56,4 +59,7 @@ class TenantFromCallerMiddleware:
         try:
             return self.get_response(request)
         finally:
-            connection.set_schema_to_public()
+            if previous is not None and previous.schema_name != "public":
+                connection.set_tenant(previous)
+            else:
+                connection.set_schema_to_public()

@@ -1,0 +1,47 @@
+"""Webhooks through a real Celery worker: a job completes, its delivery fails twice and is
+retried on the (shortened) schedule, then succeeds."""
+
+import itertools
+import time
+
+from django.conf import settings
+from django_tenants.utils import tenant_context
+from standardwebhooks.webhooks import Webhook
+
+from jobs import services as job_services
+from webhooks import services
+from webhooks.models import WebhookDelivery
+from webhooks.tests.receiver import Receiver
+
+
+def test_failing_receiver_gets_retries_on_the_schedule(live_org, celery_worker):
+    live_org.grant(100)
+    with Receiver() as receiver:
+        receiver.answer(500, 502, 200)
+        with tenant_context(live_org):
+            _, secret = services.webhook_endpoint_create(url=receiver.hook_url, event_types=["job.completed"])
+            job = job_services.job_create(
+                user=live_org.admin, job_type="summarize", text="Tell everyone. Now."
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with tenant_context(live_org):
+                delivery = WebhookDelivery.objects.filter(status="succeeded").first()
+            if delivery:
+                break
+            time.sleep(0.1)
+        assert delivery is not None, "the delivery never succeeded"
+        with tenant_context(live_org):
+            attempts = list(delivery.attempts.order_by("number"))
+        assert [(a.number, a.status_code, a.succeeded) for a in attempts] == [
+            (1, 500, False),
+            (2, 502, False),
+            (3, 200, True),
+        ]
+        gaps = [(b.started_at - a.started_at).total_seconds() for a, b in itertools.pairwise(attempts)]
+        delays = settings.WEBHOOK_RETRY_DELAYS
+        assert gaps[0] >= delays[0] and gaps[1] >= delays[1], gaps
+        ids = {r.headers["webhook-id"] for r in receiver.requests}
+        assert ids == {delivery.pk}
+        payload = Webhook(secret).verify(receiver.requests[-1].body, receiver.requests[-1].headers)
+        assert payload["data"]["id"] == str(job.pk)
