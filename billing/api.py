@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing import selectors
-from billing.models import TransactionKind
-from billing.serializers import CreditsOutput, CreditTransactionOutput
+from billing import purchases, selectors
+from billing.models import Purchase, PurchaseStatus, TransactionKind
+from billing.public.models import CreditPack
+from billing.serializers import (
+    CheckoutInput,
+    CreditPackOutput,
+    CreditsOutput,
+    CreditTransactionOutput,
+    PurchaseOutput,
+)
 from nexus.api.pagination import PagePagination
+from nexus.api.permissions import IsOrganisationAdmin
 from nexus.api.query import apply_sort, date_range, multi_value
+from nexus.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 
 
 class CreditsView(APIView):
@@ -58,3 +68,54 @@ class CreditTransactionListView(APIView):
         paginator = PagePagination()
         page = paginator.paginate_queryset(rows, request, view=self)
         return paginator.get_paginated_response(CreditTransactionOutput(page, many=True).data)
+
+
+class CreditPackListView(APIView):
+    @extend_schema(
+        summary="Credit packs on sale", responses={200: CreditPackOutput(many=True)}, tags=["billing"]
+    )
+    def get(self, request, *args, **kwargs):
+        return Response(CreditPackOutput(CreditPack.objects.filter(active=True), many=True).data)
+
+
+class CheckoutView(APIView):
+    permission_classes = [IsOrganisationAdmin]
+
+    @extend_schema(
+        summary="Buy a credit pack: start a Stripe Checkout (admins)",
+        description=(
+            "Returns the purchase and the Stripe Checkout URL to send the buyer to. Credits are "
+            "added when Stripe confirms the payment. 503 BILLING_UNAVAILABLE when this server has "
+            "no Stripe keys."
+        ),
+        request=CheckoutInput,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={201: PurchaseOutput},
+        tags=["billing"],
+    )
+    @idempotent
+    def post(self, request, *args, **kwargs):
+        payload = CheckoutInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        purchase = purchases.checkout_start(
+            user=request.user, pack_id=payload.validated_data["pack"], org_id=request._request.tenant.id
+        )
+        return Response(PurchaseOutput(purchase).data, status=status.HTTP_201_CREATED)
+
+
+class PurchaseListView(APIView):
+    @extend_schema(
+        summary="Purchases of credit packs, newest first",
+        parameters=[OpenApiParameter("status", str, description="pending, completed, expired, refunded")],
+        responses={200: PurchaseOutput(many=True)},
+        tags=["billing"],
+    )
+    def get(self, request, *args, **kwargs):
+        rows = Purchase.objects.all()
+        statuses = multi_value(request, "status", allowed=set(PurchaseStatus.values))
+        if statuses:
+            rows = rows.filter(status__in=statuses)
+        rows = apply_sort(rows, request, allowed={"created_at", "amount_cents"}, default="-created_at")
+        paginator = PagePagination()
+        page = paginator.paginate_queryset(rows, request, view=self)
+        return paginator.get_paginated_response(PurchaseOutput(page, many=True).data)

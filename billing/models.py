@@ -36,6 +36,8 @@ class CreditTransaction(models.Model):
     previous_balance = models.BigIntegerField()
     balance_after = models.BigIntegerField()
     job_id = models.UUIDField(null=True, blank=True)
+    # The purchase a `purchase` row (or a refund's adjustment) belongs to.
+    purchase_id = models.UUIDField(null=True, blank=True)
     reference = models.CharField(max_length=255, blank=True)
     actor_id = models.UUIDField(null=True, blank=True)
     actor_label = models.CharField(max_length=255)
@@ -84,6 +86,11 @@ class CreditTransaction(models.Model):
                 condition=Q(kind=TransactionKind.REFUND),
                 name="credit_one_refund_per_job",
             ),
+            models.UniqueConstraint(
+                fields=["purchase_id"],
+                condition=Q(kind=TransactionKind.PURCHASE),
+                name="credit_one_purchase_row_per_purchase",
+            ),
             # Target of the chain's foreign keys (migration 0002).
             models.UniqueConstraint(fields=["sequence", "balance_after"], name="credit_sequence_balance_key"),
         ]
@@ -112,3 +119,54 @@ class CreditBalance(models.Model):
 
     def __str__(self) -> str:
         return f"{self.balance} credits"
+
+
+class PurchaseStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    COMPLETED = "completed", "Completed"
+    EXPIRED = "expired", "Expired"
+    REFUNDED = "refunded", "Refunded"
+
+
+# The only moves a purchase can make; anything else is refused (and logged).
+PURCHASE_TRANSITIONS: dict[str, set[str]] = {
+    PurchaseStatus.PENDING: {PurchaseStatus.COMPLETED, PurchaseStatus.EXPIRED},
+    PurchaseStatus.COMPLETED: {PurchaseStatus.REFUNDED},
+    PurchaseStatus.EXPIRED: set(),
+    PurchaseStatus.REFUNDED: set(),
+}
+
+
+class Purchase(models.Model):
+    """A credit pack bought through Stripe Checkout (organisation schema). The pack's
+    details are copied: later price changes do not rewrite what was bought."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    pack_id = models.UUIDField()
+    pack_name = models.CharField(max_length=100)
+    credits = models.PositiveIntegerField()
+    amount_cents = models.PositiveIntegerField()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=20, choices=PurchaseStatus.choices, default=PurchaseStatus.PENDING)
+    stripe_session_id = models.CharField(max_length=255, blank=True, db_index=True)
+    stripe_payment_intent_id = models.CharField(max_length=255, blank=True)
+    checkout_url = models.URLField(max_length=2048, blank=True)
+    created_by_id = models.UUIDField()
+    credits_reversed = models.PositiveIntegerField(default=0)
+    refund_shortfall = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    expired_at = models.DateTimeField(null=True, blank=True)
+    refunded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(status=PurchaseStatus.COMPLETED) | Q(completed_at__isnull=False),
+                name="purchase_completed_has_timestamp",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pack_name} ({self.status})"

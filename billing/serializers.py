@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
-from billing.models import CreditTransaction
+from billing.models import CreditTransaction, Purchase, PurchaseStatus
+from billing.public.models import CreditPack
 
 
 class CreditTransactionOutput(serializers.ModelSerializer):
@@ -25,3 +26,41 @@ class CreditTransactionOutput(serializers.ModelSerializer):
 class CreditsOutput(serializers.Serializer):
     balance = serializers.IntegerField()
     recent_transactions = CreditTransactionOutput(many=True)
+
+
+class CreditPackOutput(serializers.ModelSerializer):
+    price = serializers.SerializerMethodField(help_text="Price in major units, e.g. 10.00.")
+
+    class Meta:
+        model = CreditPack
+        fields = ["id", "name", "credits", "price_cents", "price", "currency"]
+
+    def get_price(self, pack) -> str:
+        return f"{pack.price_cents / 100:.2f}"
+
+
+class PurchaseOutput(serializers.ModelSerializer):
+    status = serializers.ChoiceField(choices=PurchaseStatus.choices)
+
+    class Meta:
+        model = Purchase
+        fields = [
+            "id",
+            "pack_id",
+            "pack_name",
+            "credits",
+            "amount_cents",
+            "currency",
+            "status",
+            "checkout_url",
+            "credits_reversed",
+            "refund_shortfall",
+            "created_at",
+            "completed_at",
+            "expired_at",
+            "refunded_at",
+        ]
+
+
+class CheckoutInput(serializers.Serializer):
+    pack = serializers.UUIDField()

@@ -49,6 +49,7 @@ def _append(
     actor_label: str,
     actor_id: uuid.UUID | None = None,
     job_id: uuid.UUID | None = None,
+    purchase_id: uuid.UUID | None = None,
     reference: str = "",
     required: int | None = None,
 ) -> CreditTransaction:
@@ -67,6 +68,7 @@ def _append(
                 previous_balance=new_balance - amount,
                 balance_after=new_balance,
                 job_id=job_id,
+                purchase_id=purchase_id,
                 reference=reference[:255],
                 actor_id=actor_id,
                 actor_label=actor_label[:255],
@@ -120,21 +122,28 @@ def credits_grant(
     )
 
 
-def credits_purchase(*, amount: int, reference: str, actor_label: str) -> CreditTransaction:
+def credits_purchase(
+    *, amount: int, purchase_id: uuid.UUID, reference: str, actor_label: str
+) -> CreditTransaction:
+    """Credits bought. The database allows one purchase row per purchase."""
     _check_amount(amount)
     return _append(
         kind=TransactionKind.PURCHASE,
         amount=amount,
+        purchase_id=purchase_id,
         reference=_check_reason(reference),
         actor_label=actor_label,
     )
 
 
-def credits_adjust(*, amount: int, reason: str, actor_label: str) -> CreditTransaction:
+def credits_adjust(
+    *, amount: int, reason: str, actor_label: str, purchase_id: uuid.UUID | None = None
+) -> CreditTransaction:
     _check_amount(amount, allow_negative=True)
     return _append(
         kind=TransactionKind.ADJUSTMENT,
         amount=amount,
+        purchase_id=purchase_id,
         reference=_check_reason(reason),
         actor_label=actor_label,
     )

@@ -83,9 +83,9 @@ SHARED_APPS = [
     "django_celery_beat",
     "django_prometheus",
     "nexus",
-    # Also a tenant app: the Stripe event log and credit packs are public, the ledger is
-    # per organisation. Its tables exist in both kinds of schema; each is used in one.
-    "billing",
+    # Pack catalogue, Stripe event log and the session -> organisation index. The ledger
+    # and purchases (billing) are per organisation.
+    "billing.public",
 ]
 TENANT_APPS: list[str] = [
     # Per-organisation data. Each app listed here gets its tables in every organisation's
@@ -325,6 +325,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "jobs.models.JobStatus",
+        "DeliveryStatusEnum": "webhooks.models.DeliveryStatus",
+        "PurchaseStatusEnum": "billing.models.PurchaseStatus",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "nexus.schema.wrap_in_envelope",
@@ -391,6 +396,19 @@ WEBHOOK_REQUIRE_HTTPS = env_bool("WEBHOOK_REQUIRE_HTTPS", not DEBUG)
 WEBHOOK_ALLOW_PRIVATE_NETWORKS = env_bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", False)
 WEBHOOK_SECRET_OVERLAP_HOURS = env_int("WEBHOOK_SECRET_OVERLAP_HOURS", 24)
 
+# --- Billing (Stripe) --------------------------------------------------------------------------
+# Unset: buying is refused with 503 BILLING_UNAVAILABLE; operators grant credits instead.
+STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", "")
+STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", "")
+# Only for pointing the stripe library at a stand-in (tests, local development).
+STRIPE_API_BASE = env("STRIPE_API_BASE", "")
+STRIPE_WEBHOOK_TOLERANCE_SECONDS = 300
+STRIPE_MAX_NETWORK_RETRIES = env_int("STRIPE_MAX_NETWORK_RETRIES", 2)
+PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
+BILLING_SUCCESS_URL = env("BILLING_SUCCESS_URL", f"{PUBLIC_BASE_URL}/billing?purchase={{purchase_id}}")
+BILLING_CANCEL_URL = env("BILLING_CANCEL_URL", f"{PUBLIC_BASE_URL}/billing?cancelled={{purchase_id}}")
+BILLING_RECONCILE_AFTER_MINUTES = env_int("BILLING_RECONCILE_AFTER_MINUTES", 15)
+
 # --- Rate limits (per organisation, on /api/) --------------------------------------------------
 RATE_LIMIT_ENABLED = env_bool("RATE_LIMIT_ENABLED", True)
 RATE_LIMIT_WINDOW_SECONDS = env_int("RATE_LIMIT_WINDOW_SECONDS", 900)
@@ -410,5 +428,6 @@ JOB_RUNNING_TIMEOUT_SECONDS = env_int("JOB_RUNNING_TIMEOUT_SECONDS", 300)
 JOB_PROVIDER_TIMEOUT_SECONDS = float(env("JOB_PROVIDER_TIMEOUT_SECONDS", "30"))
 JOB_CACHE_TTL_SECONDS = env_int("JOB_CACHE_TTL_SECONDS", 3600)
 CELERY_BEAT_SCHEDULE["jobs-sweep"] = {"task": "jobs.sweep", "schedule": 60.0}
+CELERY_BEAT_SCHEDULE["billing-reconcile"] = {"task": "billing.reconcile", "schedule": 300.0}
 CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {"task": "webhooks.sweep", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["purge-idempotency-keys"] = {"task": "nexus.purge_idempotency_keys", "schedule": 3600.0}

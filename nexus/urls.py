@@ -5,6 +5,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from billing.stripe_webhook import stripe_webhook
 from nexus import health, metrics, views
 from tenants import views as tenant_views
 
@@ -18,6 +19,7 @@ api_urls = [
 
 urlpatterns = [
     path("health", health.health, name="health"),
+    path("stripe/webhook", stripe_webhook, name="stripe-webhook"),
     path("metrics", metrics.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     # Google sign-in. The names are allauth's, so its templates and redirect_uri use them.

@@ -4,6 +4,7 @@
 SUBSCRIBABLE_EVENTS: dict[str, str] = {
     "job.completed": "A job finished successfully; data is the job.",
     "job.failed": "A job failed for good and was refunded; data is the job.",
+    "credits.purchased": "A credit pack was paid for and its credits added; data is the purchase.",
 }
 
 # Sent only on request (POST /webhooks/{id}/test), whatever the endpoint subscribes to.

@@ -33,6 +33,7 @@ Handler = Callable[[StubRequest], tuple[int, dict[str, str], bytes | str | dict 
 @dataclass
 class StubServer:
     routes: dict[tuple[str, str], Handler] = field(default_factory=dict)
+    prefix_routes: list[tuple[str, str, Handler]] = field(default_factory=list)
     requests: list[StubRequest] = field(default_factory=list)
 
     def __post_init__(self):
@@ -52,7 +53,10 @@ class StubServer:
                     body=self.rfile.read(length) if length else b"",
                 )
                 stub.requests.append(request)
-                handler = stub.routes.get((self.command, parts.path))
+                handler = stub.routes.get((self.command, parts.path)) or next(
+                    (h for m, p, h in stub.prefix_routes if m == self.command and parts.path.startswith(p)),
+                    None,
+                )
                 if handler is None:
                     status, headers, body = 404, {}, {"error": "no stub route"}
                 else:
@@ -85,6 +89,10 @@ class StubServer:
 
     def route(self, method: str, path: str, handler: Handler) -> None:
         self.routes[(method, path)] = handler
+
+    def route_prefix(self, method: str, prefix: str, handler: Handler) -> None:
+        """For paths with ids in them (/v1/checkout/sessions/cs_123); exact routes win."""
+        self.prefix_routes.append((method, prefix, handler))
 
     def __enter__(self) -> StubServer:
         self._thread.start()

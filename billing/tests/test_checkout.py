@@ -1,0 +1,300 @@
+"""Buying credits with Stripe Checkout: the real stripe library against a local stand-in,
+and signed webhook events made with a test secret."""
+
+import logging
+import time
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from django_tenants.utils import tenant_context
+
+from billing.models import CreditTransaction, Purchase
+from billing.public.models import CreditPack, StripeEvent
+from billing.purchases import purchases_reconcile
+from billing.selectors import credits_balance
+from billing.services import credits_deduct
+from billing.tests.stripe_stub import WEBHOOK_SECRET, StripeStub, event, signed
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def stripe_stub(settings):
+    with StripeStub() as stub:
+        settings.STRIPE_SECRET_KEY = "sk_test_stand_in"
+        settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
+        settings.STRIPE_API_BASE = stub.url
+        yield stub
+
+
+@pytest.fixture
+def pack():
+    return CreditPack.objects.get(credits=500)
+
+
+def _checkout(client, pack, **headers):
+    return client.post("/api/v1/billing/checkout", {"pack": str(pack.pk)}, format="json", **headers)
+
+
+def _send(client, payload, **kwargs):
+    body, header = signed(payload, **kwargs)
+    return client.post("/stripe/webhook", body, content_type="application/json", HTTP_STRIPE_SIGNATURE=header)
+
+
+def _purchase_rows(org):
+    with tenant_context(org):
+        return list(CreditTransaction.objects.filter(kind="purchase"))
+
+
+def test_packs_are_seeded_and_listed(world, api_as):
+    packs = api_as(world.member_a).get("/api/v1/billing/packs").json()["data"]
+    assert [(p["credits"], p["price_cents"], p["price"]) for p in packs] == [
+        (100, 1000, "10.00"),
+        (500, 4500, "45.00"),
+        (2000, 16000, "160.00"),
+    ]
+
+
+def test_without_stripe_keys_checkout_is_503_and_says_why(world, api_as, pack, settings):
+    settings.STRIPE_SECRET_KEY = ""
+    response = _checkout(api_as(world.admin_a), pack)
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "BILLING_UNAVAILABLE" and "not configured" in error["message"]
+
+
+def test_member_cannot_buy(world, api_as, pack, stripe_stub):
+    assert _checkout(api_as(world.member_a), pack).status_code == 403
+    assert stripe_stub.sessions == {}
+
+
+def test_admin_starts_a_checkout_session(world, api_as, pack, stripe_stub):
+    response = _checkout(api_as(world.admin_a), pack)
+    assert response.status_code == 201
+    data = response.json()["data"]
+    assert data["status"] == "pending" and data["credits"] == 500 and data["amount_cents"] == 4500
+    (session,) = stripe_stub.sessions.values()
+    assert data["checkout_url"] == session["url"]
+    assert session["mode"] == "payment" and session["client_reference_id"] == data["id"]
+    assert session["metadata"] == {"organisation_id": str(world.org_a.id), "purchase_id": data["id"]}
+    assert session["amount_total"] == 4500 and session["currency"] == "usd"
+    assert stripe_stub.requests[0].headers["idempotency-key"] == f"checkout-{data['id']}"
+    listed = api_as(world.member_a).get("/api/v1/billing/purchases").json()["data"]
+    assert [p["id"] for p in listed] == [data["id"]]
+
+
+def test_checkout_honours_idempotency_key(world, api_as, pack, stripe_stub):
+    client = api_as(world.admin_a)
+    first = _checkout(client, pack, HTTP_IDEMPOTENCY_KEY="buy-1")
+    second = _checkout(client, pack, HTTP_IDEMPOTENCY_KEY="buy-1")
+    assert second["Idempotent-Replayed"] == "true" and first.json()["data"] == second.json()["data"]
+    assert len(stripe_stub.sessions) == 1
+
+
+def test_unknown_or_withdrawn_pack(world, api_as, pack, stripe_stub):
+    client = api_as(world.admin_a)
+    CreditPack.objects.filter(pk=pack.pk).update(active=False)
+    assert _checkout(client, pack).status_code == 404
+    assert client.post("/api/v1/billing/checkout", {"pack": "nope"}, format="json").status_code == 422
+
+
+def test_transient_stripe_errors_are_retried(world, api_as, pack, stripe_stub):
+    stripe_stub.failures = [500, 503]
+    response = _checkout(api_as(world.admin_a), pack)
+    assert response.status_code == 201
+    assert len(stripe_stub.requests) == 3 and len(stripe_stub.sessions) == 1
+
+
+def test_stripe_down_is_a_clear_503_and_leaves_nothing(world, api_as, pack, stripe_stub):
+    stripe_stub.failures = [500, 500, 500]
+    response = _checkout(api_as(world.admin_a), pack)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "PAYMENT_PROVIDER_UNAVAILABLE"
+    with tenant_context(world.org_a):
+        assert not Purchase.objects.exists()
+
+
+def test_stripe_refusal_is_a_clear_502(world, api_as, pack, stripe_stub):
+    stripe_stub.failures = [400]
+    response = _checkout(api_as(world.admin_a), pack)
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "PAYMENT_PROVIDER_ERROR"
+    assert "Stand-in" not in response.content.decode()
+    with tenant_context(world.org_a):
+        assert not Purchase.objects.exists()
+
+
+# --- The webhook -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def started(world, api_as, pack, stripe_stub):
+    data = _checkout(api_as(world.admin_a), pack).json()["data"]
+    session_id = next(iter(stripe_stub.sessions))
+    return data["id"], session_id
+
+
+def test_paid_session_fulfils_once(world, client, stripe_stub, started):
+    purchase_id, session_id = started
+    completed = event("checkout.session.completed", stripe_stub.pay(session_id))
+    response = _send(client, completed)
+    assert response.status_code == 200 and response.json()["outcome"] == "fulfilled"
+    with tenant_context(world.org_a):
+        purchase = Purchase.objects.get(pk=purchase_id)
+        assert purchase.status == "completed" and purchase.stripe_payment_intent_id.startswith("pi_")
+        assert credits_balance() == 500
+    (row,) = _purchase_rows(world.org_a)
+    assert row.amount == 500 and str(row.purchase_id) == purchase_id and row.actor_label == "stripe"
+
+    # The same event again, and replayed with a fresh signature: 200, nothing changes.
+    again = _send(client, completed)
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert _send(client, completed, timestamp=int(time.time()) + 1).json()["duplicate"] is True
+    # Another event for the same paid session (an async success) finds it applied.
+    later = event("checkout.session.async_payment_succeeded", stripe_stub.sessions[session_id])
+    assert _send(client, later).json()["outcome"] == "already_applied"
+    assert len(_purchase_rows(world.org_a)) == 1
+    assert StripeEvent.objects.filter(event_id=completed["id"]).get().organisation_id == world.org_a.id
+
+
+def test_fulfilment_publishes_credits_purchased(world, client, stripe_stub, started):
+    from webhooks import services as webhook_services
+    from webhooks.models import WebhookDelivery
+
+    with tenant_context(world.org_a):
+        webhook_services.webhook_endpoint_create(
+            url="http://127.0.0.1:9/hook", event_types=["credits.purchased"]
+        )
+    _send(client, event("checkout.session.completed", stripe_stub.pay(started[1])))
+    with tenant_context(world.org_a):
+        (delivery,) = WebhookDelivery.objects.all()
+    assert delivery.event_type == "credits.purchased" and delivery.payload["data"]["status"] == "completed"
+
+
+def test_unpaid_completion_waits_for_payment(world, client, stripe_stub, started):
+    session = stripe_stub.sessions[started[1]]
+    assert _send(client, event("checkout.session.completed", session)).json()["outcome"] == "awaiting_payment"
+    with tenant_context(world.org_a):
+        assert Purchase.objects.get().status == "pending"
+
+
+def test_expired_session_expires_the_purchase(world, client, stripe_stub, started):
+    assert _send(client, event("checkout.session.expired", stripe_stub.expire(started[1]))).status_code == 200
+    with tenant_context(world.org_a):
+        assert Purchase.objects.get().status == "expired"
+    assert _purchase_rows(world.org_a) == []
+
+
+def test_out_of_order_expiry_after_payment_is_refused_and_logged(world, client, stripe_stub, started, caplog):
+    caplog.set_level(logging.WARNING, logger="billing.purchases")
+    _send(client, event("checkout.session.completed", stripe_stub.pay(started[1])))
+    assert (
+        _send(client, event("checkout.session.expired", stripe_stub.sessions[started[1]])).status_code == 200
+    )
+    with tenant_context(world.org_a):
+        assert Purchase.objects.get().status == "completed"
+    assert any(
+        isinstance(r.msg, dict) and r.msg.get("event") == "billing.transition_refused" for r in caplog.records
+    )
+
+
+def test_refund_that_overtakes_the_completion(world, client, stripe_stub, started):
+    stripe_stub.pay(started[1])
+    refund = event("charge.refunded", stripe_stub.charge(started[1], refunded_cents=4500))
+    assert _send(client, refund).json()["outcome"] == "refunded"
+    with tenant_context(world.org_a):
+        purchase = Purchase.objects.get()
+        assert purchase.status == "refunded" and purchase.credits_reversed == 500
+        assert credits_balance() == 0
+    # The completion arriving last changes nothing.
+    assert (
+        _send(client, event("checkout.session.completed", stripe_stub.sessions[started[1]])).status_code
+        == 200
+    )
+    assert len(_purchase_rows(world.org_a)) == 1
+    with tenant_context(world.org_a):
+        assert credits_balance() == 0
+
+
+def test_refund_after_credits_were_spent_records_the_shortfall(world, client, stripe_stub, started):
+    _send(client, event("checkout.session.completed", stripe_stub.pay(started[1])))
+    with tenant_context(world.org_a):
+        import uuid
+
+        credits_deduct(job_id=uuid.uuid4(), amount=420, actor_label="user:x")
+    _send(client, event("charge.refunded", stripe_stub.charge(started[1], refunded_cents=4500)))
+    with tenant_context(world.org_a):
+        purchase = Purchase.objects.get()
+        assert purchase.status == "refunded"
+        assert purchase.credits_reversed == 80 and purchase.refund_shortfall == 420
+        assert credits_balance() == 0
+        adjustment = CreditTransaction.objects.get(kind="adjustment")
+        assert adjustment.amount == -80 and adjustment.purchase_id == purchase.pk
+
+
+def test_partial_refunds_reverse_credits_in_proportion(world, client, stripe_stub, started):
+    _send(client, event("checkout.session.completed", stripe_stub.pay(started[1])))
+    _send(client, event("charge.refunded", stripe_stub.charge(started[1], refunded_cents=900)))  # 20 %
+    with tenant_context(world.org_a):
+        purchase = Purchase.objects.get()
+        assert (
+            purchase.status == "completed" and purchase.credits_reversed == 100 and credits_balance() == 400
+        )
+    _send(client, event("charge.refunded", stripe_stub.charge(started[1], refunded_cents=4500)))
+    with tenant_context(world.org_a):
+        purchase = Purchase.objects.get()
+        assert purchase.status == "refunded" and purchase.credits_reversed == 500 and credits_balance() == 0
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    ["bad_signature", "wrong_secret", "missing_header", "stale", "not_json"],
+)
+def test_bad_signatures_are_400_and_change_nothing(world, client, stripe_stub, started, tamper):
+    payload = event("checkout.session.completed", stripe_stub.pay(started[1]))
+    body, header = signed(payload)
+    if tamper == "bad_signature":
+        header = header[:-4] + "0000"
+    elif tamper == "wrong_secret":
+        body, header = signed(payload, secret="whsec_someone_else")
+    elif tamper == "stale":
+        body, header = signed(payload, timestamp=int(time.time()) - 301)
+    elif tamper == "not_json":
+        body, header = signed({"x": 1})
+        body = b"{not json"
+    headers = {} if tamper == "missing_header" else {"HTTP_STRIPE_SIGNATURE": header}
+    response = client.post("/stripe/webhook", body, content_type="application/json", **headers)
+    assert response.status_code == 400
+    assert not StripeEvent.objects.exists()
+    with tenant_context(world.org_a):
+        assert Purchase.objects.get().status == "pending"
+
+
+def test_unknown_event_types_are_acknowledged(world, client, stripe_stub):
+    response = _send(client, event("customer.created", {"id": "cus_1", "object": "customer"}))
+    assert response.status_code == 200 and response.json()["outcome"] == "ignored"
+    assert StripeEvent.objects.get().type == "customer.created"
+
+
+def test_reconciliation_fulfils_a_paid_purchase_whose_webhook_never_came(world, stripe_stub, started):
+    stripe_stub.pay(started[1])
+    with tenant_context(world.org_a):
+        assert purchases_reconcile() == {}  # too recent to ask about
+        Purchase.objects.update(created_at=timezone.now() - timedelta(minutes=16))
+        assert purchases_reconcile() == {"fulfilled": 1}
+        assert credits_balance() == 500
+        assert purchases_reconcile() == {}
+
+
+def test_reconciliation_expires_and_leaves_open_sessions(world, api_as, pack, stripe_stub, started):
+    _checkout(api_as(world.admin_a), pack)
+    second_session = list(stripe_stub.sessions)[1]
+    stripe_stub.expire(second_session)
+    with tenant_context(world.org_a):
+        Purchase.objects.update(created_at=timezone.now() - timedelta(minutes=16))
+        assert purchases_reconcile() == {"still_open": 1, "expired": 1}
+
+
+def test_another_organisations_purchases_are_invisible(world, api_as, stripe_stub, started):
+    assert api_as(world.member_b).get("/api/v1/billing/purchases").json()["meta"]["total"] == 0
