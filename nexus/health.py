@@ -7,12 +7,13 @@ database does not answer.
 
 from __future__ import annotations
 
+import json
 import time
 
 from django.db import connection
 from django.http import JsonResponse
 
-from nexus.redis import get_redis
+from nexus.redis import get_redis, redis_key
 
 
 def _timed(check) -> dict:
@@ -33,6 +34,14 @@ def _redis_ping() -> None:
     get_redis().ping()
 
 
+def _last_etl_run() -> dict | None:
+    try:
+        raw = get_redis().get(redis_key("etl", "last_run"))
+    except Exception:
+        return None
+    return json.loads(raw) if raw else None
+
+
 def health(request):
     checks = {"database": _timed(_database), "redis": _timed(_redis_ping)}
     if checks["database"]["status"] != "up":
@@ -41,6 +50,7 @@ def health(request):
         overall, status_code = "degraded", 200
     else:
         overall, status_code = "ok", 200
-    response = JsonResponse({"status": overall, "checks": checks}, status=status_code)
+    body = {"status": overall, "checks": checks, "etl_last_run": _last_etl_run()}
+    response = JsonResponse(body, status=status_code)
     response["Cache-Control"] = "no-store"
     return response

@@ -95,6 +95,7 @@ TENANT_APPS: list[str] = [
     "billing",
     "jobs",
     "webhooks",
+    "etl",
 ]
 INSTALLED_APPS = list(dict.fromkeys(SHARED_APPS + TENANT_APPS))
 
@@ -409,6 +410,22 @@ BILLING_SUCCESS_URL = env("BILLING_SUCCESS_URL", f"{PUBLIC_BASE_URL}/billing?pur
 BILLING_CANCEL_URL = env("BILLING_CANCEL_URL", f"{PUBLIC_BASE_URL}/billing?cancelled={{purchase_id}}")
 BILLING_RECONCILE_AFTER_MINUTES = env_int("BILLING_RECONCILE_AFTER_MINUTES", 15)
 
+# --- ETL -----------------------------------------------------------------------------------------
+ETL_BATCH_SIZE = env_int("ETL_BATCH_SIZE", 1000)
+ETL_DRIFT_THRESHOLD = float(env("ETL_DRIFT_THRESHOLD", "85"))
+ETL_HTTP_TIMEOUT_SECONDS = float(env("ETL_HTTP_TIMEOUT_SECONDS", "30"))
+ETL_HTTP_RETRIES = env_int("ETL_HTTP_RETRIES", 5)
+ETL_RETRY_BASE_DELAY_SECONDS = float(env("ETL_RETRY_BASE_DELAY_SECONDS", "0.5"))
+ETL_RETRY_MAX_DELAY_SECONDS = float(env("ETL_RETRY_MAX_DELAY_SECONDS", "60"))
+ETL_REQUIRE_HTTPS = env_bool("ETL_REQUIRE_HTTPS", WEBHOOK_REQUIRE_HTTPS)
+# Local CSV/RSS paths must be inside one of these directories.
+ETL_LOCAL_ROOTS = env_list(
+    "ETL_LOCAL_ROOTS", f"{BASE_DIR / 'etl' / 'sample_data'},{BASE_DIR / '.data' / 'etl-files'}"
+)
+ETL_MAX_FILE_BYTES = env_int("ETL_MAX_FILE_BYTES", 200 * 1024 * 1024)
+# Testing the resume path on the scheduled runs: stop each after this many items.
+ETL_SCHEDULED_FAIL_AFTER = env_int("ETL_SCHEDULED_FAIL_AFTER", 0) or None
+
 # --- Rate limits (per organisation, on /api/) --------------------------------------------------
 RATE_LIMIT_ENABLED = env_bool("RATE_LIMIT_ENABLED", True)
 RATE_LIMIT_WINDOW_SECONDS = env_int("RATE_LIMIT_WINDOW_SECONDS", 900)
@@ -429,5 +446,6 @@ JOB_PROVIDER_TIMEOUT_SECONDS = float(env("JOB_PROVIDER_TIMEOUT_SECONDS", "30"))
 JOB_CACHE_TTL_SECONDS = env_int("JOB_CACHE_TTL_SECONDS", 3600)
 CELERY_BEAT_SCHEDULE["jobs-sweep"] = {"task": "jobs.sweep", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["billing-reconcile"] = {"task": "billing.reconcile", "schedule": 300.0}
+CELERY_BEAT_SCHEDULE["etl-dispatch-due"] = {"task": "etl.dispatch_due", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {"task": "webhooks.sweep", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["purge-idempotency-keys"] = {"task": "nexus.purge_idempotency_keys", "schedule": 3600.0}

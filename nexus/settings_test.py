@@ -18,6 +18,7 @@ os.environ.setdefault("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true")
 os.environ.setdefault("WEBHOOK_REQUIRE_HTTPS", "false")
 os.environ.setdefault("WEBHOOK_RETRY_DELAYS", "0.2,0.4,0.8")
 os.environ.setdefault("WEBHOOK_TIMEOUT_SECONDS", "2")
+os.environ.setdefault("ETL_RETRY_BASE_DELAY_SECONDS", "0.01")
 # A queue of this test process's own (each pytest-xdist worker has its own database), shared
 # with the Celery worker it starts, so parallel or earlier test runs never hand each other
 # tasks. The run id is inherited by xdist workers; the worker id tells them apart.

@@ -15,6 +15,7 @@ api_urls = [
     path("", include("billing.urls")),
     path("", include("jobs.urls")),
     path("", include("webhooks.urls")),
+    path("", include("etl.urls")),
 ]
 
 urlpatterns = [

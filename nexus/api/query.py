@@ -49,18 +49,20 @@ def date_param(request, name: str, *, end_of_day: bool = False) -> datetime | No
     raw = request.query_params.get(name)
     if not raw:
         return None
+    # A bare date is a whole day: the start of it, or its end for the upper bound.
     try:
-        parsed = parse_datetime(raw)
+        day = parse_date(raw)
     except ValueError:
-        parsed = None
-    if parsed is None:
-        try:
-            day = parse_date(raw)
-        except ValueError:
-            day = None
-        if day is None:
-            raise _invalid(name, f"{name} must be an ISO 8601 date or date-time.")
+        day = None
+    if day is not None:
         parsed = datetime.combine(day, time.max if end_of_day else time.min)
+    else:
+        try:
+            parsed = parse_datetime(raw)
+        except ValueError:
+            parsed = None
+        if parsed is None:
+            raise _invalid(name, f"{name} must be an ISO 8601 date or date-time.")
     if timezone.is_naive(parsed):
         parsed = timezone.make_aware(parsed, UTC)
     return parsed

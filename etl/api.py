@@ -1,0 +1,197 @@
+"""Data sources, runs, stats and the unified records."""
+
+from __future__ import annotations
+
+import time
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from etl import selectors, services
+from etl.models import RunTrigger
+from etl.serializers import (
+    CompareOutput,
+    RecordOutput,
+    RunDetailOutput,
+    RunOutput,
+    RunQueuedOutput,
+    SourceInput,
+    SourceOutput,
+    SourcePatchInput,
+    StatsOutput,
+)
+from nexus.api.errors import ValidationFailed
+from nexus.api.pagination import PagePagination
+from nexus.api.permissions import AdminForWrites, IsOrganisationAdmin
+from nexus.api.query import apply_sort, date_range
+from nexus.idempotency import IDEMPOTENCY_PARAMETER, idempotent
+
+TAGS = ["data"]
+
+
+class SourceListView(APIView):
+    permission_classes = [AdminForWrites]
+
+    @extend_schema(summary="Data sources", responses={200: SourceOutput(many=True)}, tags=TAGS)
+    def get(self, request, *args, **kwargs):
+        paginator = PagePagination()
+        page = paginator.paginate_queryset(services.DataSource.objects.order_by("name", "pk"), request, self)
+        return paginator.get_paginated_response(SourceOutput(page, many=True).data)
+
+    @extend_schema(
+        summary="Connect a data source (admins)",
+        description="config: api {url, api_key_header, records_path, page_size, updated_field, ...}; "
+        "csv {path | url, delimiter, encoding}; rss {url | path}. The api_key is stored encrypted "
+        "and never returned.",
+        request=SourceInput,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={201: SourceOutput},
+        tags=TAGS,
+    )
+    @idempotent
+    def post(self, request, *args, **kwargs):
+        payload = SourceInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        source = services.etl_source_create(**payload.validated_data)
+        return Response(SourceOutput(source).data, status=status.HTTP_201_CREATED)
+
+
+class SourceDetailView(APIView):
+    permission_classes = [AdminForWrites]
+
+    @extend_schema(summary="One data source", responses={200: SourceOutput}, tags=TAGS)
+    def get(self, request, source_id, *args, **kwargs):
+        return Response(SourceOutput(selectors.source_get(source_id=source_id)).data)
+
+    @extend_schema(
+        summary="Change a data source (admins)",
+        request=SourcePatchInput,
+        responses={200: SourceOutput},
+        tags=TAGS,
+    )
+    def patch(self, request, source_id, *args, **kwargs):
+        source = selectors.source_get(source_id=source_id)
+        payload = SourcePatchInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        return Response(
+            SourceOutput(services.etl_source_update(source=source, **payload.validated_data)).data
+        )
+
+    @extend_schema(
+        summary="Delete a data source with its records and runs (admins)",
+        responses={204: OpenApiResponse(description="Deleted")},
+        tags=TAGS,
+    )
+    def delete(self, request, source_id, *args, **kwargs):
+        selectors.source_get(source_id=source_id).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SourceRunView(APIView):
+    permission_classes = [IsOrganisationAdmin]
+
+    @extend_schema(
+        summary="Run a data source now (admins)",
+        request=None,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={202: RunQueuedOutput},
+        tags=TAGS,
+    )
+    @idempotent
+    def post(self, request, source_id, *args, **kwargs):
+        source = selectors.source_get(source_id=source_id)
+        run = services.etl_run_queue(source=source, trigger=RunTrigger.MANUAL)
+        return Response(RunQueuedOutput({"run_id": run.pk, "status": run.status}).data, status=202)
+
+
+class RunListView(APIView):
+    @extend_schema(
+        summary="ETL runs, newest first",
+        parameters=[
+            OpenApiParameter("limit", int, description="1 to 100, default 20"),
+            OpenApiParameter("source", str, description="Only this source's runs"),
+        ],
+        responses={200: RunOutput(many=True)},
+        tags=TAGS,
+    )
+    def get(self, request, *args, **kwargs):
+        source_id = request.query_params.get("source")
+        source = selectors.source_get(source_id=source_id) if source_id else None
+        paginator = PagePagination()
+        page = paginator.paginate_queryset(selectors.run_list(source=source), request, self)
+        return paginator.get_paginated_response(RunOutput(page, many=True).data)
+
+
+class RunDetailView(APIView):
+    @extend_schema(
+        summary="One run, its drift events and quarantined items", responses={200: RunDetailOutput}, tags=TAGS
+    )
+    def get(self, request, run_id, *args, **kwargs):
+        return Response(RunDetailOutput(selectors.run_get(run_id=run_id)).data)
+
+
+class RunCompareView(APIView):
+    @extend_schema(
+        summary="Compare two runs of a source (default: its latest two)",
+        parameters=[
+            OpenApiParameter("source", str, description="Data source id (compares its latest two runs)"),
+            OpenApiParameter("a", str, description="Earlier run id"),
+            OpenApiParameter("b", str, description="Later run id"),
+        ],
+        responses={200: CompareOutput},
+        tags=TAGS,
+    )
+    def get(self, request, *args, **kwargs):
+        params = request.query_params
+        comparison = selectors.runs_compare(
+            source_id=params.get("source"), run_a=params.get("a"), run_b=params.get("b")
+        )
+        return Response(CompareOutput(comparison).data)
+
+
+class StatsView(APIView):
+    @extend_schema(
+        summary="Per source: records, processed, last duration, last success and failure",
+        responses={200: StatsOutput(many=True)},
+        tags=TAGS,
+    )
+    def get(self, request, *args, **kwargs):
+        return Response(StatsOutput(selectors.source_stats(), many=True).data)
+
+
+class DataView(APIView):
+    @extend_schema(
+        summary="The unified records",
+        parameters=[
+            OpenApiParameter("source", str, description="Source ids, comma separated"),
+            OpenApiParameter("from", str, description="Published on or after (ISO date or date-time)"),
+            OpenApiParameter("to", str, description="Published on or before"),
+            OpenApiParameter("search", str, description="Text in the title or body"),
+            OpenApiParameter("tags", str, description="Any of these tags, comma separated"),
+            OpenApiParameter("sort", str, description="published_at, title, created_at; '-' for descending"),
+        ],
+        responses={200: RecordOutput(many=True)},
+        tags=TAGS,
+    )
+    def get(self, request, *args, **kwargs):
+        started = time.perf_counter()
+        params = request.query_params
+        search = params.get("search", "").strip()
+        if len(search) > 200:
+            raise ValidationFailed("search is limited to 200 characters.")
+        records = selectors.record_list(
+            sources=[s for s in params.get("source", "").split(",") if s.strip()],
+            search=search,
+            tags=[t.strip() for t in params.get("tags", "").split(",") if t.strip()],
+        )
+        records = date_range(records, request, field="published_at")
+        records = apply_sort(
+            records, request, allowed={"published_at", "title", "created_at"}, default="-published_at"
+        )
+        paginator = PagePagination()
+        page = paginator.paginate_queryset(records, request, self)
+        response = paginator.get_paginated_response(RecordOutput(page, many=True).data)
+        response.envelope_meta["api_latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        return response

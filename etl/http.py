@@ -1,0 +1,83 @@
+"""HTTP for data sources: SSRF-checked URLs, a per-source rate limit, and retries with
+exponential backoff and jitter on 429, 5xx, timeouts and connection errors, honouring
+Retry-After. Every retry is logged."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import httpx
+import structlog
+from django.conf import settings
+
+from nexus.net import UnsafeURL, resolve_public_url
+
+log = structlog.get_logger(__name__)
+
+RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+
+
+class FetchError(RuntimeError):
+    """The source could not be fetched; the message is safe to show (no keys, no bodies)."""
+
+
+class SourceHttp:
+    def __init__(self, *, requests_per_second: float, headers: dict[str, str] | None = None):
+        self.min_interval = 1.0 / requests_per_second if requests_per_second > 0 else 0.0
+        self.headers = headers or {}
+        self._last_request = 0.0
+        self._client = httpx.Client(
+            timeout=settings.ETL_HTTP_TIMEOUT_SECONDS, follow_redirects=False, trust_env=False
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _pace(self) -> None:
+        wait = self.min_interval - (time.monotonic() - self._last_request)
+        if wait > 0:
+            time.sleep(wait)
+        self._last_request = time.monotonic()
+
+    @staticmethod
+    def _backoff(attempt: int, retry_after: str | None) -> float:
+        if retry_after is not None:
+            try:
+                return min(float(retry_after), settings.ETL_RETRY_MAX_DELAY_SECONDS)
+            except ValueError:
+                pass
+        base = settings.ETL_RETRY_BASE_DELAY_SECONDS * (2**attempt)
+        jitter = random.uniform(0, settings.ETL_RETRY_BASE_DELAY_SECONDS)  # noqa: S311  # nosec B311
+        return min(base + jitter, settings.ETL_RETRY_MAX_DELAY_SECONDS)
+
+    def get(self, url: str, *, params: dict | None = None) -> httpx.Response:
+        try:
+            resolve_public_url(url, require_https=settings.ETL_REQUIRE_HTTPS)
+        except UnsafeURL as exc:
+            raise FetchError(str(exc)) from exc
+        retries = settings.ETL_HTTP_RETRIES
+        for attempt in range(retries + 1):
+            self._pace()
+            retry_after = None
+            try:
+                response = self._client.get(url, params=params, headers=self.headers)
+            except httpx.TimeoutException:
+                problem = "timeout"
+            except httpx.TransportError as exc:
+                problem = f"connection error ({type(exc).__name__})"
+            else:
+                if response.status_code not in RETRYABLE_STATUS:
+                    if response.status_code >= 400:
+                        raise FetchError(f"The source answered HTTP {response.status_code} for {url}.")
+                    return response
+                problem = f"HTTP {response.status_code}"
+                retry_after = response.headers.get("Retry-After")
+            if attempt == retries:
+                raise FetchError(f"Gave up on {url} after {retries + 1} attempts (last: {problem}).")
+            delay = self._backoff(attempt, retry_after)
+            log.warning(
+                "etl.http_retry", url=url, attempt=attempt + 1, problem=problem, delay_s=round(delay, 3)
+            )
+            time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,142 @@
+"""Reads of the ETL (organisation schema): sources, runs, stats, run comparison, records."""
+
+from __future__ import annotations
+
+import statistics
+import uuid
+
+from django.db.models import Count, Max, Q, QuerySet, Sum
+
+from etl.models import DataSource, EtlRun, Record, RunStatus
+from nexus.api.errors import NotFound, ValidationFailed
+
+COMPARED_COUNTS = ("fetched", "inserted", "updated", "skipped", "quarantined", "drift_warnings")
+
+
+def source_get(*, source_id) -> DataSource:
+    try:
+        return DataSource.objects.get(pk=source_id)
+    except (DataSource.DoesNotExist, ValueError, ValidationFailed):
+        raise NotFound("No such data source.") from None
+
+
+def run_get(*, run_id) -> EtlRun:
+    try:
+        return EtlRun.objects.select_related("source").get(pk=run_id)
+    except (EtlRun.DoesNotExist, ValueError):
+        raise NotFound("No such run.") from None
+
+
+def run_list(*, source: DataSource | None = None) -> QuerySet[EtlRun]:
+    runs = EtlRun.objects.select_related("source").order_by("-started_at")
+    return runs.filter(source=source) if source else runs
+
+
+def source_stats() -> list[dict]:
+    finished = ~Q(runs__status__in=[RunStatus.QUEUED, RunStatus.RUNNING])
+    sources = DataSource.objects.annotate(
+        processed=Sum("runs__fetched", filter=finished),
+        last_success_at=Max("runs__finished_at", filter=Q(runs__status=RunStatus.SUCCEEDED)),
+        last_failure_at=Max("runs__finished_at", filter=Q(runs__status=RunStatus.FAILED)),
+        run_count=Count("runs", filter=finished),
+    ).order_by("name")
+    record_counts = dict(Record.objects.values("source").annotate(n=Count("id")).values_list("source", "n"))
+    rows = []
+    for source in sources:
+        last = (
+            source.runs.exclude(status__in=[RunStatus.QUEUED, RunStatus.RUNNING])
+            .order_by("-started_at")
+            .first()
+        )
+        rows.append(
+            {
+                "source_id": source.pk,
+                "name": source.name,
+                "kind": source.kind,
+                "records": record_counts.get(source.pk, 0),
+                "records_processed": source.processed or 0,
+                "runs": source.run_count,
+                "last_status": last.status if last else None,
+                "last_duration_ms": last.duration_ms if last else None,
+                "last_success_at": source.last_success_at,
+                "last_failure_at": source.last_failure_at,
+                "next_run_at": source.next_run_at,
+            }
+        )
+    return rows
+
+
+def _anomalies(run: EtlRun, history: list[EtlRun]) -> list[str]:
+    """A run is anomalous where a count or the duration is far from the source's recent
+    history: more than 3 standard deviations, or (with little history) 50% and 20 items."""
+    found = []
+    for name in (*COMPARED_COUNTS, "duration_ms"):
+        values = [getattr(r, name) or 0 for r in history]
+        value = getattr(run, name) or 0
+        if len(values) < 2:
+            continue
+        mean = statistics.fmean(values)
+        spread = statistics.pstdev(values)
+        if spread > 0 and abs(value - mean) > 3 * spread:
+            found.append(f"{name} {value} is far from the usual {mean:.0f} (±{spread:.0f})")
+        elif spread == 0 and abs(value - mean) > max(20, 0.5 * mean):
+            found.append(f"{name} {value} differs from the usual {mean:.0f}")
+    if run.status == RunStatus.FAILED and all(r.status == RunStatus.SUCCEEDED for r in history):
+        found.append("failed, after a history of successful runs")
+    return found
+
+
+def runs_compare(*, source_id=None, run_a=None, run_b=None) -> dict:
+    if run_a and run_b:
+        a, b = run_get(run_id=run_a), run_get(run_id=run_b)
+    else:
+        if source_id is None:
+            raise ValidationFailed(
+                "Give a source, or two runs to compare.", details={"fields": {"source": ["Required."]}}
+            )
+        source = source_get(source_id=source_id)
+        latest = list(run_list(source=source).exclude(status__in=[RunStatus.QUEUED, RunStatus.RUNNING])[:2])
+        if len(latest) < 2:
+            raise NotFound("This source has fewer than two finished runs to compare.")
+        b, a = latest
+    if a.source_id != b.source_id:
+        raise ValidationFailed("Both runs must belong to the same source.")
+    history = list(
+        run_list(source=b.source)
+        .exclude(status__in=[RunStatus.QUEUED, RunStatus.RUNNING])
+        .exclude(pk=b.pk)[:10]
+    )
+    return {
+        "source_id": b.source_id,
+        "previous": a,
+        "current": b,
+        "differences": {
+            name: (getattr(b, name) or 0) - (getattr(a, name) or 0)
+            for name in (*COMPARED_COUNTS, "duration_ms")
+        },
+        "status_changed": a.status != b.status,
+        "error_changed": a.error != b.error,
+        "drift": {
+            "previous": sorted({f"{e.kind}:{e.field}" for e in a.drift_events.all()}),
+            "current": sorted({f"{e.kind}:{e.field}" for e in b.drift_events.all()}),
+        },
+        "anomalies": _anomalies(b, history),
+    }
+
+
+def record_list(
+    *, sources: list[str] | None = None, search: str = "", tags: list[str] | None = None
+) -> QuerySet[Record]:
+    records = Record.objects.select_related("source")
+    if sources:
+        try:
+            records = records.filter(source_id__in=[uuid.UUID(s) for s in sources])
+        except ValueError:
+            raise ValidationFailed(
+                "source must be data source ids.", details={"fields": {"source": ["Invalid id."]}}
+            ) from None
+    if search:
+        records = records.filter(Q(title__icontains=search) | Q(body__icontains=search))
+    if tags:
+        records = records.filter(tags__overlap=tags)
+    return records

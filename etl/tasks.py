@@ -1,0 +1,39 @@
+"""Celery tasks for the ETL: thin; the runner is etl.services."""
+
+from __future__ import annotations
+
+import structlog
+from celery import shared_task
+from django.conf import settings
+from django_tenants.utils import tenant_context
+
+from etl import services
+from etl.models import EtlRun, RunStatus, RunTrigger
+from nexus.api.errors import Conflict
+from tenants.models import Organisation
+
+log = structlog.get_logger(__name__)
+
+
+@shared_task(name="etl.execute_run", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def execute_run(run_id: str) -> None:
+    run = EtlRun.objects.select_related("source").filter(pk=run_id, status=RunStatus.QUEUED).first()
+    if run is None:
+        return
+    fail_after = settings.ETL_SCHEDULED_FAIL_AFTER if run.trigger != RunTrigger.MANUAL else None
+    try:
+        services.etl_run_source(source=run.source, trigger=run.trigger, fail_after=fail_after, run=run)
+    except Conflict:
+        log.info("etl.run_skipped_running", run_id=run_id)
+
+
+@shared_task(name="etl.dispatch_due", ignore_result=True)
+def dispatch_due() -> None:
+    for org in Organisation.objects.filter(is_active=True).exclude(schema_name="public"):
+        with tenant_context(org):
+            dispatch_organisation.delay()
+
+
+@shared_task(name="etl.dispatch_organisation", ignore_result=True)
+def dispatch_organisation() -> None:
+    services.etl_dispatch_due()

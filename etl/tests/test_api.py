@@ -1,0 +1,218 @@
+"""ETL endpoints: sources, runs, comparison, stats, records; permissions and isolation."""
+
+import pytest
+from django_tenants.utils import tenant_context
+
+from etl import tasks
+from etl.models import EtlRun
+from etl.services import etl_run_source, etl_source_create
+from etl.tests.conftest import API_MAPPING, CSV_MAPPING
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    sent = []
+    monkeypatch.setattr(tasks.execute_run, "delay", lambda run_id: sent.append(run_id))
+    return sent
+
+
+def _source_body(files, **overrides):
+    return {
+        "name": "Articles",
+        "kind": "csv",
+        "config": {"path": str(files / "articles.csv")},
+        "field_mapping": CSV_MAPPING,
+        "schedule_minutes": 30,
+        **overrides,
+    }
+
+
+def test_admin_creates_and_members_read_sources(world, api_as, files):
+    admin, member = api_as(world.admin_a), api_as(world.member_a)
+    response = admin.post("/api/v1/etl/sources", _source_body(files), format="json")
+    assert response.status_code == 201, response.json()
+    data = response.json()["data"]
+    assert data["kind"] == "csv" and data["required_fields"] == ["external_id", "title"]
+    assert member.get("/api/v1/etl/sources").json()["meta"]["total"] == 1
+    assert member.post("/api/v1/etl/sources", _source_body(files), format="json").status_code == 403
+    assert (
+        member.patch(f"/api/v1/etl/sources/{data['id']}", {"enabled": False}, format="json").status_code
+        == 403
+    )
+    patched = admin.patch(
+        f"/api/v1/etl/sources/{data['id']}", {"enabled": False, "schedule_minutes": 5}, format="json"
+    )
+    assert patched.json()["data"]["enabled"] is False and patched.json()["data"]["schedule_minutes"] == 5
+    assert admin.delete(f"/api/v1/etl/sources/{data['id']}").status_code == 204
+
+
+def test_api_key_is_write_only(world, api_as, mock_api):
+    body = {
+        "name": "Items",
+        "kind": "api",
+        "config": {"url": mock_api.url},
+        "field_mapping": API_MAPPING,
+        "api_key": "super-secret-key",
+    }
+    response = api_as(world.admin_a).post("/api/v1/etl/sources", body, format="json")
+    assert response.status_code == 201
+    assert "super-secret-key" not in response.content.decode()
+    assert response.json()["data"]["api_key_set"] is True
+    listed = api_as(world.member_a).get("/api/v1/etl/sources").content.decode()
+    assert "super-secret-key" not in listed
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"config": {"path": "/etc/passwd"}}, "outside the directories"),
+        ({"config": {}}, "exactly one of"),
+        ({"kind": "api", "config": {"url": "ftp://x"}}, "must use"),
+        ({"field_mapping": {"title": "Headline"}}, "external_id"),
+        ({"field_mapping": {"external_id": "id", "colour": "c"}}, "Unknown unified fields"),
+        ({"required_fields": ["external_id", "url"]}, "not in field_mapping"),
+        ({"kind": "ftp"}, "valid choice"),
+        ({"schedule_minutes": 0}, "greater than or equal"),
+    ],
+)
+def test_invalid_sources_are_422(world, api_as, files, overrides, message):
+    body = _source_body(files, **overrides)
+    if "field_mapping" in overrides and "required_fields" not in overrides:
+        body["required_fields"] = ["external_id"]
+    response = api_as(world.admin_a).post("/api/v1/etl/sources", body, format="json")
+    assert response.status_code == 422
+    assert message in response.content.decode()
+
+
+def test_private_api_urls_are_refused(world, api_as, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = False
+    body = {
+        "name": "x",
+        "kind": "api",
+        "config": {"url": "http://169.254.169.254/latest"},
+        "field_mapping": API_MAPPING,
+    }
+    response = api_as(world.admin_a).post("/api/v1/etl/sources", body, format="json")
+    assert response.status_code == 422 and response.json()["error"]["details"]["reason"] == "unsafe_url"
+
+
+def test_run_now_queues_once(world, api_as, files, queued):
+    admin = api_as(world.admin_a)
+    source_id = admin.post("/api/v1/etl/sources", _source_body(files), format="json").json()["data"]["id"]
+    response = admin.post(f"/api/v1/etl/sources/{source_id}/run")
+    assert response.status_code == 202 and response.json()["data"]["status"] == "queued"
+    assert admin.post(f"/api/v1/etl/sources/{source_id}/run").status_code == 409
+    assert api_as(world.member_a).post(f"/api/v1/etl/sources/{source_id}/run").status_code == 403
+
+
+def test_runs_detail_compare_and_stats(world, api_as, files):
+    with tenant_context(world.org_a):
+        source = etl_source_create(
+            name="Articles",
+            kind="csv",
+            config={"path": str(files / "articles.csv")},
+            field_mapping=CSV_MAPPING,
+        )
+        first = etl_run_source(source=source)
+        second = etl_run_source(source=source)
+    client = api_as(world.member_a)
+    runs = client.get("/api/v1/etl/runs?limit=1").json()
+    assert runs["meta"]["total"] == 2 and runs["data"][0]["id"] == str(second.pk)
+    detail = client.get(f"/api/v1/etl/runs/{first.pk}").json()["data"]
+    assert detail["inserted"] == 7 and len(detail["quarantined_items"]) == 3
+    assert {e["kind"] for e in detail["drift_events"]} == {"new"}
+    compare = client.get(f"/api/v1/etl/runs/compare?source={source.pk}").json()["data"]
+    assert compare["previous"]["id"] == str(first.pk) and compare["current"]["id"] == str(second.pk)
+    assert compare["differences"]["inserted"] == -7 and compare["differences"]["fetched"] == -12
+    assert compare["drift"] == {"previous": ["new:Page Views"], "current": []}
+    explicit = client.get(f"/api/v1/etl/runs/compare?a={first.pk}&b={second.pk}").json()["data"]
+    assert explicit["differences"] == compare["differences"]
+    assert client.get("/api/v1/etl/runs/compare").status_code == 422
+    (stats,) = client.get("/api/v1/etl/stats").json()["data"]
+    assert stats["records"] == 7 and stats["records_processed"] == 12 and stats["runs"] == 2
+    assert (
+        stats["last_status"] == "succeeded" and stats["last_success_at"] and stats["last_failure_at"] is None
+    )
+
+
+def test_compare_flags_anomalies_against_history(world, api_as, files):
+    with tenant_context(world.org_a):
+        source = etl_source_create(
+            name="Articles",
+            kind="csv",
+            config={"path": str(files / "articles.csv")},
+            field_mapping=CSV_MAPPING,
+        )
+        for _ in range(3):
+            EtlRun.objects.create(
+                source=source,
+                trigger="schedule",
+                status="succeeded",
+                fetched=100,
+                inserted=100,
+                duration_ms=50,
+            )
+        EtlRun.objects.create(
+            source=source,
+            trigger="schedule",
+            status="failed",
+            fetched=3,
+            inserted=0,
+            duration_ms=50,
+            error="boom",
+        )
+    data = api_as(world.member_a).get(f"/api/v1/etl/runs/compare?source={source.pk}").json()["data"]
+    anomalies = " ".join(data["anomalies"])
+    assert "fetched 3" in anomalies and "failed, after a history of successful runs" in anomalies
+    assert data["status_changed"] is True and data["error_changed"] is True
+
+
+def test_data_endpoint_filters_and_reports_latency(world, api_as, files):
+    with tenant_context(world.org_a):
+        csv = etl_source_create(
+            name="Articles",
+            kind="csv",
+            config={"path": str(files / "articles.csv")},
+            field_mapping=CSV_MAPPING,
+        )
+        etl_run_source(source=csv)
+    client = api_as(world.member_a)
+    body = client.get("/api/v1/data?limit=3").json()
+    assert body["meta"]["total"] == 7 and len(body["data"]) == 3 and body["meta"]["api_latency_ms"] >= 0
+    assert body["data"][0]["external_id"] == "A-009"  # newest first
+    assert [r["external_id"] for r in client.get("/api/v1/data?search=revenue").json()["data"]] == ["A-002"]
+    tagged = {r["external_id"] for r in client.get("/api/v1/data?tags=product").json()["data"]}
+    assert tagged == {"A-001", "A-006"}
+    window = client.get("/api/v1/data?from=2026-01-07&to=2026-01-08&sort=published_at").json()["data"]
+    assert [r["external_id"] for r in window] == ["A-003", "A-004"]
+    assert client.get(f"/api/v1/data?source={csv.pk}").json()["meta"]["total"] == 7
+    assert client.get("/api/v1/data?source=nope").status_code == 422
+
+
+def test_another_organisations_sources_runs_and_records_are_invisible(world, api_as, files):
+    with tenant_context(world.org_b):
+        source = etl_source_create(
+            name="B only", kind="csv", config={"path": str(files / "articles.csv")}, field_mapping=CSV_MAPPING
+        )
+        run = etl_run_source(source=source)
+    client = api_as(world.admin_a)
+    assert client.get(f"/api/v1/etl/sources/{source.pk}").status_code == 404
+    assert client.post(f"/api/v1/etl/sources/{source.pk}/run").status_code == 404
+    assert client.get(f"/api/v1/etl/runs/{run.pk}").status_code == 404
+    assert client.get(f"/api/v1/etl/runs/compare?a={run.pk}&b={run.pk}").status_code == 404
+    assert client.get("/api/v1/data").json()["meta"]["total"] == 0
+    assert client.get("/api/v1/etl/stats").json()["data"] == []
+
+
+def test_health_shows_the_last_etl_run(world, client, files):
+    with tenant_context(world.org_a):
+        source = etl_source_create(
+            name="Articles",
+            kind="csv",
+            config={"path": str(files / "articles.csv")},
+            field_mapping=CSV_MAPPING,
+        )
+        etl_run_source(source=source)
+    assert client.get("/health").json()["etl_last_run"]["status"] == "succeeded"

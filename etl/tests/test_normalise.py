@@ -1,0 +1,142 @@
+"""Cleaning and validation of single items, and schema drift matching."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from etl.drift import plan_mapping
+from etl.normalise import ItemRejected, clean_scalar, normalise, parse_datetime, parse_tags
+
+MAPPING = {"external_id": "id", "title": "title", "published_at": "date", "tags": "tags", "author": "by"}
+
+
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("2026-01-05", datetime(2026, 1, 5, tzinfo=UTC)),
+        ("2026-01-08T09:15:00+02:00", datetime(2026, 1, 8, 7, 15, tzinfo=UTC)),
+        ("2026-01-08T09:15:00Z", datetime(2026, 1, 8, 9, 15, tzinfo=UTC)),
+        ("05/01/2026", datetime(2026, 1, 5, tzinfo=UTC)),
+        ("2026/01/10", datetime(2026, 1, 10, tzinfo=UTC)),
+        ("13.01.2026", datetime(2026, 1, 13, tzinfo=UTC)),
+        ("Jan 7, 2026 14:30", datetime(2026, 1, 7, 14, 30, tzinfo=UTC)),
+        ("Tue, 06 Jan 2026 22:30:00 +0100", datetime(2026, 1, 6, 21, 30, tzinfo=UTC)),
+        ("1767950000", datetime(2026, 1, 9, 9, 13, 20, tzinfo=UTC)),
+        (1767950000000, datetime(2026, 1, 9, 9, 13, 20, tzinfo=UTC)),
+        ("  ", None),
+        (None, None),
+    ],
+)
+def test_dates_in_many_formats_become_utc(raw, expected):
+    assert parse_datetime(raw) == expected
+
+
+def test_unparseable_date_is_rejected_with_the_value():
+    with pytest.raises(ItemRejected, match="unrecognised date 'not a date'"):
+        parse_datetime("not a date")
+
+
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("1,234", 1234),
+        ("12,500.5", 12500.5),
+        ("1,000,000", 1000000),
+        ("42", 42),
+        ("3.5", 3.5),
+        ("007", "007"),
+        ("  hello ", "hello"),
+        ("", None),
+        ("   ", None),
+        (5, 5),
+    ],
+)
+def test_extra_values_are_cleaned(raw, expected):
+    assert clean_scalar(raw) == expected
+
+
+def test_tags_from_text_or_lists():
+    assert parse_tags("product, launch") == ["product", "launch"]
+    assert parse_tags("finance;quarterly;finance") == ["finance", "quarterly"]
+    assert parse_tags([{"term": "a"}, " b ", ""]) == ["a", "b"]
+    assert parse_tags(None) == []
+
+
+def test_normalise_maps_trims_and_keeps_the_rest_in_extra():
+    record = normalise(
+        {
+            "id": " 17 ",
+            "title": "  Hello  ",
+            "date": "05/01/2026",
+            "tags": "x, y",
+            "by": " ",
+            "views": "1,234",
+        },
+        MAPPING,
+        ["external_id", "title"],
+    )
+    assert record.external_id == "17" and record.title == "Hello" and record.author is None
+    assert record.published_at == datetime(2026, 1, 5, tzinfo=UTC)
+    assert record.tags == ["x", "y"] and record.extra == {"views": 1234}
+
+
+@pytest.mark.parametrize(
+    "payload,reason",
+    [
+        ({"id": "1", "title": "   "}, "missing required field 'title'"),
+        ({"id": "", "title": "t"}, "missing required field 'external_id'"),
+        ({"id": "1", "title": "t", "date": "31/31/2026"}, "unrecognised date"),
+        ({"id": "x" * 300, "title": "t"}, "external_id"),
+    ],
+)
+def test_invalid_items_are_rejected_with_a_reason(payload, reason):
+    with pytest.raises(ItemRejected, match=reason):
+        normalise(payload, MAPPING, ["external_id", "title"])
+
+
+def test_drift_matches_a_renamed_field_and_reports_it():
+    plan = plan_mapping(
+        mapping={"external_id": "id", "title": "title", "author": "author"},
+        incoming={"id", "titel", "author"},
+        required=["external_id", "title"],
+        threshold=80,
+    )
+    assert plan.effective["title"] == "titel"
+    (event,) = plan.events
+    assert (
+        event.kind == "renamed"
+        and event.field == "title"
+        and event.matched_to == "titel"
+        and event.confidence >= 80
+    )
+
+
+def test_drift_below_the_threshold_is_missing_and_required_is_flagged():
+    plan = plan_mapping(
+        mapping={"external_id": "id", "title": "title", "author": "author"},
+        incoming={"id", "headline", "writer"},
+        required=["external_id", "title"],
+        threshold=85,
+    )
+    kinds = {(e.kind, e.field) for e in plan.events}
+    assert ("missing_required", "title") in kinds and ("missing", "author") in kinds
+    assert {("new", "headline"), ("new", "writer")} <= kinds
+
+
+def test_drift_normalises_names_and_reports_new_fields_once():
+    plan = plan_mapping(
+        mapping={"external_id": "Article ID"},
+        incoming={" article_id ", "views"},
+        required=["external_id"],
+        threshold=85,
+    )
+    assert plan.effective == {"external_id": " article_id "}
+    assert [(e.kind, e.field) for e in plan.events] == [("new", "views")]
+    again = plan_mapping(
+        mapping={"external_id": "Article ID"},
+        incoming={" article_id ", "views"},
+        required=["external_id"],
+        threshold=85,
+        known={"views"},
+    )
+    assert again.events == []

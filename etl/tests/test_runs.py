@@ -1,0 +1,234 @@
+"""Runs end to end in-process: raw then unified, quarantine, incremental, resume, drift,
+rate limits and retries against the mock API over real HTTP."""
+
+import itertools
+import time
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from django.db import connection
+
+from etl.models import Checkpoint, DriftEvent, QuarantinedItem, RawApiRecord, RawCsvRecord, RawRssItem, Record
+from etl.services import _lock_key, etl_run_source, etl_source_create
+from etl.tests.conftest import API_MAPPING, CSV_MAPPING, RSS_MAPPING
+from nexus.api.errors import Conflict
+
+pytestmark = pytest.mark.django_db
+
+
+def _csv_source(path, **kwargs):
+    return etl_source_create(
+        name="Articles", kind="csv", config={"path": str(path)}, field_mapping=CSV_MAPPING, **kwargs
+    )
+
+
+def _record(external_id):
+    return Record.objects.get(external_id=external_id)
+
+
+def test_sample_csv_first_run(org_a, files):
+    source = _csv_source(files / "articles.csv")
+    run = etl_run_source(source=source)
+    assert run.status == "succeeded", run.error
+    assert (run.fetched, run.inserted, run.updated, run.skipped, run.quarantined) == (12, 7, 0, 2, 3)
+    assert RawCsvRecord.objects.filter(source=source).count() == 10  # the exact duplicate stored once
+    assert Record.objects.filter(source=source).count() == 7
+
+    launch = _record("A-001")
+    assert launch.title == "Launch day recap" and launch.tags == ["product", "launch"]
+    assert launch.published_at == datetime(2026, 1, 5, tzinfo=UTC) and launch.extra == {"Page Views": 1234}
+    assert _record("A-002").published_at == datetime(2026, 1, 5, tzinfo=UTC)
+    assert _record("A-002").extra == {"Page Views": 12500}
+    revised = _record("A-003")
+    assert revised.title == "Support trends (revised)" and revised.extra == {"Page Views": 1010}
+    assert revised.published_at == datetime(2026, 1, 7, 14, 30, tzinfo=UTC)
+    assert _record("A-004").published_at == datetime(2026, 1, 8, 7, 15, tzinfo=UTC)
+    assert _record("A-005").published_at == datetime(2026, 1, 9, 9, 13, 20, tzinfo=UTC)
+    assert _record("A-005").extra == {"Page Views": None}
+    roadmap = _record("A-006")
+    assert (
+        roadmap.body == ""
+        and roadmap.author == ""
+        and roadmap.published_at == datetime(2026, 1, 10, tzinfo=UTC)
+    )
+    assert _record("A-009").extra == {"Page Views": 1000000}
+
+    reasons = sorted(q.reason for q in QuarantinedItem.objects.filter(run=run))
+    assert any("unrecognised date 'not a date'" in r for r in reasons)
+    assert any("missing required field 'title'" in r for r in reasons)
+    assert any("missing required field 'external_id'" in r for r in reasons)
+    new_fields = set(DriftEvent.objects.filter(run=run, kind="new").values_list("field", flat=True))
+    assert new_fields == {"Page Views"}
+
+
+def test_second_run_over_unchanged_data_inserts_nothing(org_a, files):
+    source = _csv_source(files / "articles.csv")
+    etl_run_source(source=source)
+    started = time.perf_counter()
+    again = etl_run_source(source=source)
+    assert again.status == "succeeded"
+    assert (again.fetched, again.inserted, again.updated) == (0, 0, 0)
+    assert time.perf_counter() - started < 5
+    assert again.checkpoint_before == again.checkpoint_after and again.checkpoint_after["complete"]
+
+
+def test_changed_file_updates_only_what_changed(org_a, files):
+    path = files / "articles.csv"
+    source = _csv_source(path)
+    etl_run_source(source=source)
+    with path.open("a") as handle:
+        handle.write("A-010,New row,Fresh content.,2026-01-14,Jo Lin,news,5\n")
+        handle.write("A-001,Launch day recap,We shipped the new onboarding flow.,")
+        handle.write('2026-01-05,Ann Lee,"product, launch",1300\n')
+    run = etl_run_source(source=source)
+    assert (run.inserted, run.updated) == (1, 1)
+    assert _record("A-001").extra == {"Page Views": 1300} and _record("A-010").title == "New row"
+    assert _record("A-001").first_seen_run_id != run.pk and _record("A-001").last_updated_run_id == run.pk
+
+
+def test_resume_after_an_injected_failure_has_no_duplicates_and_no_gaps(org_a, files, settings):
+    settings.ETL_BATCH_SIZE = 500
+    path = files / "big.csv"
+    with path.open("w") as handle:
+        handle.write("id,title,published\n")
+        for i in range(1, 2501):
+            handle.write(f"r{i},Row {i},2026-01-01\n")
+    source = etl_source_create(
+        name="Big",
+        kind="csv",
+        config={"path": str(path)},
+        field_mapping={"external_id": "id", "title": "title"},
+    )
+    failed = etl_run_source(source=source, fail_after=1200)
+    assert failed.status == "failed" and "1200 items" in failed.error
+    assert Record.objects.filter(source=source).count() == 1200
+    assert Checkpoint.objects.get(source=source).cursor["row"] == 1200
+
+    resumed = etl_run_source(source=source)
+    assert resumed.status == "succeeded" and resumed.trigger == "resume"
+    assert resumed.checkpoint_before["row"] == 1200
+    assert (resumed.fetched, resumed.inserted, resumed.skipped) == (1300, 1300, 0)
+    ids = set(Record.objects.filter(source=source).values_list("external_id", flat=True))
+    assert ids == {f"r{i}" for i in range(1, 2501)}
+    assert RawCsvRecord.objects.filter(source=source).count() == 2500
+
+
+def test_rss_sample_then_only_newer_items(org_a, files):
+    source = etl_source_create(
+        name="Feed", kind="rss", config={"path": str(files / "feed.xml")}, field_mapping=RSS_MAPPING
+    )
+    run = etl_run_source(source=source)
+    assert (run.status, run.inserted) == ("succeeded", 3)
+    assert RawRssItem.objects.filter(source=source).count() == 3
+    post = Record.objects.get(external_id="https://example.com/posts/2")
+    assert post.published_at == datetime(2026, 1, 6, 21, 30, tzinfo=UTC)
+    assert Record.objects.get(external_id="https://example.com/posts/1").tags == ["release", "product"]
+    again = etl_run_source(source=source)
+    assert (again.fetched, again.inserted) == (0, 0)
+
+
+def _api_source(mock_api, **extra):
+    return etl_source_create(
+        name="Items API",
+        kind="api",
+        config={"url": mock_api.url, "page_size": 100},
+        field_mapping=API_MAPPING,
+        api_key="test-key",
+        requests_per_second=50,
+        **extra,
+    )
+
+
+def test_api_source_pages_with_the_key_and_then_asks_only_for_changes(org_a, mock_api):
+    source = _api_source(mock_api)
+    run = etl_run_source(source=source)
+    assert (run.status, run.fetched, run.inserted) == ("succeeded", 250, 250)
+    assert [r["query"]["page"] for r in mock_api.requests] == ["1", "2", "3"]
+    assert Record.objects.get(external_id="item-00002").extra["score"] == 2000
+    assert RawApiRecord.objects.filter(source=source).count() == 250
+
+    mock_api.requests.clear()
+    again = etl_run_source(source=source)
+    assert (again.inserted, again.updated) == (0, 0)
+    assert mock_api.requests[0]["query"]["updated_since"] == "2026-01-01T04:10:00+00:00"
+
+    mock_api.count = 260
+    third = etl_run_source(source=source)
+    assert third.inserted == 10 and Record.objects.filter(source=source).count() == 260
+
+
+def test_api_key_is_sent_and_never_shown(org_a, mock_api):
+    source = _api_source(mock_api)
+    source.api_key_encrypted = source.api_key_encrypted  # stored encrypted
+    assert "test-key" not in source.api_key_encrypted
+    mock_api.api_key = "another-key"
+    run = etl_run_source(source=source)
+    assert run.status == "failed" and "HTTP 401" in run.error and "test-key" not in run.error
+
+
+def test_429_and_5xx_are_retried_and_retry_after_is_honoured(org_a, mock_api):
+    mock_api.retry_after = "1"
+    mock_api.scripted = [429, 503, 502]
+    source = _api_source(mock_api)
+    run = etl_run_source(source=source)
+    assert run.status == "succeeded" and run.inserted == 250
+    first, second = mock_api.requests[0]["at"], mock_api.requests[1]["at"]
+    assert (second - first).total_seconds() >= 1.0  # waited as told by Retry-After
+
+
+def test_giving_up_after_the_retries_fails_the_run(org_a, mock_api, settings):
+    settings.ETL_HTTP_RETRIES = 2
+    mock_api.scripted = [503, 503, 503]
+    run = etl_run_source(source=_api_source(mock_api))
+    assert run.status == "failed" and "after 3 attempts (last: HTTP 503)" in run.error
+
+
+def test_per_source_rate_limit_spaces_requests(org_a, mock_api):
+    source = _api_source(mock_api)
+    source.requests_per_second = 5
+    source.save()
+    etl_run_source(source=source)
+    times = [r["at"] for r in mock_api.requests]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+    assert len(gaps) == 2 and min(gaps) >= 0.19
+
+
+def test_drift_renamed_missing_and_new_fields(org_a):
+    from etl.mock_api import MockApi
+
+    with MockApi(api_key="test-key", items=20, renames={"title": "item_title", "author": "writer"}) as api:
+        source = _api_source(api)
+        run = etl_run_source(source=source)
+    assert run.status == "succeeded" and run.inserted == 20, (run.fetched, run.quarantined, run.error)
+    events = {(e.kind, e.field): e for e in DriftEvent.objects.filter(run=run)}
+    renamed = events[("renamed", "title")]
+    assert renamed.matched_to == "item_title" and renamed.confidence >= 85
+    assert ("missing", "author") in events
+    assert ("new", "writer") in events and ("new", "score") in events
+    assert Record.objects.get(external_id="item-00001").title == "Item number 1"
+    assert run.drift_warnings == len(events)
+
+
+def test_a_source_never_runs_twice_at_once(org_a, files):
+    source = _csv_source(files / "articles.csv")
+    key = _lock_key(source)
+    db = connection.settings_dict
+    holder = psycopg.connect(
+        host=db["HOST"] or None, port=db["PORT"] or None, user=db["USER"], dbname=db["NAME"], autocommit=True
+    )
+    try:
+        holder.execute("SELECT pg_advisory_lock(hashtext(%s))", [key])
+        with pytest.raises(Conflict):
+            etl_run_source(source=source)
+    finally:
+        holder.close()
+    assert etl_run_source(source=source).status == "succeeded"
+
+
+def test_paths_outside_the_allowed_roots_fail_the_run(org_a, files):
+    source = _csv_source(files / "articles.csv")
+    source.config = {"path": "/etc/passwd"}
+    source.save()
+    run = etl_run_source(source=source)
+    assert run.status == "failed" and "outside the directories" in run.error
