@@ -11,6 +11,7 @@ BENCHMARKS = [
     "bench.org_create",
     "bench.jobs_api",
     "bench.cache_hit",
+    "bench.etl_csv",
 ]
 
 

@@ -90,8 +90,15 @@ class EtlRun(models.Model):
 
 
 class RawItem(models.Model):
-    source = models.ForeignKey(DataSource, on_delete=models.CASCADE, related_name="+")
-    run = models.ForeignKey(EtlRun, on_delete=models.CASCADE, related_name="+")
+    # No single-column indexes: the unique (source, content_hash) index serves lookups by
+    # source (the hash covers the whole payload, id included), and every extra index slows
+    # bulk ingestion.
+    source = models.ForeignKey(DataSource, on_delete=models.CASCADE, related_name="+", db_index=False)
+    # Which run fetched it. Not a database constraint: checking it would cost a lookup per
+    # row at every commit, and runs are only ever deleted together with their source.
+    run = models.ForeignKey(
+        EtlRun, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
     external_id = models.CharField(max_length=255)
     content_hash = models.CharField(max_length=40)
     payload = models.JSONField()
@@ -108,7 +115,7 @@ class RawApiRecord(RawItem):
     class Meta:
         db_table = "raw_api_records"
         constraints = [
-            models.UniqueConstraint(fields=["source", "external_id", "content_hash"], name="raw_api_unique"),
+            models.UniqueConstraint(fields=["source", "content_hash"], name="raw_api_unique"),
         ]
 
 
@@ -116,7 +123,7 @@ class RawCsvRecord(RawItem):
     class Meta:
         db_table = "raw_csv_records"
         constraints = [
-            models.UniqueConstraint(fields=["source", "external_id", "content_hash"], name="raw_csv_unique"),
+            models.UniqueConstraint(fields=["source", "content_hash"], name="raw_csv_unique"),
         ]
 
 
@@ -124,7 +131,7 @@ class RawRssItem(RawItem):
     class Meta:
         db_table = "raw_rss_items"
         constraints = [
-            models.UniqueConstraint(fields=["source", "external_id", "content_hash"], name="raw_rss_unique"),
+            models.UniqueConstraint(fields=["source", "content_hash"], name="raw_rss_unique"),
         ]
 
 
@@ -132,7 +139,8 @@ RAW_MODELS = {SourceKind.API: RawApiRecord, SourceKind.CSV: RawCsvRecord, Source
 
 
 class Record(models.Model):
-    source = models.ForeignKey(DataSource, on_delete=models.CASCADE, related_name="records")
+    # Lookups by source use the unique (source, external_id) index.
+    source = models.ForeignKey(DataSource, on_delete=models.CASCADE, related_name="records", db_index=False)
     external_id = models.CharField(max_length=255)
     title = models.TextField(blank=True)
     body = models.TextField(blank=True)
@@ -142,8 +150,13 @@ class Record(models.Model):
     tags = ArrayField(models.CharField(max_length=100), default=list)
     extra = models.JSONField(default=dict)
     content_hash = models.CharField(max_length=40)
-    first_seen_run = models.ForeignKey(EtlRun, on_delete=models.SET_NULL, null=True, related_name="+")
-    last_updated_run = models.ForeignKey(EtlRun, on_delete=models.SET_NULL, null=True, related_name="+")
+    # Not database constraints either (see RawItem.run).
+    first_seen_run = models.ForeignKey(
+        EtlRun, on_delete=models.SET_NULL, null=True, related_name="+", db_index=False, db_constraint=False
+    )
+    last_updated_run = models.ForeignKey(
+        EtlRun, on_delete=models.SET_NULL, null=True, related_name="+", db_index=False, db_constraint=False
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -11,6 +11,7 @@ import json
 import re
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from typing import Any
 
 from dateutil import parser as date_parser
@@ -31,6 +32,7 @@ _DATE_FORMATS = (
     "%d %b %Y",
     "%B %d, %Y",
 )
+_date_formats = list(_DATE_FORMATS)
 _THOUSANDS_NUMBER = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
 _PLAIN_NUMBER = re.compile(r"^[+-]?(0|[1-9]\d*)(\.\d+)?$")
 
@@ -39,8 +41,14 @@ class ItemRejected(ValueError):
     """The item cannot become a record; the message is the quarantine reason."""
 
 
-def content_hash(payload: dict) -> str:
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+def canonical_json(payload: dict) -> str:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def content_hash(payload: dict, canonical: str | None = None) -> str:
+    """SHA-1 of the item's canonical JSON: equal hashes mean an unchanged item (the
+    payload includes its id, so the hash alone identifies it within a source)."""
+    canonical = canonical if canonical is not None else canonical_json(payload)
     return hashlib.sha1(canonical.encode(), usedforsecurity=False).hexdigest()
 
 
@@ -86,7 +94,9 @@ def parse_datetime(value: Any) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
+@lru_cache(maxsize=8192)
 def _parse_date_text(text: str) -> datetime:
+    """Cached: a date column repeats the same values (days) many times over."""
     if text.isdigit() and len(text) in (10, 13):
         number = int(text)
         return datetime.fromtimestamp(number / 1000 if len(text) == 13 else number, tz=UTC)
@@ -94,11 +104,16 @@ def _parse_date_text(text: str) -> datetime:
         return datetime.fromisoformat(text)
     except ValueError:
         pass
-    for fmt in _DATE_FORMATS:
+    # A column usually holds one format: the one that matched last is tried first.
+    for fmt in _date_formats:
         try:
-            return datetime.strptime(text, fmt)
+            parsed = datetime.strptime(text, fmt)
         except ValueError:
             continue
+        if fmt is not _date_formats[0]:
+            _date_formats.remove(fmt)
+            _date_formats.insert(0, fmt)
+        return parsed
     try:
         return parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):

@@ -411,7 +411,7 @@ BILLING_CANCEL_URL = env("BILLING_CANCEL_URL", f"{PUBLIC_BASE_URL}/billing?cance
 BILLING_RECONCILE_AFTER_MINUTES = env_int("BILLING_RECONCILE_AFTER_MINUTES", 15)
 
 # --- ETL -----------------------------------------------------------------------------------------
-ETL_BATCH_SIZE = env_int("ETL_BATCH_SIZE", 1000)
+ETL_BATCH_SIZE = env_int("ETL_BATCH_SIZE", 10000)
 ETL_DRIFT_THRESHOLD = float(env("ETL_DRIFT_THRESHOLD", "85"))
 ETL_HTTP_TIMEOUT_SECONDS = float(env("ETL_HTTP_TIMEOUT_SECONDS", "30"))
 ETL_HTTP_RETRIES = env_int("ETL_HTTP_RETRIES", 5)

@@ -1,0 +1,163 @@
+"""Preparing batches of a run in a second thread.
+
+Fetching, hashing and normalising are Python work; writing is database work, during which
+the writing thread waits on the socket. So a producer thread prepares batch N+1 while the
+run's own thread writes batch N. The producer never touches the database (the connection is
+the writer's); it hands over plain tuples, ready for COPY.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.utils import timezone
+
+from etl.bulk import copy_line, pg_text_array
+from etl.drift import MappingPlan, plan_mapping
+from etl.normalise import ItemRejected, canonical_json, clean_text, content_hash, normalise
+
+
+@dataclass
+class PreparedBatch:
+    size: int
+    cursor: dict
+    incoming: set[str]
+    fetched_at: datetime
+    raw_lines: dict[str, str] = field(default_factory=dict)  # content hash -> COPY line (RAW_COLUMNS)
+    # external_id -> (digest, COPY line of bulk.RECORD_COLUMNS or None, rejection reason, payload)
+    latest: dict[str, tuple] = field(default_factory=dict)
+    rejected_without_id: list[tuple[dict, str]] = field(default_factory=list)
+    duplicates: int = 0
+    plan: MappingPlan | None = None  # set on the first batch only
+
+
+def _record_line(source_id, run_id, external_id, digest, clean, now) -> str:
+    return copy_line(
+        source_id,
+        external_id,
+        clean.title or "",
+        clean.body or "",
+        clean.url or "",
+        clean.author or "",
+        clean.published_at,
+        pg_text_array(clean.tags),
+        json.dumps(clean.extra, default=str),
+        digest,
+        run_id,
+        run_id,
+        now,
+        now,
+    )
+
+
+def prepare(
+    items: Iterator[tuple[dict, dict]],
+    *,
+    source_id,
+    run_id,
+    mapping: dict,
+    required: list[str],
+    known_fields: set[str],
+    threshold: float,
+    batch_size: int,
+    fail_after: int | None,
+) -> Iterator[PreparedBatch]:
+    plan: MappingPlan | None = None
+    processed = 0
+    pending: list[tuple[dict, dict]] = []
+
+    def build(chunk: list[tuple[dict, dict]]) -> PreparedBatch:
+        nonlocal plan
+        incoming = set().union(*(payload.keys() for payload, _ in chunk))
+        first = plan is None
+        if first:
+            plan = plan_mapping(
+                mapping=mapping, incoming=incoming, required=required, threshold=threshold, known=known_fields
+            )
+        batch = PreparedBatch(
+            size=len(chunk),
+            cursor=chunk[-1][1],
+            incoming=incoming,
+            fetched_at=timezone.now(),
+            plan=plan if first else None,
+        )
+        id_field = plan.effective.get("external_id")
+        now = batch.fetched_at
+        for payload, _cursor in chunk:
+            external_id = clean_text(payload.get(id_field))
+            if external_id is None:
+                batch.rejected_without_id.append(
+                    (payload, f"missing required field 'external_id' (mapped from {id_field!r})")
+                )
+                continue
+            external_id = external_id[:255]
+            canonical = canonical_json(payload)
+            digest = content_hash(payload, canonical)
+            batch.raw_lines[digest] = copy_line(source_id, run_id, external_id, digest, canonical, now)
+            batch.duplicates += external_id in batch.latest
+            try:
+                clean = normalise(payload, plan.effective, required)
+            except ItemRejected as exc:
+                line, reason = None, str(exc)
+            else:
+                line, reason = _record_line(source_id, run_id, external_id, digest, clean, now), None
+            batch.latest[external_id] = (digest, line, reason, payload)
+        return batch
+
+    for item in items:
+        pending.append(item)
+        limit = batch_size if fail_after is None else min(batch_size, fail_after - processed)
+        if len(pending) >= limit:
+            yield build(pending)
+            processed += len(pending)
+            pending = []
+    if pending:
+        yield build(pending)
+
+
+_DONE = object()
+
+
+def in_background(batches: Iterator[PreparedBatch], *, depth: int = 2) -> Iterator[PreparedBatch]:
+    """Run `batches` in a producer thread, `depth` batches ahead of the consumer. An error
+    in the producer is raised in the consumer; closing the consumer stops the producer."""
+    handoff: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        handoff.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            handoff.put(_DONE)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            handoff.put(exc)
+
+    producer = threading.Thread(target=produce, name="etl-prepare", daemon=True)
+    producer.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while producer.is_alive():
+            with contextlib.suppress(queue.Empty):
+                handoff.get(timeout=0.1)
+        producer.join(timeout=5)
