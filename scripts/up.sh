@@ -74,6 +74,7 @@ for _ in $(seq 1 60); do
     echo
     echo "Demo organisations and logins:"
     LOG_LEVEL=WARNING $PY manage.py seed_demo | grep -v "token: "
+    LOG_LEVEL=WARNING $PY manage.py seed_demo_content | sed 's/^/  /'
     echo
     echo "NexusAPI is running at http://127.0.0.1:$PORT/"
     echo "  Sign in:    http://127.0.0.1:$PORT/accounts/login/  (admin@acme.test / ${DEMO_PASSWORD:-nexus-demo-password})"

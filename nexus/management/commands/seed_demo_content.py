@@ -1,0 +1,69 @@
+"""Give the demo organisations something to work with: credits and the sample data sources.
+Running it again changes nothing."""
+
+from django_tenants.utils import tenant_context
+
+from billing.models import CreditTransaction
+from billing.services import credits_grant
+from etl.models import DataSource
+from etl.services import etl_source_create, sample_data_path
+from tenants.management.commands._base import OperatorCommand
+from tenants.management.commands.seed_demo import DEMO_ORGANISATIONS
+from tenants.selectors import organisation_by_email_domain
+
+CSV_MAPPING = {
+    "external_id": "Article ID",
+    "title": "Headline",
+    "body": "Body Text",
+    "published_at": "Published On",
+    "author": "Author Name",
+    "tags": "Tags",
+}
+RSS_MAPPING = {
+    "external_id": "id",
+    "title": "title",
+    "body": "summary",
+    "url": "link",
+    "author": "author",
+    "published_at": "published",
+    "tags": "tags",
+}
+DEMO_CREDITS = 500
+
+
+class Command(OperatorCommand):
+    help = "Grant the demo organisations 500 credits and connect the sample data sources (once)."
+
+    def handle(self, *args, **options):
+        for _name, domain in DEMO_ORGANISATIONS:
+            org = organisation_by_email_domain(domain=domain)
+            if org is None:
+                self.stderr.write(f"No demo organisation for {domain}; run seed_demo first.")
+                continue
+            with tenant_context(org):
+                if not CreditTransaction.objects.exists():
+                    credits_grant(
+                        amount=DEMO_CREDITS, reason="demo credits", actor_label="operator:seed_demo_content"
+                    )
+                if not DataSource.objects.exists():
+                    etl_source_create(
+                        name="Sample articles (CSV)",
+                        kind="csv",
+                        config={"path": sample_data_path("articles.csv")},
+                        field_mapping=CSV_MAPPING,
+                        schedule_minutes=60,
+                    )
+                    etl_source_create(
+                        name="Sample feed (RSS)",
+                        kind="rss",
+                        config={"path": sample_data_path("feed.xml")},
+                        field_mapping=RSS_MAPPING,
+                        schedule_minutes=60,
+                    )
+                sources = DataSource.objects.count()
+                balance = (
+                    CreditTransaction.objects.order_by("-sequence")
+                    .values_list("balance_after", flat=True)
+                    .first()
+                )
+            self.stdout.write(f"{org.slug}: {balance or 0} credits, {sources} data sources")

@@ -1,0 +1,28 @@
+"""The demo content command: credits and sample sources, once."""
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django_tenants.utils import tenant_context
+
+from billing.selectors import credits_balance
+from etl.models import DataSource
+from etl.services import etl_run_source
+from tenants.models import Organisation
+
+pytestmark = pytest.mark.django_db
+
+
+def test_seed_demo_content_is_idempotent_and_its_sources_run():
+    call_command("seed_demo", stdout=StringIO())
+    out = StringIO()
+    call_command("seed_demo_content", stdout=out)
+    call_command("seed_demo_content", stdout=out)
+    assert "acme-corp: 500 credits, 2 data sources" in out.getvalue()
+    org = Organisation.objects.get(email_domain="acme.test")
+    with tenant_context(org):
+        assert credits_balance() == 500
+        assert DataSource.objects.count() == 2
+        for source in DataSource.objects.all():
+            assert etl_run_source(source=source).status == "succeeded"
