@@ -40,8 +40,13 @@ LOG_LEVEL=WARNING $PY manage.py migrate_schemas --noinput -v 0
 LOG_LEVEL=WARNING $PY manage.py sync_template_schema -v 0
 LOG_LEVEL=WARNING $PY manage.py collectstatic --noinput -v 0
 
+port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
+
 if alive "$RUN/web.pid"; then
   echo "web already running (pid $(cat "$RUN/web.pid"))"
+elif port_taken; then
+  echo "Port $PORT is already in use by another program; stop it or run: PORT=8001 make up" >&2
+  exit 1
 else
   # gunicorn runs several worker processes; Prometheus counts are aggregated from here.
   rm -rf "$METRICS_DIR"; mkdir -p "$METRICS_DIR"
@@ -69,7 +74,7 @@ fi
 
 printf "Waiting for http://127.0.0.1:%s/health " "$PORT"
 for _ in $(seq 1 60); do
-  if curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null 2>&1; then
+  if alive "$RUN/web.pid" && curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null 2>&1; then
     echo " up"
     echo
     echo "Demo organisations and logins:"
