@@ -13,7 +13,7 @@ DEV_STAMP := $(VENV)/.dev-installed
 TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/nexus)
 TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/15)
 
-.PHONY: up down logs test lint migrations-check security pytest bench install install-dev clean
+.PHONY: up down logs test lint migrations-check security pytest bench install install-dev clean browser-deps
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,7 +51,14 @@ migrations-check: $(DEV_STAMP)
 security: $(DEV_STAMP)
 	$(VENV)/bin/bandit -q -c pyproject.toml -r .
 
-pytest: $(DEV_STAMP)
+# The browser tests drive Debian's Chromium (never a downloaded browser).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "Installing Chromium (Debian package) for the browser tests"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+pytest: $(DEV_STAMP) browser-deps
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) scripts/run_pytest.sh
 
 test: lint migrations-check security pytest

@@ -8,21 +8,16 @@ so no test creates a schema it does not need.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import connection, connections
 from django_tenants.utils import tenant_context
 from rest_framework.test import APIClient
 
 from nexus.tests.gemini_stub import GeminiStub
+from nexus.tests.live import WorkerProcess
 from tenants.models import Organisation, Role, User
 from tenants.tests.helpers import bearer_for
 
@@ -62,6 +57,12 @@ def django_db_setup(request, django_test_environment, django_db_blocker, django_
         connection.set_schema_to_public()
     yield
     with django_db_blocker.unblock():
+        # A worker or server process of a live test may still be closing its connection.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
         connections.close_all()
         teardown_databases(db_config, verbosity=request.config.option.verbose)
 
@@ -106,8 +107,6 @@ def api_as():
 # run inside the rolled-back test transaction; they use `live_org`, an organisation that is
 # committed and dropped again afterwards.
 
-ROOT = Path(__file__).resolve().parent
-
 
 @pytest.fixture
 def live_db(django_db_setup, django_db_blocker):
@@ -151,66 +150,6 @@ def live_org(live_db):
 def gemini_stub():
     with GeminiStub() as stub:
         yield stub
-
-
-class WorkerProcess:
-    """A real `celery worker` in a subprocess, on this test process's database and queue."""
-
-    def __init__(self, extra_env: dict[str, str]):
-        self.extra_env = extra_env
-        self.process: subprocess.Popen | None = None
-        self.log_path = ROOT / "test-artifacts" / f"worker-{os.getpid()}.log"
-
-    def start(self) -> None:
-        db = connections["default"].settings_dict
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "nexus.settings_test",
-            "DATABASE_URL": _database_url(db),
-            "CELERY_TEST_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
-            **self.extra_env,
-        }
-        self.log_path.parent.mkdir(exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "nexus", "worker", "--pool", "solo",
-             "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        self._wait_ready()
-
-    def _wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.log_path.exists() and b"ready." in self.log_path.read_bytes():
-                return
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited; see {self.log_path}")
-            time.sleep(0.1)
-        raise RuntimeError(f"worker not ready after {timeout} s; see {self.log_path}")
-
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-def _database_url(db: dict) -> str:
-    from urllib.parse import quote
-
-    host = quote(db.get("HOST") or "", safe="")
-    port = f":{db['PORT']}" if db.get("PORT") else ""
-    user = quote(db.get("USER") or "", safe="")
-    password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
-    return f"postgres://{user}{password}@{host}{port}/{db['NAME']}"
 
 
 @pytest.fixture

@@ -449,3 +449,7 @@ CELERY_BEAT_SCHEDULE["billing-reconcile"] = {"task": "billing.reconcile", "sched
 CELERY_BEAT_SCHEDULE["etl-dispatch-due"] = {"task": "etl.dispatch_due", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {"task": "webhooks.sweep", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["purge-idempotency-keys"] = {"task": "nexus.purge_idempotency_keys", "schedule": 3600.0}
+
+# --- Pages ------------------------------------------------------------------------------------
+# How often the dashboard refreshes the balance.
+DASHBOARD_REFRESH_SECONDS = env_int("DASHBOARD_REFRESH_SECONDS", 30)

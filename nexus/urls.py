@@ -5,9 +5,13 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from billing import views as billing_views
 from billing.stripe_webhook import stripe_webhook
+from etl import views as etl_views
+from jobs import views as job_views
 from nexus import health, metrics, views
 from tenants import views as tenant_views
+from webhooks import views as webhook_views
 
 # Every version is served by the same views; serializers add a version's fields.
 api_urls = [
@@ -35,7 +39,28 @@ urlpatterns = [
     re_path(r"^api/(?P<version>v1|v2)/", include(api_urls)),
     # Anything else under /api/ is a JSON 404, in DEBUG too (never Django's HTML page).
     re_path(r"^api/", views.not_found),
-    path("", tenant_views.home, name="home"),
+    # Pages for people (session sign-in).
+    path("", job_views.dashboard, name="home"),
+    path("partials/balance", billing_views.balance_partial, name="balance-partial"),
+    path("jobs", job_views.jobs_page, name="jobs-page"),
+    path("jobs/submit", job_views.submit, name="jobs-submit"),
+    path("jobs/<uuid:job_id>/result", job_views.result, name="jobs-result"),
+    path("billing", billing_views.billing_page, name="billing-page"),
+    path("billing/buy", billing_views.buy, name="billing-buy"),
+    path("members", tenant_views.members_page, name="members-page"),
+    path("members/<uuid:member_id>", tenant_views.member_update, name="members-update"),
+    path("api-access", tenant_views.api_access_page, name="api-access"),
+    path("webhooks", webhook_views.webhooks_page, name="webhooks-page"),
+    path("webhooks/create", webhook_views.webhook_create, name="webhooks-create"),
+    path("webhooks/<uuid:endpoint_id>", webhook_views.webhook_deliveries_page, name="webhooks-deliveries"),
+    path("webhooks/<uuid:endpoint_id>/action", webhook_views.webhook_action, name="webhooks-action"),
+    path(
+        "webhooks/deliveries/<str:delivery_id>/redeliver",
+        webhook_views.webhook_redeliver,
+        name="webhooks-redeliver",
+    ),
+    path("data", etl_views.data_page, name="data-page"),
+    path("data/sources/<uuid:source_id>/run", etl_views.run_now, name="data-run"),
 ]
 
 handler400 = "nexus.views.bad_request"

@@ -1,19 +1,50 @@
-"""Pages for signed-in people. The tenant middleware has already chosen the schema."""
+"""Pages: members, API access, and the Google sign-in entry points."""
 
 from __future__ import annotations
 
 from allauth.socialaccount.providers.google import views as google_views
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from django.contrib import messages
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from nexus.api.errors import AppError
+from nexus.pages import org_page, page_context
+from tenants import selectors, services
+from tenants.models import Role
 
 
-@login_required
-def home(request):
+@org_page
+def members_page(request):
+    members = selectors.member_list(org=request.tenant).order_by("email")
+    return render(
+        request, "tenants/members.html", page_context(request, nav="members", members=members, roles=Role)
+    )
+
+
+@require_POST
+@org_page(admin=True)
+def member_update(request, member_id):
+    try:
+        if request.POST.get("action") == "remove":
+            services.member_remove(org=request.tenant, member_id=member_id)
+            messages.success(request, "Member removed.")
+        else:
+            member = services.member_change_role(
+                org=request.tenant, member_id=member_id, role=request.POST.get("role", "")
+            )
+            messages.success(request, f"{member.email} is now {member.get_role_display().lower()}.")
+    except AppError as exc:
+        messages.error(request, exc.message)
+    return redirect("/members")
+
+
+@org_page
+def api_access_page(request):
     return render(
         request,
-        "tenants/home.html",
-        {"organisation": request.tenant, "user": request.user},
+        "tenants/api_access.html",
+        page_context(request, nav="api", base_url=request.build_absolute_uri("/").rstrip("/")),
     )
 
 

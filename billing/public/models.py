@@ -24,7 +24,11 @@ class CreditPack(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name}: {self.credits} credits for {self.price_cents / 100:.2f} {self.currency.upper()}"
+        return f"{self.name}: {self.credits} credits for {self.price} {self.currency.upper()}"
+
+    @property
+    def price(self) -> str:
+        return f"{self.price_cents / 100:.2f}"
 
 
 class StripeEvent(models.Model):

@@ -221,6 +221,7 @@ def test_a_source_never_runs_twice_at_once(org_a, files):
         holder.execute("SELECT pg_advisory_lock(hashtext(%s))", [key])
         with pytest.raises(Conflict):
             etl_run_source(source=source)
+        holder.execute("SELECT pg_advisory_unlock(hashtext(%s))", [key])
     finally:
         holder.close()
     assert etl_run_source(source=source).status == "succeeded"

@@ -1,0 +1,80 @@
+"""Processes the live tests start: a Celery worker (and, in tests/browser, a web server),
+on this test process's database and queue."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+from django.conf import settings
+from django.db import connections
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def database_url() -> str:
+    db = connections["default"].settings_dict
+    host = quote(db.get("HOST") or "", safe="")
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    user = quote(db.get("USER") or "", safe="")
+    password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
+    return f"postgres://{user}{password}@{host}{port}/{db['NAME']}"
+
+
+def live_env(extra: dict[str, str]) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "nexus.settings_test",
+        "DATABASE_URL": database_url(),
+        "CELERY_TEST_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
+        **extra,
+    }
+
+
+class WorkerProcess:
+    """A real `celery worker` in a subprocess, on this test process's database and queue."""
+
+    def __init__(self, extra_env: dict[str, str]):
+        self.extra_env = extra_env
+        self.process: subprocess.Popen | None = None
+        self.log_path = ARTIFACTS / f"worker-{os.getpid()}.log"
+
+    def start(self) -> None:
+        env = live_env(self.extra_env)
+        self.log_path.parent.mkdir(exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "nexus", "worker", "--pool", "solo",
+             "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log_path.exists() and b"ready." in self.log_path.read_bytes():
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited; see {self.log_path}")
+            time.sleep(0.1)
+        raise RuntimeError(f"worker not ready after {timeout} s; see {self.log_path}")
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()

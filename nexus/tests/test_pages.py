@@ -1,0 +1,166 @@
+"""Pages for people, through Django's test client (the browser tests drive the same pages
+in Chromium)."""
+
+import pytest
+from django.test import Client
+from django_tenants.utils import tenant_context
+
+from billing.services import credits_grant
+from jobs import tasks
+from webhooks.models import WebhookEndpoint
+
+pytestmark = pytest.mark.django_db
+
+PAGES = ["/", "/jobs", "/members", "/webhooks", "/billing", "/data", "/api-access"]
+
+
+@pytest.fixture
+def member(world):
+    client = Client()
+    client.force_login(world.member_a)
+    return client
+
+
+@pytest.fixture
+def admin(world):
+    client = Client()
+    client.force_login(world.admin_a)
+    return client
+
+
+@pytest.fixture
+def no_tasks(monkeypatch):
+    monkeypatch.setattr(tasks.run_job, "apply_async", lambda *a, **k: None)
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_signed_out_visitors_are_sent_to_sign_in(client, path):
+    response = client.get(path)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/?next=")
+
+
+def test_htmx_requests_without_a_session_redirect_the_whole_page(client):
+    response = client.get("/partials/balance", HTTP_HX_REQUEST="true")
+    assert response.status_code == 200 and response["HX-Redirect"].startswith("/accounts/login/")
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_renders_for_a_member(member, path, world):
+    response = member.get(path)
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert "/static/vendor/pico/pico.min.css" in content and "/static/vendor/htmx/htmx.min.js" in content
+    assert 'id="main"' in content
+
+
+def test_sign_in_page_offers_email_and_password(client):
+    page = client.get("/accounts/login/").content.decode()
+    assert 'name="login"' in page and 'name="password"' in page and "<label" in page
+
+
+def test_password_sign_in_lands_on_the_dashboard(client, world):
+    world.member_a.set_password("a-long-unusual-passphrase")
+    world.member_a.save()
+    response = client.post(
+        "/accounts/login/", {"login": "member@org-a.test", "password": "a-long-unusual-passphrase"}
+    )
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert "Org A" in client.get("/").content.decode()
+
+
+def test_dashboard_shows_balance_transactions_and_a_labelled_chart(member, world):
+    with tenant_context(world.org_a):
+        credits_grant(amount=77, reason="welcome", actor_label="operator:tests")
+    page = member.get("/").content.decode()
+    assert "<span data-balance>77</span>" in page
+    assert "welcome" in page
+    assert page.count('class="bar"') == 7
+    assert '<title id="chart-title">Credits spent per day</title>' in page
+    assert 'hx-trigger="every 30s"' in page
+
+
+def test_balance_partial(member, world):
+    with tenant_context(world.org_a):
+        credits_grant(amount=5, reason="x", actor_label="operator:tests")
+    fragment = member.get("/partials/balance", HTTP_HX_REQUEST="true").content.decode()
+    assert "<span data-balance>5</span>" in fragment and "data-stale-warning" in fragment
+
+
+def test_submitting_a_job_answers_a_polling_panel_then_the_result(member, world, no_tasks):
+    with tenant_context(world.org_a):
+        credits_grant(amount=100, reason="x", actor_label="operator:tests")
+    panel = member.post(
+        "/jobs/submit", {"text": "Hello there. A short text.", "job_type": "summarize"}
+    ).content.decode()
+    assert "data-job-active" in panel and 'hx-trigger="every 2s"' in panel and "aria-busy" in panel
+    job_id = panel.split('data-job-id="')[1].split('"')[0]
+    with tenant_context(world.org_a):
+        tasks.run_job(job_id)
+    done = member.get(f"/jobs/{job_id}/result").content.decode()
+    assert "data-job-active" not in done and "hx-trigger" not in done.split("</div>")[0]
+    assert "data-job-output" in done and 'hx-swap-oob="true"' in done
+
+
+def test_not_enough_credits_says_so_and_links_to_billing(member, no_tasks):
+    fragment = member.post("/jobs/submit", {"text": "Hi.", "job_type": "analyze"}).content.decode()
+    assert "Not enough credits" in fragment and 'href="/billing"' in fragment
+
+
+def test_invalid_job_input_is_explained(member, no_tasks):
+    fragment = member.post("/jobs/submit", {"text": "   ", "job_type": "summarize"}).content.decode()
+    assert "required" in fragment
+
+
+def test_members_page_admin_changes_roles_and_last_admin_is_protected(admin, member, world):
+    assert b"Save role" not in member.get("/members").content
+    response = admin.post(f"/members/{world.admin_a.pk}", {"role": "member"}, follow=True)
+    assert "last admin" in response.content.decode()
+    admin.post(f"/members/{world.member_a.pk}", {"role": "admin"})
+    world.member_a.refresh_from_db()
+    assert world.member_a.role == "admin"
+    assert member.post(f"/members/{world.admin_a.pk}", {"role": "member"}).status_code in (302, 403)
+
+
+def test_member_cannot_post_admin_forms(member, world):
+    assert member.post("/webhooks/create", {"url": "http://127.0.0.1:9/x"}).status_code == 403
+    assert member.post("/billing/buy", {"pack": "x"}).status_code == 403
+
+
+def test_webhook_registration_shows_the_secret_once(admin, world):
+    response = admin.post(
+        "/webhooks/create", {"url": "http://127.0.0.1:9/hook", "event_types": ["job.completed"]}, follow=True
+    )
+    page = response.content.decode()
+    assert "data-webhook-secret>whsec_" in page
+    assert "whsec_" not in admin.get("/webhooks").content.decode()
+    with tenant_context(world.org_a):
+        endpoint = WebhookEndpoint.objects.get()
+    assert admin.get(f"/webhooks/{endpoint.pk}").status_code == 200
+
+
+def test_billing_without_keys_says_it_is_not_configured(admin):
+    page = admin.get("/billing").content.decode()
+    assert "Billing is not configured" in page and "Buy Starter" not in page
+
+
+def test_data_page_lists_sources_and_queues_runs(
+    admin, world, monkeypatch, django_capture_on_commit_callbacks
+):
+    from etl import tasks as etl_tasks
+    from etl.services import etl_source_create, sample_data_path
+    from etl.tests.conftest import CSV_MAPPING
+
+    sent = []
+    monkeypatch.setattr(etl_tasks.execute_run, "delay", sent.append)
+    with tenant_context(world.org_a):
+        source = etl_source_create(
+            name="Sample CSV",
+            kind="csv",
+            config={"path": sample_data_path("articles.csv")},
+            field_mapping=CSV_MAPPING,
+        )
+    assert "Sample CSV" in admin.get("/data").content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin.post(f"/data/sources/{source.pk}/run", follow=True)
+    assert "run queued" in response.content.decode() and len(sent) == 1

@@ -1,0 +1,99 @@
+"""Webhook pages: endpoints, registration (secret shown once), rotation, tests, deliveries."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from nexus.api.errors import AppError
+from nexus.pages import org_page, page_context
+from webhooks import selectors, services
+from webhooks.events import SUBSCRIBABLE_EVENTS
+
+
+@org_page
+def webhooks_page(request):
+    return render(
+        request,
+        "webhooks/webhooks.html",
+        page_context(
+            request,
+            nav="webhooks",
+            endpoints=selectors.endpoint_list(),
+            events=SUBSCRIBABLE_EVENTS,
+            secret=request.session.pop("webhook_secret", None),
+        ),
+    )
+
+
+@require_POST
+@org_page(admin=True)
+def webhook_create(request):
+    try:
+        _endpoint, secret = services.webhook_endpoint_create(
+            url=request.POST.get("url", ""),
+            event_types=request.POST.getlist("event_types"),
+            description=request.POST.get("description", ""),
+        )
+    except AppError as exc:
+        messages.error(request, exc.message)
+        return redirect("/webhooks")
+    # Shown once, on the next page load, then gone from the session.
+    request.session["webhook_secret"] = secret
+    messages.success(request, "Endpoint registered. Copy its signing secret now: it is not shown again.")
+    return redirect("/webhooks")
+
+
+@require_POST
+@org_page(admin=True)
+def webhook_action(request, endpoint_id):
+    endpoint = selectors.endpoint_get(endpoint_id=endpoint_id)
+    action = request.POST.get("action")
+    try:
+        if action == "rotate":
+            request.session["webhook_secret"] = services.webhook_secret_rotate(endpoint=endpoint)
+            messages.success(request, "New secret below; the old one keeps working for 24 hours.")
+        elif action == "test":
+            services.webhook_send_test(endpoint=endpoint)
+            messages.success(request, "Test event queued; see its delivery below.")
+            return redirect(f"/webhooks/{endpoint.pk}")
+        elif action == "enable":
+            services.webhook_endpoint_update(endpoint=endpoint, active=True)
+            messages.success(request, "Endpoint enabled.")
+        elif action == "disable":
+            services.webhook_endpoint_update(endpoint=endpoint, active=False)
+            messages.success(request, "Endpoint disabled.")
+        elif action == "delete":
+            endpoint.delete()
+            messages.success(request, "Endpoint deleted.")
+    except AppError as exc:
+        messages.error(request, exc.message)
+    return redirect("/webhooks")
+
+
+@org_page
+def webhook_deliveries_page(request, endpoint_id):
+    endpoint = selectors.endpoint_get(endpoint_id=endpoint_id)
+    return render(
+        request,
+        "webhooks/deliveries.html",
+        page_context(
+            request,
+            nav="webhooks",
+            endpoint=endpoint,
+            deliveries=selectors.delivery_list(endpoint=endpoint).order_by("-created_at")[:50],
+        ),
+    )
+
+
+@require_POST
+@org_page(admin=True)
+def webhook_redeliver(request, delivery_id):
+    delivery = selectors.delivery_get(delivery_id=delivery_id)
+    try:
+        services.webhook_redeliver(delivery=delivery)
+        messages.success(request, "Delivery queued again.")
+    except AppError as exc:
+        messages.error(request, exc.message)
+    return redirect(f"/webhooks/{delivery.endpoint_id}")
