@@ -13,7 +13,8 @@ from jobs.models import FINISHED_STATUSES, JobType
 from nexus.api.errors import AppError, PaymentRequired
 from nexus.pages import org_page, page_context
 
-CHART_WIDTH, CHART_HEIGHT, CHART_BASE = 700, 240, 200
+# A narrow canvas: scaled down to a phone, its 13px labels stay readable.
+CHART_WIDTH, CHART_HEIGHT, CHART_BASE = 420, 230, 190
 
 
 def spending_chart(days: int = 7) -> dict:
@@ -33,7 +34,8 @@ def spending_chart(days: int = 7) -> dict:
                 "label_x": round(index * slot + slot / 2, 1),
                 "value": value,
                 "value_y": CHART_BASE - height - 6,
-                "day": day.strftime("%a %d %b"),
+                "day": day.strftime("%a %d"),
+                "date": day.strftime("%a %d %b"),
             }
         )
     total = sum(value for _, value in spent)
@@ -43,7 +45,7 @@ def spending_chart(days: int = 7) -> dict:
         "height": CHART_HEIGHT,
         "base": CHART_BASE,
         "total": total,
-        "summary": ", ".join(f"{b['day']}: {b['value']}" for b in bars),
+        "summary": ", ".join(f"{b['date']}: {b['value']}" for b in bars),
     }
 
 
