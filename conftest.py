@@ -84,6 +84,17 @@ def world(db) -> World:
     )
 
 
+@pytest.fixture
+def funded(world) -> World:
+    """The shared organisations, each with 100 credits (rolled back with the test)."""
+    from billing.services import credits_grant
+
+    for org in (world.org_a, world.org_b):
+        with tenant_context(org):
+            credits_grant(amount=100, reason="seed", actor_label="operator:tests")
+    return world
+
+
 @pytest.fixture(autouse=True)
 def _public_schema_after_test():
     yield

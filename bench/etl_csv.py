@@ -32,6 +32,7 @@ def main() -> None:
     from django_tenants.utils import tenant_context
 
     from etl.models import Record
+    from etl.samples import ARTICLES_CSV_MAPPING
     from etl.services import etl_run_source, etl_source_create
     from tenants.services import organisation_create
 
@@ -44,17 +45,9 @@ def main() -> None:
     report("generated CSV", {"rows": ROWS, "seconds": round(time.perf_counter() - started, 2)})
 
     org = organisation_create(name="ETL Bench")
-    mapping = {
-        "external_id": "Article ID",
-        "title": "Headline",
-        "body": "Body Text",
-        "published_at": "Published On",
-        "author": "Author Name",
-        "tags": "Tags",
-    }
     with tenant_context(org):
         source = etl_source_create(
-            name="Bench", kind="csv", config={"path": str(path)}, field_mapping=mapping
+            name="Bench", kind="csv", config={"path": str(path)}, field_mapping=ARTICLES_CSV_MAPPING
         )
         started = time.perf_counter()
         run = etl_run_source(source=source)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from pathlib import Path
 
 import structlog
 from django.conf import settings
@@ -384,7 +383,3 @@ def etl_dispatch_due() -> int:
         except Conflict:
             continue
     return queued
-
-
-def sample_data_path(name: str) -> str:
-    return str(Path("etl") / "sample_data" / name)

@@ -171,5 +171,5 @@ def schema_create_from_template(schema_name: str) -> None:
         template_sync()
     connection.set_schema_to_public()
     with transaction.atomic(), connection.cursor() as cursor:
-        for statement in _clone_statements(cursor, template_schema_name(), schema_name):
-            cursor.execute(statement)
+        # One round trip for the whole script (no parameters, so several statements are fine).
+        cursor.execute(";\n".join(_clone_statements(cursor, template_schema_name(), schema_name)))

@@ -1,39 +1,15 @@
 import shutil
-from pathlib import Path
 
 import pytest
 from django_tenants.utils import tenant_context
 
 from etl.mock_api import MockApi
+from etl.samples import ARTICLES_CSV_MAPPING, FEED_MAPPING, MOCK_API_MAPPING, SAMPLE_DIR
 
-SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
-
-CSV_MAPPING = {
-    "external_id": "Article ID",
-    "title": "Headline",
-    "body": "Body Text",
-    "published_at": "Published On",
-    "author": "Author Name",
-    "tags": "Tags",
-}
-API_MAPPING = {
-    "external_id": "id",
-    "title": "title",
-    "body": "content",
-    "url": "link",
-    "author": "author",
-    "published_at": "updated_at",
-    "tags": "labels",
-}
-RSS_MAPPING = {
-    "external_id": "id",
-    "title": "title",
-    "body": "summary",
-    "url": "link",
-    "author": "author",
-    "published_at": "published",
-    "tags": "tags",
-}
+SAMPLE = SAMPLE_DIR
+CSV_MAPPING = ARTICLES_CSV_MAPPING
+API_MAPPING = MOCK_API_MAPPING
+RSS_MAPPING = FEED_MAPPING
 
 
 @pytest.fixture

@@ -5,21 +5,12 @@ import uuid
 import pytest
 from django_tenants.utils import tenant_context
 
-from billing.services import credits_grant
 from jobs import services, tasks
 from jobs.models import Job
 
 pytestmark = pytest.mark.django_db
 
 TEXT = "The quarterly results were strong. Revenue grew by twelve percent. Costs fell."
-
-
-@pytest.fixture
-def funded(world):
-    for org in (world.org_a, world.org_b):
-        with tenant_context(org):
-            credits_grant(amount=100, reason="seed", actor_label="operator:tests")
-    return world
 
 
 def test_summarize_returns_202_with_a_pending_job(funded, api_as):

@@ -9,7 +9,6 @@ from prometheus_client import REGISTRY
 
 from billing.models import CreditTransaction
 from billing.selectors import credits_balance
-from billing.services import credits_grant
 from jobs import tasks
 from jobs.cache import cache_key
 from jobs.models import Job
@@ -19,12 +18,9 @@ pytestmark = pytest.mark.django_db
 TEXT = "Caching saves money. The second identical request is free."
 
 
-@pytest.fixture
-def funded(world):
-    for org in (world.org_a, world.org_b):
-        with tenant_context(org):
-            credits_grant(amount=100, reason="seed", actor_label="operator:tests")
-    yield world
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    yield
     cache.clear()
 
 

@@ -78,3 +78,33 @@ class WorkerProcess:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def parallel_api_calls(token: str, call, count: int, *, timeout: float = 60) -> list:
+    """Run `call(client)` in `count` threads released at the same moment, each with its
+    own API client (and database connection) holding `token`; returns the results."""
+    import threading
+
+    from rest_framework.test import APIClient
+
+    barrier = threading.Barrier(count)
+    results: list = []
+    lock = threading.Lock()
+
+    def run():
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+        barrier.wait()
+        try:
+            result = call(client)
+            with lock:
+                results.append(result)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    return results

@@ -8,7 +8,6 @@ from django_tenants.utils import tenant_context
 from rest_framework.renderers import JSONRenderer
 
 from billing.selectors import credits_balance
-from billing.services import credits_grant
 from jobs.models import Job
 from nexus.idempotency import idempotency_purge_expired, request_fingerprint
 from nexus.models import IdempotencyRecord
@@ -16,14 +15,6 @@ from nexus.models import IdempotencyRecord
 pytestmark = pytest.mark.django_db
 
 BODY = {"text": "Charge me once, however often my network makes me retry."}
-
-
-@pytest.fixture
-def funded(world):
-    for org in (world.org_a, world.org_b):
-        with tenant_context(org):
-            credits_grant(amount=100, reason="seed", actor_label="operator:tests")
-    return world
 
 
 def _post(client, key, body=BODY, path="/api/v1/summarize"):

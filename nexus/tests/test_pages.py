@@ -148,8 +148,9 @@ def test_data_page_lists_sources_and_queues_runs(
     admin, world, monkeypatch, django_capture_on_commit_callbacks
 ):
     from etl import tasks as etl_tasks
-    from etl.services import etl_source_create, sample_data_path
-    from etl.tests.conftest import CSV_MAPPING
+    from etl.samples import ARTICLES_CSV_MAPPING as CSV_MAPPING
+    from etl.samples import sample_data_path
+    from etl.services import etl_source_create
 
     sent = []
     monkeypatch.setattr(etl_tasks.execute_run, "delay", sent.append)

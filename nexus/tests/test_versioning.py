@@ -4,22 +4,13 @@ import copy
 import json
 
 import pytest
-from django_tenants.utils import tenant_context
 
-from billing.services import credits_grant
 from nexus.management.commands.openapi_snapshot import current_document, snapshot_path
 from nexus.openapi_compat import breaking_changes
 
 pytestmark = pytest.mark.django_db
 
 TEXT = "Versioned APIs keep old clients working while new ones get more."
-
-
-@pytest.fixture
-def funded(world):
-    with tenant_context(world.org_a):
-        credits_grant(amount=100, reason="seed", actor_label="operator:tests")
-    return world
 
 
 def _v1_job_fields(snapshot: dict) -> set[str]:

@@ -6,28 +6,12 @@ from django_tenants.utils import tenant_context
 from billing.models import CreditTransaction
 from billing.services import credits_grant
 from etl.models import DataSource
-from etl.services import etl_source_create, sample_data_path
+from etl.samples import ARTICLES_CSV_MAPPING, FEED_MAPPING, sample_data_path
+from etl.services import etl_source_create
 from tenants.management.commands._base import OperatorCommand
 from tenants.management.commands.seed_demo import DEMO_ORGANISATIONS
 from tenants.selectors import organisation_by_email_domain
 
-CSV_MAPPING = {
-    "external_id": "Article ID",
-    "title": "Headline",
-    "body": "Body Text",
-    "published_at": "Published On",
-    "author": "Author Name",
-    "tags": "Tags",
-}
-RSS_MAPPING = {
-    "external_id": "id",
-    "title": "title",
-    "body": "summary",
-    "url": "link",
-    "author": "author",
-    "published_at": "published",
-    "tags": "tags",
-}
 DEMO_CREDITS = 500
 
 
@@ -50,14 +34,14 @@ class Command(OperatorCommand):
                         name="Sample articles (CSV)",
                         kind="csv",
                         config={"path": sample_data_path("articles.csv")},
-                        field_mapping=CSV_MAPPING,
+                        field_mapping=ARTICLES_CSV_MAPPING,
                         schedule_minutes=60,
                     )
                     etl_source_create(
                         name="Sample feed (RSS)",
                         kind="rss",
                         config={"path": sample_data_path("feed.xml")},
-                        field_mapping=RSS_MAPPING,
+                        field_mapping=FEED_MAPPING,
                         schedule_minutes=60,
                     )
                 sources = DataSource.objects.count()
