@@ -330,6 +330,11 @@ SPECTACULAR_SETTINGS = {
         "JobStatusEnum": "jobs.models.JobStatus",
         "DeliveryStatusEnum": "webhooks.models.DeliveryStatus",
         "PurchaseStatusEnum": "billing.models.PurchaseStatus",
+        "EtlRunStatusEnum": "etl.models.RunStatus",
+        "SourceKindEnum": "etl.models.SourceKind",
+        "TransactionKindEnum": "billing.models.TransactionKind",
+        "JobEventKindEnum": "jobs.models.EventKind",
+        "DriftKindEnum": "etl.models.DriftKind",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
