@@ -89,7 +89,10 @@ def purchase_data(purchase: Purchase) -> dict:
 def checkout_start(*, user: User, pack_id: uuid.UUID | str, org_id: uuid.UUID) -> Purchase:
     if not billing_configured():
         raise BillingUnavailable()
-    pack = CreditPack.objects.filter(pk=pack_id, active=True).first()
+    try:
+        pack = CreditPack.objects.filter(pk=uuid.UUID(str(pack_id)), active=True).first()
+    except ValueError:
+        pack = None
     if pack is None:
         raise NotFound("No such credit pack (it may have been withdrawn).")
 

@@ -4,14 +4,16 @@ Retry-After. Every retry is logged."""
 
 from __future__ import annotations
 
+import json
 import random
 import time
+from dataclasses import dataclass
 
 import httpx
 import structlog
 from django.conf import settings
 
-from nexus.net import UnsafeURL, resolve_public_url
+from nexus.net import UnsafeURL, pinned, read_limited, resolve_public_url
 
 log = structlog.get_logger(__name__)
 
@@ -20,6 +22,16 @@ RETRYABLE_STATUS = {429, 500, 502, 503, 504}
 
 class FetchError(RuntimeError):
     """The source could not be fetched; the message is safe to show (no keys, no bodies)."""
+
+
+@dataclass(frozen=True)
+class Fetched:
+    status_code: int
+    headers: dict[str, str]  # lower-case names
+    content: bytes
+
+    def json(self):
+        return json.loads(self.content)
 
 
 class SourceHttp:
@@ -51,28 +63,29 @@ class SourceHttp:
         jitter = random.uniform(0, settings.ETL_RETRY_BASE_DELAY_SECONDS)  # noqa: S311  # nosec B311
         return min(base + jitter, settings.ETL_RETRY_MAX_DELAY_SECONDS)
 
-    def get(self, url: str, *, params: dict | None = None) -> httpx.Response:
+    def get(self, url: str, *, params: dict | None = None) -> Fetched:
         try:
-            resolve_public_url(url, require_https=settings.ETL_REQUIRE_HTTPS)
+            addresses = resolve_public_url(url, require_https=settings.ETL_REQUIRE_HTTPS)
         except UnsafeURL as exc:
             raise FetchError(str(exc)) from exc
+        target, host_header = pinned(url, addresses)
         retries = settings.ETL_HTTP_RETRIES
         for attempt in range(retries + 1):
             self._pace()
             retry_after = None
             try:
-                response = self._client.get(url, params=params, headers=self.headers)
+                fetched = self._fetch(target, params, host_header)
             except httpx.TimeoutException:
                 problem = "timeout"
             except httpx.TransportError as exc:
                 problem = f"connection error ({type(exc).__name__})"
             else:
-                if response.status_code not in RETRYABLE_STATUS:
-                    if response.status_code >= 400:
-                        raise FetchError(f"The source answered HTTP {response.status_code} for {url}.")
-                    return response
-                problem = f"HTTP {response.status_code}"
-                retry_after = response.headers.get("Retry-After")
+                if fetched.status_code not in RETRYABLE_STATUS:
+                    if fetched.status_code >= 400:
+                        raise FetchError(f"The source answered HTTP {fetched.status_code} for {url}.")
+                    return fetched
+                problem = f"HTTP {fetched.status_code}"
+                retry_after = fetched.headers.get("retry-after")
             if attempt == retries:
                 raise FetchError(f"Gave up on {url} after {retries + 1} attempts (last: {problem}).")
             delay = self._backoff(attempt, retry_after)
@@ -81,3 +94,19 @@ class SourceHttp:
             )
             time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _fetch(self, url: str, params: dict | None, host_header: dict[str, str]) -> Fetched:
+        """One request, its body capped at ETL_MAX_FILE_BYTES and read within a total
+        deadline: a huge or trickling answer cannot exhaust or hold a worker."""
+        allowed = settings.ETL_HTTP_TIMEOUT_SECONDS * 4
+        deadline = time.monotonic() + allowed
+        with self._client.stream(
+            "GET", url, params=params, headers={**self.headers, **host_header}
+        ) as response:
+            body, cut = read_limited(response, limit=settings.ETL_MAX_FILE_BYTES + 1, deadline=deadline)
+            status, headers = response.status_code, {k.lower(): v for k, v in response.headers.items()}
+        if cut:
+            if len(body) > settings.ETL_MAX_FILE_BYTES:
+                raise FetchError(f"The answer from {url} is larger than the limit for one source.")
+            raise FetchError(f"The answer from {url} took longer than {allowed:g} s.")
+        return Fetched(status_code=status, headers=headers, content=body)

@@ -27,12 +27,15 @@ class MockApi:
         retry_after: str = "1",
         renames: dict[str, str] | None = None,
         seed: int = 7,
+        ignore_page: bool = False,
     ):
         self.api_key = api_key
         self.count = items
         self.rate_429 = rate_429
         self.retry_after = retry_after
         self.renames = renames or {}
+        # Simulates a broken API that answers page 1 whatever page is asked for.
+        self.ignore_page = ignore_page
         self.random = random.Random(seed)  # noqa: S311  # nosec B311
         self.requests: list[dict] = []
         self.scripted: list[int] = []  # statuses to answer first, one per request
@@ -89,7 +92,7 @@ class MockApi:
                     return self._send(scripted, {"error": f"scripted {scripted}"}, headers)
                 if throttle:
                     return self._send(429, {"error": "slow down"}, {"Retry-After": api.retry_after})
-                page = max(1, int(query.get("page", 1)))
+                page = 1 if api.ignore_page else max(1, int(query.get("page", 1)))
                 per_page = min(100, max(1, int(query.get("per_page", 50))))
                 items = [api.item(i) for i in range(1, api.count + 1)]
                 since = query.get("updated_since")

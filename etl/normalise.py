@@ -57,15 +57,27 @@ def clean_text(value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         value = str(value)
-    value = value.strip()
+    value = value.replace("\x00", "").strip()  # PostgreSQL text cannot hold NUL
     return value or None
+
+
+def without_nul(value: Any) -> Any:
+    """The item with NUL characters removed from every string (keys included):
+    PostgreSQL's text and jsonb refuse them, and one would fail the whole batch."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_nul(item) for item in value]
+    return value
 
 
 def clean_scalar(value: Any) -> Any:
     """For `extra`: trimmed text, blank as null, numbers written with thousands
     separators as numbers."""
     if isinstance(value, str):
-        text = value.strip()
+        text = value.replace("\x00", "").strip()
         if not text:
             return None
         if _THOUSANDS_NUMBER.match(text) or _PLAIN_NUMBER.match(text):

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from etl.bulk import copy_line, pg_text_array
 from etl.drift import MappingPlan, plan_mapping
-from etl.normalise import ItemRejected, canonical_json, clean_text, content_hash, normalise
+from etl.normalise import ItemRejected, canonical_json, clean_text, content_hash, normalise, without_nul
 
 
 @dataclass
@@ -90,6 +90,10 @@ def prepare(
         id_field = plan.effective.get("external_id")
         now = batch.fetched_at
         for payload, _cursor in chunk:
+            canonical = canonical_json(payload)
+            if "\\u0000" in canonical:
+                payload = without_nul(payload)
+                canonical = canonical_json(payload)
             external_id = clean_text(payload.get(id_field))
             if external_id is None:
                 batch.rejected_without_id.append(
@@ -97,7 +101,6 @@ def prepare(
                 )
                 continue
             external_id = external_id[:255]
-            canonical = canonical_json(payload)
             digest = content_hash(payload, canonical)
             batch.raw_lines[digest] = copy_line(source_id, run_id, external_id, digest, canonical, now)
             batch.duplicates += external_id in batch.latest

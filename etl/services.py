@@ -10,6 +10,7 @@ last checkpoint with no duplicates and no gaps.
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 
 import structlog
@@ -34,6 +35,7 @@ from etl.models import (
 from etl.normalise import UNIFIED_FIELDS
 from etl.pipeline import PreparedBatch, in_background, prepare
 from nexus.api.errors import Conflict, ValidationFailed
+from nexus.celery import send_on_commit
 from nexus.crypto import encrypt
 from nexus.net import UnsafeURL, resolve_public_url
 from nexus.redis import get_redis, redis_key
@@ -41,6 +43,7 @@ from nexus.redis import get_redis, redis_key
 log = structlog.get_logger(__name__)
 
 DEFAULT_REQUIRED = ["external_id", "title"]
+API_KEY_ENV = re.compile(r"^ETL_SOURCE_KEY_[A-Z0-9_]{1,64}$")
 STALE_QUEUED_AFTER = timedelta(minutes=10)
 
 
@@ -75,6 +78,17 @@ def _clean_config(kind: str, config: dict) -> dict:
             raise _invalid("config", f"config.path: {exc}") from exc
     if "api_key" in config:
         raise _invalid("config", "Send the API key as api_key, not inside config.")
+    env_name = config.get("api_key_env")
+    if env_name is not None and not (isinstance(env_name, str) and API_KEY_ENV.match(env_name)):
+        # Any other variable would let a source send the server's own secrets to its URL.
+        raise _invalid("config", "config.api_key_env must name a variable starting with ETL_SOURCE_KEY_.")
+    if kind == SourceKind.API:
+        try:
+            page_size = int(config.get("page_size", 100))
+        except (TypeError, ValueError):
+            page_size = 0
+        if not 1 <= page_size <= 1000:
+            raise _invalid("config", "config.page_size must be a whole number from 1 to 1000.")
     return config
 
 
@@ -172,9 +186,11 @@ def etl_run_queue(*, source: DataSource, trigger: str) -> EtlRun:
     )
     if waiting.exists():
         raise Conflict("A run of this source is already queued.", details={"reason": "queued"})
+    from etl.tasks import execute_run
+
     with transaction.atomic():
         run = EtlRun.objects.create(source=source, trigger=_resume_if_failed(source, trigger))
-        transaction.on_commit(lambda: _send(run))
+        send_on_commit(execute_run, str(run.pk), log_event="etl.enqueue_failed")
     return run
 
 
@@ -184,20 +200,6 @@ def _resume_if_failed(source: DataSource, trigger: str) -> str:
         EtlRun.objects.filter(source=source).exclude(status=RunStatus.QUEUED).order_by("-started_at").first()
     )
     return RunTrigger.RESUME if last is not None and last.status == RunStatus.FAILED else trigger
-
-
-def _send(run: EtlRun) -> None:
-    from etl.tasks import execute_run
-
-    try:
-        execute_run.delay(str(run.pk))
-    except Exception:
-        log.warning("etl.enqueue_failed", run_id=str(run.pk), exc_info=True)
-        EtlRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
-            status=RunStatus.FAILED,
-            error="The job queue is unavailable; run it again later.",
-            finished_at=timezone.now(),
-        )
 
 
 def etl_run_source(
@@ -229,10 +231,15 @@ def etl_run_source(
         try:
             _ingest(source, run, checkpoint, fail_after)
         except (FetchError, InjectedFailure) as exc:
-            _finish(run, RunStatus.FAILED, str(exc))
+            _finish(run, RunStatus.FAILED, str(exc), committed_counts_only=True)
         except Exception as exc:
             log.exception("etl.run_crashed", run_id=str(run.pk))
-            _finish(run, RunStatus.FAILED, f"Internal error while ingesting ({type(exc).__name__}).")
+            _finish(
+                run,
+                RunStatus.FAILED,
+                f"Internal error while ingesting ({type(exc).__name__}).",
+                committed_counts_only=True,
+            )
         else:
             _finish(run, RunStatus.SUCCEEDED, "")
     finally:
@@ -243,7 +250,21 @@ def etl_run_source(
     return run
 
 
-def _finish(run: EtlRun, status: str, error: str) -> None:
+RUN_COUNTERS = (
+    "fetched",
+    "inserted",
+    "updated",
+    "skipped",
+    "quarantined",
+    "drift_warnings",
+    "checkpoint_after",
+)
+
+
+def _finish(run: EtlRun, status: str, error: str, *, committed_counts_only: bool = False) -> None:
+    if committed_counts_only:
+        # A batch that failed half-way rolled back; so do the counts it had added in memory.
+        run.refresh_from_db(fields=RUN_COUNTERS)
     run.status = status
     run.error = error
     run.finished_at = timezone.now()

@@ -21,6 +21,7 @@ from jobs.cache import CachedResult, cache_store, cached_result
 from jobs.models import EventKind, Job, JobEvent, JobStatus, JobType
 from jobs.providers import ProviderResult, default_provider_name
 from nexus.api.errors import ValidationFailed
+from nexus.celery import send_on_commit
 from tenants.models import User
 from webhooks.services import webhook_publish
 
@@ -38,17 +39,11 @@ def _event(job_id: uuid.UUID, kind: str, *, attempt: int = 0, message: str = "",
 
 
 def _enqueue(job_id: uuid.UUID, *, countdown: float = 0) -> None:
-    """Send the job's task once the current transaction commits (inside the organisation's
-    schema, which tenant-schemas-celery puts in the message)."""
+    """Send the job's task once the current transaction commits, in this organisation's
+    schema. If the broker is down, the sweep re-sends pending jobs that are due."""
     from jobs.tasks import run_job
 
-    def send() -> None:
-        try:
-            run_job.apply_async(args=[str(job_id)], countdown=countdown)
-        except Exception:  # broker down: the sweep re-queues pending jobs that are due
-            log.warning("job.enqueue_failed", job_id=str(job_id), exc_info=True)
-
-    transaction.on_commit(send)
+    send_on_commit(run_job, str(job_id), countdown=countdown, log_event="job.enqueue_failed")
 
 
 def _publish(event_type: str, job: Job) -> None:

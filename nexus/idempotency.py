@@ -82,8 +82,12 @@ def _replay(record: IdempotencyRecord) -> Response:
     return response
 
 
-def idempotent(view_method):
-    """Decorate an APIView's post(). Requests without the header are untouched."""
+def idempotent(view_method=None, *, redact: tuple[str, ...] = ()):
+    """Decorate an APIView's post(). Requests without the header are untouched. Top-level
+    response fields named in `redact` (secrets shown once) are not stored: a replay
+    carries them as null."""
+    if view_method is None:
+        return functools.partial(idempotent, redact=redact)
 
     @functools.wraps(view_method)
     def wrapper(view, request, *args, **kwargs):
@@ -119,23 +123,26 @@ def idempotent(view_method):
                     response = view.handle_exception(exc)
                     transaction.set_rollback(True)
                 if response.status_code < 500 and not transaction.get_rollback():
-                    _store(record, response)
+                    _store(record, response, redact)
         except Exception:
             IdempotencyRecord.objects.filter(pk=record.pk).delete()
             raise
         if response.status_code >= 500:
             IdempotencyRecord.objects.filter(pk=record.pk).delete()
         elif record.state != IdempotencyRecord.State.COMPLETED:
-            _store(record, response)  # an error response: the view's work was rolled back
+            _store(record, response, redact)  # an error response: the view's work was rolled back
         return response
 
     return wrapper
 
 
-def _store(record: IdempotencyRecord, response: Response) -> None:
+def _store(record: IdempotencyRecord, response: Response, redact: tuple[str, ...] = ()) -> None:
+    body = response.data
+    if redact and isinstance(body, dict):
+        body = {key: (None if key in redact else value) for key, value in body.items()}
     record.state = IdempotencyRecord.State.COMPLETED
     record.response_status = response.status_code
-    record.response_body = response.data
+    record.response_body = body
     record.response_is_error = bool(getattr(response, "is_error_envelope", False))
     record.save(update_fields=["state", "response_status", "response_body", "response_is_error"])
 

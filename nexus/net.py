@@ -62,3 +62,31 @@ def resolve_public_url(url: str, *, require_https: bool) -> list[str]:
                     "metadata address; only public addresses can be called."
                 )
     return addresses
+
+
+def pinned(url: str, addresses: list[str]) -> tuple[str, dict[str, str]]:
+    """For plain http, the URL rewritten to the address that passed the check (with the
+    original Host header), so a second DNS answer cannot send the request elsewhere. https
+    is left alone: certificate verification ties the connection to the name."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not addresses:
+        return url, {}
+    address = addresses[0].split("%")[0]
+    host = f"[{address}]" if ":" in address else address
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    host_header = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl(), {"Host": host_header}
+
+
+def read_limited(response, *, limit: int, deadline: float) -> tuple[bytes, bool]:
+    """Read a streamed httpx response up to `limit` bytes and until `deadline`
+    (time.monotonic()). Returns the bytes and whether the body was cut short."""
+    import time
+
+    chunks, size = [], 0
+    for chunk in response.iter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit or time.monotonic() > deadline:
+            return b"".join(chunks)[:limit], True
+    return b"".join(chunks), False

@@ -36,7 +36,7 @@ def org_page(view=None, *, admin: bool = False):
         def wrapper(request, *args, **kwargs):
             if not request.user.is_authenticated:
                 return _to_sign_in(request)
-            if request.tenant is None:
+            if request.tenant is None or request.user.organisation_id != request.tenant.id:
                 return render(request, "pages/no_organisation.html", status=403)
             if admin and request.user.role != Role.ADMIN:
                 return render(

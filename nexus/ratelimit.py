@@ -44,6 +44,7 @@ if count < limit then
   if oldest[2] then reset_ms = tonumber(oldest[2]) + window_ms - now end
   return {1, limit - count - 1, reset_ms}
 end
+if not oldest[2] then return {0, 0, window_ms} end
 return {0, 0, tonumber(oldest[2]) + window_ms - now}
 """
 

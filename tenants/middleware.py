@@ -35,7 +35,9 @@ class TenantFromCallerMiddleware:
         request.bearer_caller = None
         request.bearer_error = None
 
-        raw = _bearer_token(request)
+        # Tokens are for the API; pages use the session. Honouring a token on a page would
+        # pair one caller's organisation with another caller's session.
+        raw = _bearer_token(request) if request.path.startswith("/api/") else None
         if raw is not None:
             try:
                 caller = caller_from_bearer(raw)

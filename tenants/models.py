@@ -10,6 +10,7 @@ import uuid
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, PermissionsMixin
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models.functions import Lower
 from django_tenants.models import TenantMixin
@@ -39,7 +40,9 @@ class Organisation(TenantMixin):
     created_at = models.DateTimeField(auto_now_add=True)
     # Requests per RATE_LIMIT_WINDOW_SECONDS (15 minutes) across all of the organisation's
     # users and tokens; operators raise it in the admin.
-    api_rate_limit = models.PositiveIntegerField(default=default_rate_limit)
+    api_rate_limit = models.PositiveIntegerField(
+        default=default_rate_limit, validators=[MinValueValidator(1)]
+    )
 
     # Never drop an organisation's data as a side effect of deleting a row by accident.
     auto_drop_schema = False

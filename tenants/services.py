@@ -47,10 +47,19 @@ def _clean_domain(domain: str) -> str:
     return cleaned
 
 
+def _schema_for(slug: str) -> str:
+    return f"org_{slug.replace('-', '_')}"
+
+
 def _unique_slug(name: str) -> str:
-    base = slugify(name)[:40].strip("-") or "org"
+    """A slug of [a-z0-9-] whose schema name is free too ("a_b" and "a-b" would both be
+    schema org_a_b, so underscores become hyphens first)."""
+    base = slugify(name).replace("_", "-")[:40].strip("-") or "org"
     slug = base
-    while Organisation.objects.filter(slug=slug).exists():
+    while (
+        Organisation.objects.filter(slug=slug).exists()
+        or Organisation.objects.filter(schema_name__iexact=_schema_for(slug)).exists()
+    ):
         slug = f"{base}-{secrets.token_hex(3)}"
     return slug
 
@@ -87,12 +96,12 @@ def organisation_create(*, name: str, email_domain: str | None = None, plan: str
             org = Organisation(
                 name=name,
                 slug=slug,
-                schema_name=f"org_{slug.replace('-', '_')}",
+                schema_name=_schema_for(slug),
                 email_domain=domain,
                 plan=plan,
             )
             org.save(verbosity=0)
-    except IntegrityError as exc:
+    except (IntegrityError, DjangoValidationError) as exc:
         raise Conflict("An organisation with that domain or name was created at the same time.") from exc
     log.info("organisation.created", org_id=str(org.id), slug=org.slug, personal=org.is_personal)
     return org

@@ -50,7 +50,7 @@ class EndpointListView(APIView):
         responses={201: EndpointWithSecretOutput},
         tags=TAGS,
     )
-    @idempotent
+    @idempotent(redact=("secret",))
     def post(self, request, *args, **kwargs):
         payload = EndpointInput(data=request.data)
         payload.is_valid(raise_exception=True)

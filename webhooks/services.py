@@ -23,8 +23,9 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from nexus.api.errors import Conflict, ValidationFailed
+from nexus.celery import send_on_commit
 from nexus.crypto import decrypt, encrypt
-from nexus.net import UnsafeURL, resolve_public_url
+from nexus.net import UnsafeURL, pinned, read_limited, resolve_public_url
 from webhooks.events import SUBSCRIBABLE_EVENTS, TEST_EVENT
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
@@ -132,15 +133,10 @@ def _disable(endpoint_id, reason: str) -> None:
 
 
 def _enqueue(delivery_id: str, *, countdown: float = 0) -> None:
+    """Sent on commit, in this organisation's schema; the sweep covers a broker outage."""
     from webhooks.tasks import deliver
 
-    def send() -> None:
-        try:
-            deliver.apply_async(args=[delivery_id], countdown=countdown)
-        except Exception:  # broker down: the sweep sends overdue deliveries again
-            log.warning("webhook.enqueue_failed", delivery_id=delivery_id, exc_info=True)
-
-    transaction.on_commit(send)
+    send_on_commit(deliver, delivery_id, countdown=countdown, log_event="webhook.enqueue_failed")
 
 
 def _payload(event_type: str, data: dict) -> dict:
@@ -242,26 +238,31 @@ def _send(delivery: WebhookDelivery) -> tuple[int | None, str, str]:
     """POST the delivery once. Returns (status code or None, error, response excerpt)."""
     endpoint = delivery.endpoint
     try:
-        resolve_public_url(endpoint.url, require_https=settings.WEBHOOK_REQUIRE_HTTPS)
+        addresses = resolve_public_url(endpoint.url, require_https=settings.WEBHOOK_REQUIRE_HTTPS)
     except UnsafeURL as exc:
         return None, f"Refused: {exc}", ""
+    url, host_header = pinned(endpoint.url, addresses)
     body = json.dumps(delivery.payload, separators=(",", ":"))
     headers = {
         "content-type": "application/json",
         "user-agent": USER_AGENT,
+        **host_header,
         **signed_headers(message_id=delivery.pk, body=body, secrets_=_secrets_for(endpoint)),
     }
+    timeout = settings.WEBHOOK_TIMEOUT_SECONDS
+    deadline = time.monotonic() + timeout
     try:
-        with httpx.Client(
-            timeout=settings.WEBHOOK_TIMEOUT_SECONDS, follow_redirects=False, trust_env=False
-        ) as client:
-            response = client.post(endpoint.url, content=body.encode(), headers=headers)
+        with (
+            httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client,
+            client.stream("POST", url, content=body.encode(), headers=headers) as response,
+        ):
+            # Only the first 1 KB is kept, and no receiver may hold a worker past the timeout.
+            excerpt, _cut = read_limited(response, limit=RESPONSE_EXCERPT_BYTES, deadline=deadline)
     except httpx.TimeoutException:
-        return None, f"Timed out after {settings.WEBHOOK_TIMEOUT_SECONDS:g} s.", ""
+        return None, f"Timed out after {timeout:g} s.", ""
     except httpx.HTTPError as exc:
         return None, f"Could not connect: {type(exc).__name__}.", ""
-    excerpt = response.content[:RESPONSE_EXCERPT_BYTES].decode("utf-8", errors="replace")
-    return response.status_code, "", excerpt
+    return response.status_code, "", excerpt.decode("utf-8", errors="replace")
 
 
 def webhook_attempt(*, delivery_id: str) -> WebhookAttempt | None:

@@ -158,15 +158,27 @@ def test_paid_session_fulfils_once(world, client, stripe_stub, started):
     assert StripeEvent.objects.filter(event_id=completed["id"]).get().organisation_id == world.org_a.id
 
 
-def test_fulfilment_publishes_credits_purchased(world, client, stripe_stub, started):
+def test_fulfilment_publishes_credits_purchased(
+    world, client, stripe_stub, started, monkeypatch, django_capture_on_commit_callbacks
+):
     from webhooks import services as webhook_services
+    from webhooks import tasks as webhook_tasks
     from webhooks.models import WebhookDelivery
 
+    schemas = []
+    monkeypatch.setattr(
+        webhook_tasks.deliver,
+        "apply_async",
+        lambda args, headers=None, **kw: schemas.append(headers["_schema_name"]),
+    )
     with tenant_context(world.org_a):
         webhook_services.webhook_endpoint_create(
             url="http://127.0.0.1:9/hook", event_types=["credits.purchased"]
         )
-    _send(client, event("checkout.session.completed", stripe_stub.pay(started[1])))
+    with django_capture_on_commit_callbacks(execute=True):
+        _send(client, event("checkout.session.completed", stripe_stub.pay(started[1])))
+    # Sent after the webhook view left the organisation's context, still for its schema.
+    assert schemas == [world.org_a.schema_name]
     with tenant_context(world.org_a):
         (delivery,) = WebhookDelivery.objects.all()
     assert delivery.event_type == "credits.purchased" and delivery.payload["data"]["status"] == "completed"
@@ -298,3 +310,12 @@ def test_reconciliation_expires_and_leaves_open_sessions(world, api_as, pack, st
 
 def test_another_organisations_purchases_are_invisible(world, api_as, stripe_stub, started):
     assert api_as(world.member_b).get("/api/v1/billing/purchases").json()["meta"]["total"] == 0
+
+
+def test_buy_page_with_a_malformed_pack_id_is_a_message_not_a_500(world, stripe_stub):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(world.admin_a)
+    response = client.post("/billing/buy", {"pack": "not-a-uuid"}, follow=True)
+    assert response.status_code == 200 and "No such credit pack" in response.content.decode()

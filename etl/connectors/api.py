@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from django.conf import settings
+
 from etl.connectors.base import Connector, api_key_for
 from etl.http import FetchError
 from etl.normalise import ItemRejected, parse_datetime
@@ -38,7 +40,14 @@ class ApiConnector(Connector):
         offset = int(cursor.get("offset") or 0)
         newest = cursor.get("max_seen") or since
         updated_field = config.get("updated_field") or "updated_at"
+        previous_page: list | None = None
+        pages = 0
         while True:
+            pages += 1
+            if pages > settings.ETL_MAX_PAGES:
+                raise FetchError(
+                    f"Stopped after {settings.ETL_MAX_PAGES} pages; the API never reported its last page."
+                )
             params = {
                 config.get("page_param") or "page": page,
                 config.get("page_size_param") or "per_page": size,
@@ -53,6 +62,9 @@ class ApiConnector(Connector):
             records = _dig(body, config.get("records_path", "data"))
             if not isinstance(records, list):
                 raise FetchError(f"The API's answer has no list at {config.get('records_path', 'data')!r}.")
+            if records and records == previous_page:
+                raise FetchError("The API returned the same page twice; it may ignore the page parameter.")
+            previous_page = records
             for index, item in enumerate(records):
                 if index < offset or not isinstance(item, dict):
                     continue

@@ -32,6 +32,8 @@ def api_key_for(source: DataSource) -> str | None:
         return decrypt(source.api_key_encrypted)
     env_name = source.config.get("api_key_env")
     if env_name:
+        if not str(env_name).startswith("ETL_SOURCE_KEY_"):
+            raise FetchError("config.api_key_env must name a variable starting with ETL_SOURCE_KEY_.")
         value = os.environ.get(env_name)
         if not value:
             raise FetchError(f"The environment variable {env_name} holding the API key is not set.")
@@ -57,10 +59,7 @@ class Connector:
                 raise FetchError("The file is larger than the limit for one source.")
             return file.read_bytes()
         if url:
-            content = self.http.get(url).content
-            if len(content) > settings.ETL_MAX_FILE_BYTES:
-                raise FetchError("The file is larger than the limit for one source.")
-            return content
+            return self.http.get(url).content  # capped at ETL_MAX_FILE_BYTES while it is read
         raise FetchError("The source has neither a path nor a URL.")
 
     def items(self, cursor: dict) -> Iterator[tuple[dict, dict]]:  # pragma: no cover - abstract

@@ -4,7 +4,7 @@ import pytest
 from django_tenants.utils import tenant_context
 
 from etl import tasks
-from etl.models import EtlRun
+from etl.models import DataSource, EtlRun
 from etl.services import etl_run_source, etl_source_create
 from etl.tests.conftest import API_MAPPING, CSV_MAPPING
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def queued(monkeypatch):
     sent = []
-    monkeypatch.setattr(tasks.execute_run, "delay", lambda run_id: sent.append(run_id))
+    monkeypatch.setattr(tasks.execute_run, "apply_async", lambda args, **kwargs: sent.append(args[0]))
     return sent
 
 
@@ -216,3 +216,38 @@ def test_health_shows_the_last_etl_run(world, client, files):
         )
         etl_run_source(source=source)
     assert client.get("/health").json()["etl_last_run"]["status"] == "succeeded"
+
+
+@pytest.mark.parametrize(
+    "config,message",
+    [
+        ({"api_key_env": "SECRET_KEY"}, "ETL_SOURCE_KEY_"),
+        ({"api_key_env": "STRIPE_SECRET_KEY"}, "ETL_SOURCE_KEY_"),
+        ({"page_size": 0}, "page_size"),
+        ({"page_size": "many"}, "page_size"),
+    ],
+)
+def test_api_sources_cannot_read_server_variables_or_page_badly(world, api_as, mock_api, config, message):
+    body = {
+        "name": "x",
+        "kind": "api",
+        "config": {"url": mock_api.url, **config},
+        "field_mapping": API_MAPPING,
+    }
+    response = api_as(world.admin_a).post("/api/v1/etl/sources", body, format="json")
+    assert response.status_code == 422 and message in response.content.decode()
+
+
+def test_a_named_source_key_variable_is_allowed(world, api_as, mock_api, monkeypatch):
+    monkeypatch.setenv("ETL_SOURCE_KEY_ITEMS", "test-key")
+    body = {
+        "name": "x",
+        "kind": "api",
+        "config": {"url": mock_api.url, "api_key_env": "ETL_SOURCE_KEY_ITEMS"},
+        "field_mapping": API_MAPPING,
+    }
+    response = api_as(world.admin_a).post("/api/v1/etl/sources", body, format="json")
+    assert response.status_code == 201 and response.json()["data"]["api_key_set"] is True
+    with tenant_context(world.org_a):
+        source = DataSource.objects.get()
+        assert etl_run_source(source=source).status == "succeeded"

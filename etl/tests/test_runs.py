@@ -233,3 +233,31 @@ def test_paths_outside_the_allowed_roots_fail_the_run(org_a, files):
     source.save()
     run = etl_run_source(source=source)
     assert run.status == "failed" and "outside the directories" in run.error
+
+
+def test_nul_characters_are_removed_not_fatal(org_a, files):
+    path = files / "nul.csv"
+    path.write_text("id,title\n1,ok\n2,bad\x00value\n3,fine\n")
+    source = etl_source_create(
+        name="Nul",
+        kind="csv",
+        config={"path": str(path)},
+        field_mapping={"external_id": "id", "title": "title"},
+    )
+    run = etl_run_source(source=source)
+    assert run.status == "succeeded", run.error
+    assert run.inserted == 3 and Record.objects.get(source=source, external_id="2").title == "badvalue"
+
+
+def test_an_api_that_ignores_the_page_parameter_is_stopped(org_a):
+    from etl.mock_api import MockApi
+
+    with MockApi(api_key="test-key", items=250, ignore_page=True) as api:
+        run = etl_run_source(source=_api_source(api))
+    assert run.status == "failed" and "same page twice" in run.error
+
+
+def test_an_oversized_answer_is_refused_while_it_is_read(org_a, mock_api, settings):
+    settings.ETL_MAX_FILE_BYTES = 2_000
+    run = etl_run_source(source=_api_source(mock_api))
+    assert run.status == "failed" and "larger than the limit" in run.error

@@ -27,13 +27,23 @@ def org(world):
         yield world.org_a
 
 
+class Sent(list):
+    """(args, countdown) of each task sent; `schemas`, the schema each was sent for."""
+
+    schemas: list
+
+
 @pytest.fixture
 def sent(monkeypatch):
     """Records the tasks the services send (the broker edge), instead of sending them."""
-    calls = []
-    monkeypatch.setattr(
-        tasks.run_job, "apply_async", lambda args, countdown=0: calls.append((args, countdown))
-    )
+    calls = Sent()
+    calls.schemas = []
+
+    def record(args, countdown=0, headers=None):
+        calls.append((args, countdown))
+        calls.schemas.append((headers or {}).get("_schema_name"))
+
+    monkeypatch.setattr(tasks.run_job, "apply_async", record)
     return calls
 
 
@@ -54,6 +64,7 @@ def test_create_charges_and_sends_the_task_on_commit(world, org, sent, django_ca
     assert deduction.kind == TransactionKind.DEDUCTION and deduction.amount == -10
     assert deduction.actor_label == f"user:{world.member_a.email}"
     assert sent == [([str(job.pk)], 0)]
+    assert sent.schemas == [world.org_a.schema_name]
     assert _kinds(job) == [EventKind.CREATED]
 
 

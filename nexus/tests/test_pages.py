@@ -153,7 +153,7 @@ def test_data_page_lists_sources_and_queues_runs(
     from etl.services import etl_source_create
 
     sent = []
-    monkeypatch.setattr(etl_tasks.execute_run, "delay", sent.append)
+    monkeypatch.setattr(etl_tasks.execute_run, "apply_async", lambda args, **kwargs: sent.append(args[0]))
     with tenant_context(world.org_a):
         source = etl_source_create(
             name="Sample CSV",
@@ -165,3 +165,19 @@ def test_data_page_lists_sources_and_queues_runs(
     with django_capture_on_commit_callbacks(execute=True):
         response = admin.post(f"/data/sources/{source.pk}/run", follow=True)
     assert "run queued" in response.content.decode() and len(sent) == 1
+
+
+def test_a_token_cannot_lend_its_organisation_to_another_session(world):
+    """Signed in as org A's admin, with org B's member token: pages must not act on B."""
+    from tenants.tests.helpers import bearer_for
+
+    client = Client()
+    client.force_login(world.admin_a)
+    response = client.post(
+        f"/members/{world.member_b.pk}",
+        {"role": "admin"},
+        HTTP_AUTHORIZATION=f"Bearer {bearer_for(world.member_b)}",
+    )
+    world.member_b.refresh_from_db()
+    assert world.member_b.role == "member"
+    assert response.status_code in (302, 404)

@@ -109,3 +109,10 @@ def test_redis_down_lets_requests_through(limited_org, settings, caplog):
     assert any(
         isinstance(r.msg, dict) and r.msg.get("event") == "ratelimit.unavailable" for r in caplog.records
     )
+
+
+def test_a_limit_of_zero_refuses_everything(limited_org):
+    limited_org.api_rate_limit = 0
+    limited_org.save(update_fields=["api_rate_limit"])
+    response = _client(limited_org.admin).get("/api/v1/org")
+    assert response.status_code == 429 and int(response["Retry-After"]) >= 1

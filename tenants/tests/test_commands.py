@@ -102,3 +102,12 @@ def test_seed_demo_twice_is_harmless(world):
         assert "admin@acme.test" in output and "member@globex.test" in output
         assert output.count("token: ") == 4
     assert User.objects.filter(email__endswith="@acme.test").count() == 2
+
+
+def test_names_differing_only_by_underscore_get_distinct_schemas(world):
+    from tenants.services import organisation_create
+
+    first = organisation_create(name="john_smith personal")
+    second = organisation_create(name="john-smith personal")
+    assert first.slug != second.slug and first.schema_name != second.schema_name
+    assert "_" not in first.slug

@@ -254,3 +254,18 @@ def test_webhook_receiver_command_verifies_and_fails_the_first_requests(world):
     assert (
         "signature OK -> 500" in output and "signature OK -> 200" in output and "signature INVALID" in output
     )
+
+
+def test_a_replayed_registration_does_not_repeat_or_store_the_secret(world, api_as, receiver):
+    from nexus.models import IdempotencyRecord
+
+    client = api_as(world.admin_a)
+    body = {"url": receiver.hook_url, "event_types": ["job.completed"]}
+    first = client.post("/api/v1/webhooks", body, format="json", HTTP_IDEMPOTENCY_KEY="register-1")
+    again = client.post("/api/v1/webhooks", body, format="json", HTTP_IDEMPOTENCY_KEY="register-1")
+    secret = first.json()["data"]["secret"]
+    assert secret.startswith("whsec_")
+    assert again["Idempotent-Replayed"] == "true" and again.json()["data"]["secret"] is None
+    assert again.json()["data"]["id"] == first.json()["data"]["id"]
+    with tenant_context(world.org_a):
+        assert secret not in str(IdempotencyRecord.objects.get().response_body)

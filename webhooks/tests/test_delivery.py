@@ -36,7 +36,9 @@ def sent(monkeypatch):
     """Deliveries handed to the broker (recorded at the broker edge, not sent)."""
     calls = []
     monkeypatch.setattr(
-        tasks.deliver, "apply_async", lambda args, countdown=0: calls.append((args[0], countdown))
+        tasks.deliver,
+        "apply_async",
+        lambda args, countdown=0, headers=None: calls.append((args[0], countdown)),
     )
     monkeypatch.setattr(job_tasks.run_job, "apply_async", lambda *a, **k: None)
     return calls
@@ -285,7 +287,9 @@ def test_outbox_survives_a_broker_outage(org, receiver, monkeypatch, django_capt
     assert delivery.status == "pending" and delivery.attempt_count == 0
 
     recovered = []
-    monkeypatch.setattr(tasks.deliver, "apply_async", lambda args, countdown=0: recovered.append(args[0]))
+    monkeypatch.setattr(
+        tasks.deliver, "apply_async", lambda args, countdown=0, headers=None: recovered.append(args[0])
+    )
     assert services.webhooks_sweep() == 0  # not overdue yet
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
         next_attempt_at=timezone.now() - timedelta(minutes=5)
