@@ -25,9 +25,11 @@ if [ -z "${REDIS_URL:-}" ]; then
   $PY scripts/devservices.py start-redis >> "$RUN/services.env"
   echo "redis" > "$RUN/embedded-redis"
 fi
+export DEBUG="${DEBUG:-true}"
+# Commands run by hand (manage.py ...) load this file to see the same system.
+echo "DEBUG=$DEBUG" >> "$RUN/services.env"
 set -a; . "$RUN/services.env"; set +a
 
-export DEBUG="${DEBUG:-true}"
 export DJANGO_SETTINGS_MODULE=nexus.settings
 METRICS_DIR="$PWD/.data/prometheus"
 export LOG_FORMAT="${LOG_FORMAT:-json}"
