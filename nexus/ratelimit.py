@@ -1,4 +1,6 @@
-"""Per-organisation rate limits on /api/: a sliding window in a Redis sorted set.
+"""Rate limits on /api/: a sliding window in a Redis sorted set, per organisation for its
+callers and per client address for requests with no organisation (sign-in, token refresh,
+a bad token), so every API response carries the limit it is under.
 
 One Lua script trims the window, counts and records the request, so concurrent requests
 can never both take the last slot. Redis being unreachable lets requests through (the
@@ -57,10 +59,10 @@ class Decision:
     reset_seconds: int
 
 
-def check(*, org_id: str, limit: int, window_seconds: int) -> Decision:
+def check(*, bucket: str, limit: int, window_seconds: int) -> Decision:
     try:
         allowed, remaining, reset_ms = get_redis().eval(
-            _SLIDING_WINDOW, 1, redis_key("ratelimit", org_id), limit, window_seconds * 1000, uuid.uuid4().hex
+            _SLIDING_WINDOW, 1, redis_key("ratelimit", bucket), limit, window_seconds * 1000, uuid.uuid4().hex
         )
     except Exception as exc:  # fail open: see the module docstring
         RATELIMIT_UNAVAILABLE.inc()
@@ -74,26 +76,49 @@ def check(*, org_id: str, limit: int, window_seconds: int) -> Decision:
     )
 
 
-def _headers(decision: Decision, window_seconds: int) -> dict[str, str]:
-    headers = {"RateLimit-Policy": f'"org";q={decision.limit};w={window_seconds}'}
+def _headers(policy: str, decision: Decision, window_seconds: int) -> dict[str, str]:
+    headers = {"RateLimit-Policy": f'"{policy}";q={decision.limit};w={window_seconds}'}
     if decision.remaining is not None:
-        headers["RateLimit"] = f'"org";r={decision.remaining};t={decision.reset_seconds}'
+        headers["RateLimit"] = f'"{policy}";r={decision.remaining};t={decision.reset_seconds}'
     return headers
 
 
+def client_address(request) -> str:
+    """The caller's address: REMOTE_ADDR, or with RATE_LIMIT_TRUSTED_PROXIES = n the n-th
+    address from the right of X-Forwarded-For (what our own proxies appended; anything
+    further left is the client's say and can be forged)."""
+    proxies = settings.RATE_LIMIT_TRUSTED_PROXIES
+    if proxies:
+        forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+        forwarded = [part for part in forwarded if part]
+        if len(forwarded) >= proxies:
+            return forwarded[-proxies]
+    return request.META.get("REMOTE_ADDR", "unknown")
+
+
 class RateLimitMiddleware:
-    """Counts every /api/ request of an organisation's caller; runs after the tenant
-    middleware, which has identified the caller."""
+    """Counts every /api/ request: an organisation's caller against the organisation's
+    limit, anyone else against their address's. Runs after the tenant middleware, which has
+    identified the caller."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        tenant = getattr(request, "tenant", None)
-        if not settings.RATE_LIMIT_ENABLED or tenant is None or not request.path.startswith("/api/"):
+        if not settings.RATE_LIMIT_ENABLED or not request.path.startswith("/api/"):
             return self.get_response(request)
+        tenant = getattr(request, "tenant", None)
         window = settings.RATE_LIMIT_WINDOW_SECONDS
-        decision = check(org_id=str(tenant.id), limit=tenant.api_rate_limit, window_seconds=window)
+        if tenant is not None:
+            policy, who = "org", "organisation"
+            decision = check(bucket=str(tenant.id), limit=tenant.api_rate_limit, window_seconds=window)
+        else:
+            policy, who = "anonymous", "this address"
+            decision = check(
+                bucket=f"anonymous:{client_address(request)}",
+                limit=settings.RATE_LIMIT_ANONYMOUS,
+                window_seconds=window,
+            )
         if decision.allowed:
             response = self.get_response(request)
         else:
@@ -101,13 +126,13 @@ class RateLimitMiddleware:
             minutes = window // 60
             body = error_body(
                 "RATE_LIMITED",
-                f"Rate limit of {decision.limit} requests per {minutes} minutes reached for this "
-                f"organisation; retry in {decision.reset_seconds} s.",
+                f"Rate limit of {decision.limit} requests per {minutes} minutes reached for {who}; "
+                f"retry in {decision.reset_seconds} s.",
                 {"limit": decision.limit, "window_seconds": window, "retry_after": decision.reset_seconds},
             )
             body["meta"] = {"request_id": getattr(request, "request_id", None)}
             response = JsonResponse(body, status=429)
             response["Retry-After"] = str(decision.reset_seconds)
-        for name, value in _headers(decision, window).items():
+        for name, value in _headers(policy, decision, window).items():
             response[name] = value
         return response

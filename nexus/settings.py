@@ -437,6 +437,10 @@ ETL_SCHEDULED_FAIL_AFTER = env_int("ETL_SCHEDULED_FAIL_AFTER", 0) or None
 RATE_LIMIT_ENABLED = env_bool("RATE_LIMIT_ENABLED", True)
 RATE_LIMIT_WINDOW_SECONDS = env_int("RATE_LIMIT_WINDOW_SECONDS", 900)
 RATE_LIMIT_DEFAULT = env_int("RATE_LIMIT_DEFAULT", 100)
+# Requests with no organisation (sign-in, token refresh, bad tokens), per client address.
+RATE_LIMIT_ANONYMOUS = env_int("RATE_LIMIT_ANONYMOUS", 100)
+# How many proxies in front of the app append to X-Forwarded-For (0: use REMOTE_ADDR).
+RATE_LIMIT_TRUSTED_PROXIES = env_int("RATE_LIMIT_TRUSTED_PROXIES", 0)
 
 # --- AI jobs --------------------------------------------------------------------------------
 GEMINI_API_KEY = env("GEMINI_API_KEY", "")

@@ -12,6 +12,7 @@ os.environ.setdefault("JOB_RETRY_DELAY_SECONDS", "0.2")
 # The shared test organisations make far more than 100 requests per run; the rate-limit
 # tests give their own organisation the production limit.
 os.environ.setdefault("RATE_LIMIT_DEFAULT", "1000000")
+os.environ.setdefault("RATE_LIMIT_ANONYMOUS", "1000000")
 # Local stand-in receivers listen on 127.0.0.1 over plain HTTP; the SSRF tests turn the
 # protection back on for themselves.
 os.environ.setdefault("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true")

@@ -90,9 +90,51 @@ def test_operators_limit_change_applies_at_once(limited_org):
     assert response.status_code == 200 and response["RateLimit-Policy"] == '"org";q=5;w=900'
 
 
-def test_unauthenticated_and_non_api_requests_are_not_counted(limited_org, client):
-    assert "RateLimit" not in client.get("/health")
-    assert "RateLimit-Policy" not in client.get("/api/v1/org")  # 401, no organisation
+def test_non_api_requests_are_not_counted(limited_org, client):
+    response = client.get("/health")
+    assert "RateLimit" not in response and "RateLimit-Policy" not in response
+
+
+@pytest.fixture
+def anonymous_limit(settings):
+    settings.RATE_LIMIT_ANONYMOUS = 3
+    buckets = [
+        redis_key("ratelimit", f"anonymous:{address}")
+        for address in ("127.0.0.1", "203.0.113.7", "198.51.100.2")
+    ]
+    get_redis().delete(*buckets)
+    yield
+    get_redis().delete(*buckets)
+
+
+def test_requests_without_an_organisation_are_limited_per_address(anonymous_limit, limited_org):
+    client = APIClient()
+    first = client.get("/api/v1/org")  # 401: no organisation, counted against the address
+    assert first.status_code == 401
+    assert first["RateLimit-Policy"] == '"anonymous";q=3;w=900' and first["RateLimit"].startswith(
+        '"anonymous";r=2;'
+    )
+    bad_token = APIClient()
+    bad_token.credentials(HTTP_AUTHORIZATION="Bearer not-a-token")
+    assert bad_token.get("/api/v1/org").status_code == 401
+    assert (
+        client.post("/api/v1/auth/token", {"email": "x@example.com", "password": "wrong"}).status_code == 401
+    )
+    refused = client.post("/api/v1/auth/token", {"email": "x@example.com", "password": "wrong"})
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "RATE_LIMITED"
+    assert "this address" in refused.json()["error"]["message"] and int(refused["Retry-After"]) >= 1
+    # An organisation's caller is counted against the organisation, not the address.
+    assert _client(limited_org.admin).get("/api/v1/org")["RateLimit-Policy"] == '"org";q=100;w=900'
+
+
+def test_the_address_behind_trusted_proxies_is_the_one_limited(anonymous_limit, settings):
+    settings.RATE_LIMIT_ANONYMOUS = 1
+    settings.RATE_LIMIT_TRUSTED_PROXIES = 1
+    client = APIClient()
+    # The client's own X-Forwarded-For entry (left of what our proxy appended) is ignored.
+    assert client.get("/api/v1/org", HTTP_X_FORWARDED_FOR="1.1.1.1, 203.0.113.7").status_code == 401
+    assert client.get("/api/v1/org", HTTP_X_FORWARDED_FOR="9.9.9.9, 203.0.113.7").status_code == 429
+    assert client.get("/api/v1/org", HTTP_X_FORWARDED_FOR="198.51.100.2").status_code == 401
 
 
 def test_redis_down_lets_requests_through(limited_org, settings, caplog):
