@@ -10,13 +10,14 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH_DB = "nexus_bench"
+_BASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/nexus")
+# <database>_bench beside the configured database: checkouts with different databases
+# can benchmark side by side. BENCH_DATABASE_NAME overrides it.
+BENCH_DB = os.environ.get("BENCH_DATABASE_NAME") or f"{urlsplit(_BASE_URL).path.lstrip('/') or 'nexus'}_bench"
 
 
 def bench_database_url() -> str:
-    base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/nexus")
-    parts = urlsplit(base)
-    return urlunsplit(parts._replace(path=f"/{BENCH_DB}"))
+    return urlunsplit(urlsplit(_BASE_URL)._replace(path=f"/{BENCH_DB}"))
 
 
 def setup_django(*, fresh: bool = True) -> None:

@@ -156,7 +156,9 @@ _db["ENGINE"] = "django_tenants.postgresql_backend"
 _db.setdefault("OPTIONS", {})
 _db["OPTIONS"].setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT", 5))
 _db["CONN_HEALTH_CHECKS"] = True
-_db["TEST"] = {"NAME": env("TEST_DATABASE_NAME", "test_nexus")}
+# The test database is test_<database name>, so checkouts using different DATABASE_URLs
+# can run their suites side by side.
+_db["TEST"] = {"NAME": env("TEST_DATABASE_NAME", f"test_{_db['NAME']}")}
 DATABASES = {"default": _db}
 # django-prometheus wraps the real backend here; setting ENGINE to its backend would
 # bypass django-tenants' schema switching.
