@@ -27,9 +27,21 @@ class UnsafeURL(ValueError):
     """The URL may not be fetched; the message says why in words a customer understands."""
 
 
+# IPv6 forms that carry an IPv4 address a gateway may deliver to: judged by that address.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Never a public destination: IPv4-compatible (deprecated) and local-use NAT64 prefixes.
+_NOT_PUBLIC_V6 = (ipaddress.ip_network("::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
 def _address_is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if any(address in network for network in _NOT_PUBLIC_V6):
+            return False
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in _NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            address = embedded
     return address.is_global and address not in METADATA_ADDRESSES and not address.is_multicast
 
 
