@@ -22,6 +22,7 @@ from drf_spectacular.utils import OpenApiParameter
 from rest_framework.response import Response
 
 from nexus.api.errors import AppError, Conflict, ValidationFailed
+from nexus.crypto import decrypt, encrypt
 from nexus.models import IdempotencyRecord
 
 log = structlog.get_logger(__name__)
@@ -75,19 +76,27 @@ def _claim(key: str, fingerprint: str) -> tuple[IdempotencyRecord, bool]:
         )
 
 
-def _replay(record: IdempotencyRecord) -> Response:
-    response = Response(record.response_body, status=record.response_status)
+def _map_fields(body, fields: tuple[str, ...], function):
+    """`body` with `function` applied to its non-empty top-level `fields`."""
+    if not fields or not isinstance(body, dict):
+        return body
+    return {key: (function(value) if key in fields and value else value) for key, value in body.items()}
+
+
+def _replay(record: IdempotencyRecord, secret_fields: tuple[str, ...] = ()) -> Response:
+    body = _map_fields(record.response_body, secret_fields, decrypt)
+    response = Response(body, status=record.response_status)
     response.is_error_envelope = record.response_is_error
     response["Idempotent-Replayed"] = "true"
     return response
 
 
-def idempotent(view_method=None, *, redact: tuple[str, ...] = ()):
+def idempotent(view_method=None, *, secret_fields: tuple[str, ...] = ()):
     """Decorate an APIView's post(). Requests without the header are untouched. Top-level
-    response fields named in `redact` (secrets shown once) are not stored: a replay
-    carries them as null."""
+    response fields named in `secret_fields` (secrets shown once) are stored encrypted,
+    like the secrets themselves, and decrypted for the replay."""
     if view_method is None:
-        return functools.partial(idempotent, redact=redact)
+        return functools.partial(idempotent, secret_fields=secret_fields)
 
     @functools.wraps(view_method)
     def wrapper(view, request, *args, **kwargs):
@@ -111,7 +120,7 @@ def idempotent(view_method=None, *, redact: tuple[str, ...] = ()):
                     details={"reason": "request_in_progress"},
                 )
             log.info("idempotency.replayed", key=key)
-            return _replay(record)
+            return _replay(record, secret_fields)
 
         try:
             with transaction.atomic():
@@ -123,23 +132,21 @@ def idempotent(view_method=None, *, redact: tuple[str, ...] = ()):
                     response = view.handle_exception(exc)
                     transaction.set_rollback(True)
                 if response.status_code < 500 and not transaction.get_rollback():
-                    _store(record, response, redact)
+                    _store(record, response, secret_fields)
         except Exception:
             IdempotencyRecord.objects.filter(pk=record.pk).delete()
             raise
         if response.status_code >= 500:
             IdempotencyRecord.objects.filter(pk=record.pk).delete()
         elif record.state != IdempotencyRecord.State.COMPLETED:
-            _store(record, response, redact)  # an error response: the view's work was rolled back
+            _store(record, response, secret_fields)  # an error response: the view's work was rolled back
         return response
 
     return wrapper
 
 
-def _store(record: IdempotencyRecord, response: Response, redact: tuple[str, ...] = ()) -> None:
-    body = response.data
-    if redact and isinstance(body, dict):
-        body = {key: (None if key in redact else value) for key, value in body.items()}
+def _store(record: IdempotencyRecord, response: Response, secret_fields: tuple[str, ...] = ()) -> None:
+    body = _map_fields(response.data, secret_fields, encrypt)
     record.state = IdempotencyRecord.State.COMPLETED
     record.response_status = response.status_code
     record.response_body = body

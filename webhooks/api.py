@@ -50,7 +50,7 @@ class EndpointListView(APIView):
         responses={201: EndpointWithSecretOutput},
         tags=TAGS,
     )
-    @idempotent(redact=("secret",))
+    @idempotent(secret_fields=("secret",))
     def post(self, request, *args, **kwargs):
         payload = EndpointInput(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -96,9 +96,11 @@ class RotateSecretView(APIView):
         summary="Rotate the signing secret (admins)",
         description="For 24 hours deliveries are signed with both the new and the old secret.",
         request=None,
+        parameters=[IDEMPOTENCY_PARAMETER],
         responses={200: SecretOutput},
         tags=TAGS,
     )
+    @idempotent(secret_fields=("secret",))
     def post(self, request, endpoint_id, *args, **kwargs):
         endpoint = selectors.endpoint_get(endpoint_id=endpoint_id)
         secret = services.webhook_secret_rotate(endpoint=endpoint)
@@ -155,9 +157,11 @@ class RedeliverView(APIView):
     @extend_schema(
         summary="Send a delivery again, with the same webhook-id (admins)",
         request=None,
+        parameters=[IDEMPOTENCY_PARAMETER],
         responses={202: DeliveryOutput},
         tags=TAGS,
     )
+    @idempotent
     def post(self, request, delivery_id, *args, **kwargs):
         delivery = services.webhook_redeliver(delivery=selectors.delivery_get(delivery_id=delivery_id))
         return Response(DeliveryOutput(selectors.delivery_get(delivery_id=delivery.pk)).data, status=202)

@@ -256,7 +256,7 @@ def test_webhook_receiver_command_verifies_and_fails_the_first_requests(world):
     )
 
 
-def test_a_replayed_registration_does_not_repeat_or_store_the_secret(world, api_as, receiver):
+def test_a_replayed_registration_repeats_the_secret_but_stores_it_encrypted(world, api_as, receiver):
     from nexus.models import IdempotencyRecord
 
     client = api_as(world.admin_a)
@@ -265,7 +265,25 @@ def test_a_replayed_registration_does_not_repeat_or_store_the_secret(world, api_
     again = client.post("/api/v1/webhooks", body, format="json", HTTP_IDEMPOTENCY_KEY="register-1")
     secret = first.json()["data"]["secret"]
     assert secret.startswith("whsec_")
-    assert again["Idempotent-Replayed"] == "true" and again.json()["data"]["secret"] is None
+    assert again["Idempotent-Replayed"] == "true" and again.json()["data"]["secret"] == secret
     assert again.json()["data"]["id"] == first.json()["data"]["id"]
     with tenant_context(world.org_a):
+        assert WebhookEndpoint.objects.count() == 1
         assert secret not in str(IdempotencyRecord.objects.get().response_body)
+
+
+def test_a_retried_rotation_rotates_once_and_keeps_the_original_secret_valid(world, api_as, receiver):
+    """A rotation whose answer was lost, retried with its key, must not rotate again: the
+    second rotation would drop the secret receivers still verify with."""
+    from webhooks.services import _secrets_for
+
+    client = api_as(world.admin_a)
+    created = _register(client, receiver.hook_url).json()["data"]
+    path = f"/api/v1/webhooks/{created['id']}/rotate-secret"
+    first = client.post(path, HTTP_IDEMPOTENCY_KEY="rotate-1")
+    again = client.post(path, HTTP_IDEMPOTENCY_KEY="rotate-1")
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.json()["data"]["secret"] == first.json()["data"]["secret"] != created["secret"]
+    with tenant_context(world.org_a):
+        endpoint = WebhookEndpoint.objects.get(pk=created["id"])
+        assert _secrets_for(endpoint) == [first.json()["data"]["secret"], created["secret"]]

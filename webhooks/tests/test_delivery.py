@@ -246,6 +246,11 @@ def test_redeliver_sends_the_same_message_again(org, receiver, sent, api_as):
     assert (
         api_as(org.member_a).post(f"/api/v1/webhooks/deliveries/{delivery.pk}/redeliver").status_code == 403
     )
+    # A retried redeliver with its Idempotency-Key is answered again, not refused as busy.
+    path = f"/api/v1/webhooks/deliveries/{delivery.pk}/redeliver"
+    first = client.post(path, HTTP_IDEMPOTENCY_KEY="again-1")
+    again = client.post(path, HTTP_IDEMPOTENCY_KEY="again-1")
+    assert first.status_code == again.status_code == 202 and again["Idempotent-Replayed"] == "true"
 
 
 def test_test_event_and_delivery_log(org, receiver, sent, api_as):
