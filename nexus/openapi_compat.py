@@ -2,8 +2,10 @@
 
 `breaking_changes(old, new)` lists what a client written against `old` would trip over in
 `new`: an operation removed; a response field removed (or renamed, which is the same);
-a changed type; a response field that may now be null; a new required request field or
-parameter; a request enum value no longer accepted. Additions are not breaking.
+a changed type or format; a response field that may now be null; in what clients send
+(body fields at any depth, and parameters): a field or parameter no longer accepted, a new
+required one, an enum value or null no longer accepted, a tighter bound (maxLength,
+maximum, ...). Additions, and new enum values in responses, are not breaking.
 """
 
 from __future__ import annotations
@@ -30,17 +32,31 @@ def _type(schema: dict) -> Any:
     return None
 
 
-def _compare_response(old_doc, new_doc, old, new, where: str, problems: list[str], depth: int = 0) -> None:
-    if depth > 12:
-        return
-    old, new = _resolve(old_doc, old), _resolve(new_doc, new)
-    if len(old.get("allOf", [])) == 1:
-        old = _resolve(old_doc, old["allOf"][0]) | {k: v for k, v in old.items() if k != "allOf"}
-    if len(new.get("allOf", [])) == 1:
-        new = _resolve(new_doc, new["allOf"][0]) | {k: v for k, v in new.items() if k != "allOf"}
+def _merged(document: dict, schema: dict | None) -> dict:
+    """The schema with its $ref followed and a single allOf (spectacular's way of adding
+    nullable or a description to a reference) folded in."""
+    schema = _resolve(document, schema)
+    if len(schema.get("allOf", [])) == 1:
+        schema = _resolve(document, schema["allOf"][0]) | {k: v for k, v in schema.items() if k != "allOf"}
+    return schema
+
+
+def _type_or_format_changed(old: dict, new: dict, where: str, problems: list[str]) -> bool:
     old_type, new_type = _type(old), _type(new)
     if old_type and new_type and old_type != new_type:
         problems.append(f"{where}: type changed from {old_type} to {new_type}")
+        return True
+    if old.get("format") != new.get("format") and old_type:
+        problems.append(f"{where}: format changed from {old.get('format')} to {new.get('format')}")
+        return True
+    return False
+
+
+def _compare_response(old_doc, new_doc, old, new, where: str, problems: list[str], depth: int = 0) -> None:
+    if depth > 12:
+        return
+    old, new = _merged(old_doc, old), _merged(new_doc, new)
+    if _type_or_format_changed(old, new, where, problems):
         return
     if new.get("nullable") and not old.get("nullable"):
         problems.append(f"{where}: may now be null")
@@ -52,31 +68,53 @@ def _compare_response(old_doc, new_doc, old, new, where: str, problems: list[str
         _compare_response(
             old_doc, new_doc, old_property, new_properties[name], f"{where}.{name}", problems, depth + 1
         )
-    if old_type == "array":
+    if _type(old) == "array":
         _compare_response(
             old_doc, new_doc, old.get("items"), new.get("items"), f"{where}[]", problems, depth + 1
         )
 
 
-def _compare_request(old_doc, new_doc, old, new, where: str, problems: list[str]) -> None:
-    old, new = _resolve(old_doc, old), _resolve(new_doc, new)
+# Bounds whose tightening refuses input that was valid: (keyword, True when a smaller value is tighter).
+_UPPER_BOUNDS = ("maxLength", "maximum", "maxItems", "exclusiveMaximum")
+_LOWER_BOUNDS = ("minLength", "minimum", "minItems", "exclusiveMinimum")
+
+
+def _compare_input(old_doc, new_doc, old, new, where: str, problems: list[str], depth: int = 0) -> None:
+    """What a client sends (body fields and parameters): everything it could send before
+    must still be accepted, with the same meaning."""
+    if depth > 12:
+        return
+    old, new = _merged(old_doc, old), _merged(new_doc, new)
+    if _type_or_format_changed(old, new, where, problems):
+        return
+    if old.get("nullable") and not new.get("nullable"):
+        problems.append(f"{where}: no longer accepts null")
+    dropped = set(old.get("enum", [])) - set(new.get("enum", old.get("enum", [])))
+    if dropped:
+        problems.append(f"{where}: no longer accepts {sorted(dropped, key=str)}")
+    for keyword in _UPPER_BOUNDS:
+        if keyword in new and (keyword not in old or new[keyword] < old[keyword]):
+            problems.append(f"{where}: {keyword} narrowed from {old.get(keyword)} to {new[keyword]}")
+    for keyword in _LOWER_BOUNDS:
+        if keyword in new and (keyword not in old or new[keyword] > old[keyword]):
+            problems.append(f"{where}: {keyword} narrowed from {old.get(keyword)} to {new[keyword]}")
     newly_required = set(new.get("required", [])) - set(old.get("required", []))
     for name in sorted(newly_required):
         problems.append(f"{where}.{name}: new required field")
+    new_properties = new.get("properties", {})
     for name, old_property in old.get("properties", {}).items():
-        new_property = _resolve(new_doc, new.get("properties", {}).get(name))
-        old_property = _resolve(old_doc, old_property)
-        if not new_property:
-            continue  # an input no longer read is ignored by the server, not an error
-        if _type(old_property) and _type(new_property) and _type(old_property) != _type(new_property):
-            problems.append(
-                f"{where}.{name}: type changed from {_type(old_property)} to {_type(new_property)}"
-            )
-        dropped = set(old_property.get("enum", [])) - set(
-            new_property.get("enum", old_property.get("enum", []))
+        if _merged(old_doc, old_property).get("readOnly"):
+            continue
+        if name not in new_properties:
+            problems.append(f"{where}.{name}: no longer accepted")
+            continue
+        _compare_input(
+            old_doc, new_doc, old_property, new_properties[name], f"{where}.{name}", problems, depth + 1
         )
-        if dropped:
-            problems.append(f"{where}.{name}: no longer accepts {sorted(dropped)}")
+    if _type(old) == "array":
+        _compare_input(
+            old_doc, new_doc, old.get("items"), new.get("items"), f"{where}[]", problems, depth + 1
+        )
 
 
 def _json_schema(operation_part: dict) -> dict | None:
@@ -95,16 +133,22 @@ def breaking_changes(old: dict, new: dict) -> list[str]:
                 problems.append(f"{label}: operation removed")
                 continue
             old_params = {(p["in"], p["name"]): p for p in old_op.get("parameters", [])}
-            for param in new_op.get("parameters", []):
-                key = (param["in"], param["name"])
+            new_params = {(p["in"], p["name"]): p for p in new_op.get("parameters", [])}
+            for key, param in new_params.items():
                 was_required = old_params.get(key, {}).get("required", False)
                 if param.get("required") and not was_required:
                     problems.append(f"{label}: new required {param['in']} parameter {param['name']!r}")
+            for key, param in old_params.items():
+                where = f"{label}: {param['in']} parameter {param['name']!r}"
+                if key not in new_params:
+                    problems.append(f"{where} removed")
+                    continue
+                _compare_input(old, new, param.get("schema"), new_params[key].get("schema"), where, problems)
             old_body, new_body = old_op.get("requestBody"), new_op.get("requestBody")
             if new_body and new_body.get("required") and not (old_body and old_body.get("required")):
                 problems.append(f"{label}: request body now required")
             if old_body and new_body:
-                _compare_request(
+                _compare_input(
                     old, new, _json_schema(old_body), _json_schema(new_body), f"{label} body", problems
                 )
             for status, old_response in old_op.get("responses", {}).items():

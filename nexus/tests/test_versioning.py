@@ -102,10 +102,56 @@ def test_check_reports_a_new_required_parameter_and_a_removed_operation(snapshot
     assert "GET /api/v1/org: operation removed" in problems
 
 
+def test_check_reports_a_changed_format(snapshot):
+    changed = copy.deepcopy(snapshot)
+    changed["components"]["schemas"]["JobOutput"]["properties"]["created_at"]["format"] = "date"
+    assert any(
+        p.endswith(".created_at: format changed from date-time to date")
+        for p in breaking_changes(snapshot, changed)
+    )
+
+
+def test_check_reports_changed_and_removed_parameters(snapshot):
+    changed = copy.deepcopy(snapshot)
+    parameters = changed["paths"]["/api/v1/jobs"]["get"]["parameters"]
+    next(p for p in parameters if p["name"] == "from")["schema"] = {"type": "integer"}
+    parameters.remove(next(p for p in parameters if p["name"] == "sort"))
+    problems = breaking_changes(snapshot, changed)
+    assert "GET /api/v1/jobs: query parameter 'from': type changed from string to integer" in problems
+    assert "GET /api/v1/jobs: query parameter 'sort' removed" in problems
+
+
+def test_check_reports_narrowed_and_removed_inputs_at_any_depth(snapshot):
+    old = copy.deepcopy(snapshot)
+    old["components"]["schemas"]["JobInputRequest"]["properties"]["options"] = {
+        "type": "object",
+        "properties": {"style": {"type": "string", "enum": ["short", "long"]}, "words": {"type": "integer"}},
+    }
+    new = copy.deepcopy(old)
+    job_input = new["components"]["schemas"]["JobInputRequest"]
+    job_input["properties"]["text"]["maxLength"] = 100
+    options = job_input["properties"]["options"]
+    options["properties"]["style"]["enum"] = ["short"]
+    del options["properties"]["words"]
+    options["required"] = ["style"]
+    problems = [p for p in breaking_changes(old, new) if p.startswith("POST /api/v1/summarize body")]
+    assert sorted(problems) == [
+        "POST /api/v1/summarize body.options.style: new required field",
+        "POST /api/v1/summarize body.options.style: no longer accepts ['long']",
+        "POST /api/v1/summarize body.options.words: no longer accepted",
+        "POST /api/v1/summarize body.text: maxLength narrowed from None to 100",
+    ]
+
+
 def test_check_accepts_additions(snapshot):
     changed = copy.deepcopy(snapshot)
     changed["components"]["schemas"]["JobOutput"]["properties"]["priority"] = {"type": "integer"}
     changed["paths"]["/api/v1/new-thing"] = {"get": {"responses": {}}}
+    job_input = changed["components"]["schemas"]["JobInputRequest"]
+    job_input["properties"]["language"] = {"type": "string"}  # a new optional input
+    changed["paths"]["/api/v1/jobs"]["get"]["parameters"].append(
+        {"in": "query", "name": "tag", "required": False, "schema": {"type": "string"}}
+    )
     assert breaking_changes(snapshot, changed) == []
 
 
