@@ -3,7 +3,10 @@ organisation's admin page. The data lives in the organisation's schema."""
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib import admin, messages
+from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -13,6 +16,8 @@ from django_tenants.utils import tenant_context
 from nexus.api.errors import AppError
 from tenants.models import Organisation
 from webhooks import selectors, services
+from webhooks.events import ALL_EVENTS
+from webhooks.models import DeliveryStatus
 
 
 def organisation_webhooks_view(request, org_id):
@@ -25,10 +30,24 @@ def organisation_webhooks_view(request, org_id):
                 messages.success(request, f"Delivery {delivery_id} queued again.")
             except AppError as exc:
                 messages.error(request, exc.message)
-        return redirect(request.path)
+        return redirect(request.get_full_path())
+    # The same filters as GET /api/v1/webhooks/{id}/deliveries; unknown values are ignored.
+    chosen = {
+        "endpoint": request.GET.get("endpoint", ""),
+        "status": request.GET.get("status", ""),
+        "event_type": request.GET.get("event_type", ""),
+    }
     with tenant_context(org):
         endpoints = list(selectors.endpoint_list())
-        deliveries = list(selectors.delivery_list()[:50])
+        endpoint = next((e for e in endpoints if str(e.pk) == chosen["endpoint"]), None)
+        deliveries = selectors.delivery_list(
+            endpoint=endpoint,
+            statuses=[chosen["status"]] if chosen["status"] in DeliveryStatus.values else None,
+            event_types=[chosen["event_type"]] if chosen["event_type"] in ALL_EVENTS else None,
+        ).order_by("-created_at")
+        page = Paginator(deliveries, 50).get_page(request.GET.get("page"))
+        page.object_list = list(page.object_list)
+    query = urlencode({key: value for key, value in chosen.items() if value})
     return TemplateResponse(
         request,
         "admin/webhooks/organisation_webhooks.html",
@@ -37,7 +56,11 @@ def organisation_webhooks_view(request, org_id):
             "title": f"Webhooks of {org.name}",
             "organisation": org,
             "endpoints": endpoints,
-            "deliveries": deliveries,
+            "page": page,
+            "chosen": chosen,
+            "query": query,
+            "statuses": DeliveryStatus.values,
+            "event_types": sorted(ALL_EVENTS),
             "opts": Organisation._meta,
         },
     )

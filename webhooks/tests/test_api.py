@@ -194,6 +194,34 @@ def test_operator_sees_deliveries_and_redelivers_in_the_admin(world, client, rec
     assert b"/webhooks/" in change_page.content
 
 
+def test_operator_filters_deliveries_in_the_admin(world, client, receiver, monkeypatch):
+    from tenants.models import User
+    from webhooks import services, tasks
+
+    monkeypatch.setattr(tasks.deliver, "apply_async", lambda *a, **k: None)
+    with tenant_context(world.org_a):
+        first, _ = services.webhook_endpoint_create(url=receiver.hook_url, event_types=["job.completed"])
+        second, _ = services.webhook_endpoint_create(url=receiver.hook_url + "?b", event_types=["job.failed"])
+        tested = services.webhook_send_test(endpoint=first)
+        (completed,) = services.webhook_publish(event_type="job.completed", data={})
+        (failed,) = services.webhook_publish(event_type="job.failed", data={})
+        services.webhook_attempt(delivery_id=tested.pk)
+    client.force_login(User.objects.create_superuser("root@nexus.test", "operator-password-123"))
+    url = f"/admin/tenants/organisation/{world.org_a.pk}/webhooks/"
+
+    def shown(**filters):
+        page = client.get(url, filters)
+        assert page.status_code == 200
+        return {d.pk for d in page.context["page"].object_list}
+
+    assert shown() == {tested.pk, completed.pk, failed.pk}
+    assert shown(status="succeeded") == {tested.pk}
+    assert shown(event_type="job.completed") == {completed.pk}
+    assert shown(endpoint=str(first.pk), status="pending") == {completed.pk}
+    assert shown(endpoint=str(second.pk)) == {failed.pk}
+    assert shown(status="no-such-status") == {tested.pk, completed.pk, failed.pk}
+
+
 def test_webhook_receiver_command_verifies_and_fails_the_first_requests(world):
     import subprocess
     import sys
