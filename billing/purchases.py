@@ -27,6 +27,8 @@ from webhooks.services import webhook_publish
 
 log = structlog.get_logger(__name__)
 
+ABANDONED_CHECKOUT_AFTER = timedelta(hours=25)
+
 
 class BillingUnavailable(ServiceUnavailable):
     code = "BILLING_UNAVAILABLE"
@@ -262,6 +264,16 @@ def purchases_reconcile() -> dict[str, int]:
         return {}
     cutoff = timezone.now() - timedelta(minutes=settings.BILLING_RECONCILE_AFTER_MINUTES)
     counts: dict[str, int] = {}
+    # Checkouts that stopped before Stripe's session id was saved: the customer never got
+    # the payment page. Should Stripe report one paid anyway, the webhook finds the purchase
+    # from the session's metadata, so they are expired only once Stripe's own session has
+    # (Checkout sessions live 24 hours).
+    abandoned_before = timezone.now() - ABANDONED_CHECKOUT_AFTER
+    for purchase_id in Purchase.objects.filter(
+        status=PurchaseStatus.PENDING, created_at__lt=abandoned_before, stripe_session_id=""
+    ).values_list("pk", flat=True)[:200]:
+        if purchase_expire(purchase_id=purchase_id):
+            counts["abandoned"] = counts.get("abandoned", 0) + 1
     for purchase in Purchase.objects.filter(status=PurchaseStatus.PENDING, created_at__lt=cutoff).exclude(
         stripe_session_id=""
     )[:200]:

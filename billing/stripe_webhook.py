@@ -8,6 +8,8 @@ both back and answers 500 so Stripe sends it again.
 
 from __future__ import annotations
 
+import uuid
+
 import stripe
 import structlog
 from django.conf import settings
@@ -26,6 +28,31 @@ log = structlog.get_logger(__name__)
 
 def _index_for_session(session_id: str) -> CheckoutIndex | None:
     return CheckoutIndex.objects.filter(session_id=session_id).first()
+
+
+def _index_from_metadata(session) -> CheckoutIndex | None:
+    """A session we never indexed: checkout_start stopped between Stripe creating the
+    session and our saving its id. The session's metadata (ours, in an event Stripe signed)
+    names the organisation and the purchase; the purchase is tied to the session now."""
+    metadata = getattr(session, "metadata", None)
+    try:
+        org_id = uuid.UUID(str(metadata["organisation_id"]))
+        purchase_id = uuid.UUID(str(metadata["purchase_id"]))
+    except (TypeError, KeyError, ValueError):
+        return None
+    org = Organisation.objects.filter(pk=org_id).first()
+    if org is None:
+        return None
+    with tenant_context(org):
+        tied = purchases.Purchase.objects.filter(pk=purchase_id, stripe_session_id="").update(
+            stripe_session_id=session.id
+        )
+    if not tied:
+        return None
+    log.warning("stripe.session_indexed_late", session_id=session.id, purchase_id=str(purchase_id))
+    return CheckoutIndex.objects.create(
+        session_id=session.id, organisation_id=org.pk, purchase_id=purchase_id
+    )
 
 
 def _index_for_payment(payment_intent_id: str) -> CheckoutIndex | None:
@@ -80,7 +107,8 @@ SESSION_EVENTS = {
 
 def apply_event(event) -> tuple[str, Organisation | None]:
     if event.type in SESSION_EVENTS:
-        index = _index_for_session(event.data.object.id)
+        session = event.data.object
+        index = _index_for_session(session.id) or _index_from_metadata(session)
         handler = _session_event
     elif event.type == "charge.refunded":
         index = _index_for_payment(purchases._payment_intent_id(event.data.object))

@@ -308,6 +308,54 @@ def test_reconciliation_expires_and_leaves_open_sessions(world, api_as, pack, st
         assert purchases_reconcile() == {"still_open": 1, "expired": 1}
 
 
+@pytest.fixture
+def interrupted(world, api_as, pack, stripe_stub):
+    """A checkout that stopped after Stripe created the session, before its id was saved."""
+    from billing.public.models import CheckoutIndex
+
+    data = _checkout(api_as(world.admin_a), pack).json()["data"]
+    session_id = next(iter(stripe_stub.sessions))
+    CheckoutIndex.objects.filter(session_id=session_id).delete()
+    with tenant_context(world.org_a):
+        Purchase.objects.filter(pk=data["id"]).update(stripe_session_id="", checkout_url="")
+    return data["id"], session_id
+
+
+def test_a_paid_session_we_never_indexed_is_found_from_its_metadata(world, client, stripe_stub, interrupted):
+    purchase_id, session_id = interrupted
+    response = _send(client, event("checkout.session.completed", stripe_stub.pay(session_id)))
+    assert response.status_code == 200 and response.json()["outcome"] == "fulfilled"
+    with tenant_context(world.org_a):
+        purchase = Purchase.objects.get(pk=purchase_id)
+        assert purchase.status == "completed" and purchase.stripe_session_id == session_id
+        assert credits_balance() == 500
+
+
+def test_metadata_naming_another_organisations_purchase_is_not_applied(
+    world, client, stripe_stub, interrupted
+):
+    purchase_id, session_id = interrupted
+    session = stripe_stub.pay(session_id)
+    session["metadata"] = {"organisation_id": str(world.org_b.id), "purchase_id": purchase_id}
+    response = _send(client, event("checkout.session.completed", session))
+    assert response.json()["outcome"] == "unknown_session"
+    for org in (world.org_a, world.org_b):
+        with tenant_context(org):
+            assert credits_balance() == 0
+
+
+def test_reconciliation_expires_checkouts_that_never_reached_stripe_after_a_day(
+    world, stripe_stub, interrupted
+):
+    purchase_id, _ = interrupted
+    with tenant_context(world.org_a):
+        Purchase.objects.update(created_at=timezone.now() - timedelta(hours=2))
+        assert purchases_reconcile() == {}  # Stripe's session may still be paid
+        Purchase.objects.update(created_at=timezone.now() - timedelta(hours=26))
+        assert purchases_reconcile() == {"abandoned": 1}
+        assert Purchase.objects.get(pk=purchase_id).status == "expired"
+
+
 def test_another_organisations_purchases_are_invisible(world, api_as, stripe_stub, started):
     assert api_as(world.member_b).get("/api/v1/billing/purchases").json()["meta"]["total"] == 0
 
