@@ -264,7 +264,7 @@ SIMPLE_JWT = {
     "LEEWAY": 0,
 }
 REFRESH_COOKIE_NAME = "nexus_refresh"
-REFRESH_COOKIE_PATH = "/api/v1/auth/"
+REFRESH_COOKIE_PATH = "/api/{version}/auth/"  # the version of the request that set it
 REFRESH_COOKIE_SECURE = not DEBUG
 
 # --- Sessions, cookies, security headers -------------------------------------------------

@@ -26,7 +26,12 @@ from tenants.serializers import (
 )
 
 
-def _token_response(pair: services.TokenPair, *, status_code: int = 200) -> Response:
+def _refresh_cookie_path(request) -> str:
+    """The refresh cookie goes only to the auth endpoints of the version that set it."""
+    return settings.REFRESH_COOKIE_PATH.format(version=request.version or "v1")
+
+
+def _token_response(request, pair: services.TokenPair, *, status_code: int = 200) -> Response:
     body = TokenOutput(
         {
             "access": pair.access,
@@ -43,7 +48,7 @@ def _token_response(pair: services.TokenPair, *, status_code: int = 200) -> Resp
         httponly=True,
         secure=settings.REFRESH_COOKIE_SECURE,
         samesite="Lax",
-        path=settings.REFRESH_COOKIE_PATH,
+        path=_refresh_cookie_path(request),
     )
     return response
 
@@ -58,14 +63,14 @@ class TokenObtainView(APIView):
         summary="Get an access token for the signed-in user",
         description=(
             "Session-authenticated and CSRF-protected. Returns a 15-minute access token and "
-            "sets the 7-day refresh token as an HttpOnly cookie scoped to /api/v1/auth/."
+            "sets the 7-day refresh token as an HttpOnly cookie scoped to this version's /auth/ path."
         ),
         request=None,
         responses={200: TokenOutput},
         tags=["auth"],
     )
     def post(self, request, *args, **kwargs):
-        return _token_response(services.token_pair_issue(user=request.user))
+        return _token_response(request, services.token_pair_issue(user=request.user))
 
 
 class TokenRefreshView(APIView):
@@ -83,7 +88,7 @@ class TokenRefreshView(APIView):
     )
     def post(self, request, *args, **kwargs):
         raw = request.COOKIES.get(settings.REFRESH_COOKIE_NAME, "")
-        return _token_response(services.token_pair_refresh(raw_refresh=raw))
+        return _token_response(request, services.token_pair_refresh(raw_refresh=raw))
 
 
 class LogoutView(APIView):
@@ -100,7 +105,7 @@ class LogoutView(APIView):
         services.token_revoke(raw_refresh=request.COOKIES.get(settings.REFRESH_COOKIE_NAME, ""))
         response = Response(status=status.HTTP_204_NO_CONTENT)
         response.delete_cookie(
-            settings.REFRESH_COOKIE_NAME, path=settings.REFRESH_COOKIE_PATH, samesite="Lax"
+            settings.REFRESH_COOKIE_NAME, path=_refresh_cookie_path(request), samesite="Lax"
         )
         return response
 

@@ -158,6 +158,40 @@ def test_refresh_rotates_and_old_refresh_token_is_refused(signed_in):
     _assert_401(replay.post("/api/v1/auth/refresh"))
 
 
+def test_v2_clients_get_a_refresh_cookie_their_refresh_endpoint_receives(signed_in):
+    response = signed_in.post("/api/v2/auth/token", **_csrf(signed_in))
+    assert response.cookies[settings.REFRESH_COOKIE_NAME]["path"] == "/api/v2/auth/"
+    refreshed = signed_in.post("/api/v2/auth/refresh")
+    assert refreshed.status_code == 200 and _get(refreshed.json()["data"]["access"]).status_code == 200
+    logged_out = signed_in.post("/api/v2/auth/logout")
+    assert logged_out.status_code == 204
+    assert logged_out.cookies[settings.REFRESH_COOKIE_NAME]["path"] == "/api/v2/auth/"
+
+
+def test_refresh_cookie_is_secure_outside_debug():
+    """Production settings (DEBUG off) mark the cookie Secure; evaluated in a fresh process."""
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "DEBUG": "false",
+        "NEXUS_TESTING": "false",
+        "SECRET_KEY": "a-production-like-secret-key-for-this-check-only",
+        "ALLOWED_HOSTS": "api.example.com",
+        "DJANGO_SETTINGS_MODULE": "nexus.settings",
+    }
+    code = (
+        "import django; django.setup(); from django.conf import settings; "
+        "print(settings.REFRESH_COOKIE_SECURE, settings.SESSION_COOKIE_SECURE, settings.CSRF_COOKIE_SECURE)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.stdout.strip().splitlines()[-1] == "True True True", result.stderr[-2000:]
+
+
 def test_refresh_without_cookie_is_401(client):
     _assert_401(client.post("/api/v1/auth/refresh"))
 
