@@ -4,8 +4,8 @@ The database keeps the invariants, not the code: balances never go below zero, e
 has at most one deduction and one refund, and the ledger is a chain — every row's
 balance_after is the previous row's plus its amount (a composite foreign key ties each row
 to its predecessor, see migration 0002), and the balance row points at the chain's last
-row. So the balance always equals the sum of the ledger, and no row can be changed or
-removed without breaking a constraint.
+row — the newest one, checked at commit by a trigger (migration 0004), which also refuses
+any UPDATE or DELETE of a ledger row. So the balance always equals the sum of the ledger.
 """
 
 from __future__ import annotations

@@ -140,6 +140,15 @@ def _clone_statements(cursor, template: str, target: str) -> list[str]:
         [template],
     )
     indexes = [row[0] for row in cursor.fetchall()]
+    # Triggers written by migrations (not the internal ones behind foreign keys). Their
+    # functions live in public, so only the table they are on needs rewriting.
+    cursor.execute(
+        "SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND NOT t.tgisinternal "
+        "ORDER BY t.tgname",
+        [template],
+    )
+    triggers = [row[0] for row in cursor.fetchall()]
 
     qualified = f"{template}."
     statements = [f'CREATE SCHEMA "{target}"']
@@ -159,6 +168,8 @@ def _clone_statements(cursor, template: str, target: str) -> list[str]:
         definition = definition.replace(f"REFERENCES {qualified}", f'REFERENCES "{target}".')
         statements.append(f'ALTER TABLE "{target}"."{table}" ADD CONSTRAINT "{name}" {definition}')
     for definition in indexes:
+        statements.append(definition.replace(f" ON {qualified}", f' ON "{target}".', 1))
+    for definition in triggers:
         statements.append(definition.replace(f" ON {qualified}", f' ON "{target}".', 1))
     return statements
 

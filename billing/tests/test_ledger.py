@@ -151,6 +151,50 @@ def test_database_refuses_a_row_that_skips_the_chain(org_a):
         )
 
 
+def test_database_refuses_a_chained_row_the_balance_does_not_follow(org_a):
+    _grant(10)
+    with pytest.raises(IntegrityError):
+        _raw(
+            "INSERT INTO billing_credittransaction (id, sequence, previous_sequence, kind, amount, "
+            "previous_balance, balance_after, reference, actor_label, created_at) "
+            "VALUES (gen_random_uuid(), 2, 1, 'grant', 500, 10, 510, '', 'x', now())"
+        )
+    assert credits_balance() == 10
+    _grant(5)  # the ledger is still writable
+    assert credits_balance() == 15
+
+
+def test_database_refuses_pointing_the_balance_at_an_older_row(org_a):
+    _grant(10)
+    _grant(5)
+    with pytest.raises(IntegrityError):
+        _raw("UPDATE billing_creditbalance SET last_sequence = 1, balance = 10")
+
+
+def test_database_refuses_editing_any_column_of_a_ledger_row(org_a):
+    _grant(10)
+    for assignment in (
+        "reference = 'forged'",
+        "actor_label = 'someone else'",
+        "kind = 'purchase'",
+        "created_at = now()",
+    ):
+        with pytest.raises(IntegrityError):
+            _raw(f"UPDATE billing_credittransaction SET {assignment}")  # nosec B608
+
+
+def test_balance_check_runs_at_commit_so_services_may_write_in_either_order(org_a):
+    """The deferred check sees the whole transaction: a row and its balance move together."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO billing_credittransaction (id, sequence, previous_sequence, kind, amount, "
+            "previous_balance, balance_after, reference, actor_label, created_at) "
+            "VALUES (gen_random_uuid(), 1, NULL, 'grant', 7, 0, 7, '', 'x', now())"
+        )
+        cursor.execute("UPDATE billing_creditbalance SET last_sequence = 1, balance = 7")
+    assert credits_balance() == 7
+
+
 def test_database_refuses_a_second_refund(org_a):
     job = uuid.uuid4()
     _grant(10)

@@ -30,9 +30,22 @@ def _catalog(schema: str) -> dict[str, set]:
             [schema],
         )
         constraints = set(cursor.fetchall())
+        cursor.execute(
+            "SELECT c.relname, t.tgname, regexp_replace(pg_get_triggerdef(t.oid), ' ON \\S+\\.', ' ON ') "
+            "FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND NOT t.tgisinternal",
+            [schema],
+        )
+        triggers = set(cursor.fetchall())
         cursor.execute(f'SELECT app, name FROM "{schema}".django_migrations')
         migrations = set(cursor.fetchall())
-    return {"tables": tables, "indexes": indexes, "constraints": constraints, "migrations": migrations}
+    return {
+        "tables": tables,
+        "indexes": indexes,
+        "constraints": constraints,
+        "triggers": triggers,
+        "migrations": migrations,
+    }
 
 
 def _tenant_model_tables() -> set[str]:
@@ -49,6 +62,11 @@ def test_new_organisation_has_every_tenant_table_and_the_templates_catalog(world
     fresh = _catalog(org.schema_name)
     template = _catalog(settings.TENANT_TEMPLATE_SCHEMA)
     assert _tenant_model_tables() <= fresh["tables"]
+    assert {name for _table, name, _definition in fresh["triggers"]} >= {
+        "credit_ledger_append_only",
+        "credit_ledger_balance_is_newest",
+        "credit_balance_is_newest",
+    }
     assert fresh == template
     assert fresh["migrations"] == set(schema_template._expected_migrations())
 
