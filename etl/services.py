@@ -331,7 +331,7 @@ def _commit_batch(
         with connection.cursor() as db:
             db.execute("SET LOCAL synchronous_commit TO OFF")
         if batch is not None:
-            if batch.plan is not None:
+            if batch.drift:
                 DriftEvent.objects.bulk_create(
                     DriftEvent(
                         run=run,
@@ -342,9 +342,9 @@ def _commit_batch(
                         confidence=event.confidence,
                         message=event.message[:500],
                     )
-                    for event in batch.plan.events
+                    for event in batch.drift
                 )
-                run.drift_warnings += len(batch.plan.events)
+                run.drift_warnings += len(batch.drift)
             seen_fields |= batch.incoming
             counts = _store(source, run, batch, raw_table)
             run.fetched += batch.size

@@ -261,3 +261,30 @@ def test_an_oversized_answer_is_refused_while_it_is_read(org_a, mock_api, settin
     settings.ETL_MAX_FILE_BYTES = 2_000
     run = etl_run_source(source=_api_source(mock_api))
     assert run.status == "failed" and "larger than the limit" in run.error
+
+
+def test_drift_after_the_first_batch_is_matched_and_reported_once(org_a, settings):
+    """From item 131 on, the API calls `title` item_title, `author` writer and `score`
+    popularity: batch 4 (items 121-160) mixes both shapes, batch 5 has only the new one."""
+    from etl.mock_api import MockApi
+
+    settings.ETL_BATCH_SIZE = 40
+    renames = {"title": "item_title", "author": "writer", "score": "popularity"}
+    with MockApi(api_key="test-key", items=200, renames=renames, renames_from=131) as api:
+        run = etl_run_source(source=_api_source(api))
+    assert run.status == "succeeded", run.error
+    assert (run.inserted, run.quarantined) == (200, 0)
+    assert Record.objects.get(external_id="item-00130").title == "Item number 130"
+    assert Record.objects.get(external_id="item-00131").title == "Item number 131"
+    assert Record.objects.get(external_id="item-00200").title == "Item number 200"
+    assert Record.objects.get(external_id="item-00200").extra["popularity"] == 200000
+
+    events = [(e.kind, e.field, e.matched_to) for e in DriftEvent.objects.filter(run=run)]
+    assert events == [
+        ("new", "score", ""),  # batch 1
+        ("renamed", "title", "item_title"),  # batch 4, reported once for batches 4 and 5
+        ("new", "popularity", ""),
+        ("new", "writer", ""),
+        ("missing", "author", ""),  # batch 5: no item carries it any more
+    ]
+    assert run.drift_warnings == 5
