@@ -32,7 +32,7 @@ class PreparedBatch:
     raw_lines: dict[str, str] = field(default_factory=dict)  # content hash -> COPY line (RAW_COLUMNS)
     # external_id -> (digest, COPY line of bulk.RECORD_COLUMNS or None, rejection reason, payload)
     latest: dict[str, tuple] = field(default_factory=dict)
-    rejected_without_id: list[tuple[dict, str]] = field(default_factory=list)
+    rejected_without_id: list[tuple[dict, str, str]] = field(default_factory=list)  # payload, reason, hash
     duplicates: int = 0
     drift: list[Drift] = field(default_factory=list)  # first found in this batch
 
@@ -89,13 +89,13 @@ def prepare(
                 effective = plans[shape] = drift.effective(shape)
             id_field = effective.get("external_id")
             external_id = clean_text(payload.get(id_field))
+            digest = content_hash(payload, canonical)
             if external_id is None:
                 batch.rejected_without_id.append(
-                    (payload, f"missing required field 'external_id' (mapped from {id_field!r})")
+                    (payload, f"missing required field 'external_id' (mapped from {id_field!r})", digest)
                 )
                 continue
             external_id = external_id[:255]
-            digest = content_hash(payload, canonical)
             batch.raw_lines[digest] = copy_line(source_id, run_id, external_id, digest, canonical, now)
             batch.duplicates += external_id in batch.latest
             try:

@@ -87,6 +87,32 @@ def test_changed_file_updates_only_what_changed(org_a, files):
     assert _record("A-001").first_seen_run_id != run.pk and _record("A-001").last_updated_run_id == run.pk
 
 
+def test_items_rejected_again_unchanged_are_skipped_not_quarantined_again(org_a, files):
+    path = files / "articles.csv"
+    source = _csv_source(path)
+    first = etl_run_source(source=source)
+    assert first.quarantined == 3
+
+    # The file changes, so every row is read again; its three bad rows have not changed.
+    with path.open("a") as handle:
+        handle.write("A-010,New row,Fresh content.,2026-01-14,Jo Lin,news,5\n")
+    second = etl_run_source(source=source)
+    assert second.status == "succeeded", second.error
+    assert (second.fetched, second.inserted, second.updated, second.quarantined) == (13, 1, 0, 0)
+    assert second.skipped == 12  # 7 stored records, the duplicate row and the 3 rejected again
+    assert QuarantinedItem.objects.filter(source=source).count() == 3
+    assert not QuarantinedItem.objects.filter(run=second).exists()
+
+    # A bad row that changes is a new problem: quarantined once, with its own reason.
+    text = path.read_text().replace("not a date", "still not a date")
+    path.write_text(text + "A-011,Another,Body.,2026-01-15,Jo Lin,news,6\n")
+    third = etl_run_source(source=source)
+    assert (third.inserted, third.quarantined) == (1, 1)
+    (item,) = QuarantinedItem.objects.filter(run=third)
+    assert item.external_id == "A-007" and "still not a date" in item.reason
+    assert QuarantinedItem.objects.filter(source=source).count() == 4
+
+
 def test_resume_after_an_injected_failure_has_no_duplicates_and_no_gaps(org_a, files, settings):
     settings.ETL_BATCH_SIZE = 500
     path = files / "big.csv"
