@@ -26,6 +26,7 @@ class MockApi:
         rate_429: float = 0.0,
         retry_after: str = "1",
         renames: dict[str, str] | None = None,
+        renames_from: int = 1,
         seed: int = 7,
         ignore_page: bool = False,
     ):
@@ -34,6 +35,9 @@ class MockApi:
         self.rate_429 = rate_429
         self.retry_after = retry_after
         self.renames = renames or {}
+        # Items numbered from here on carry the renamed fields, older ones the original
+        # names: a source that changed its schema part-way through its data.
+        self.renames_from = renames_from
         # Simulates a broken API that answers page 1 whatever page is asked for.
         self.ignore_page = ignore_page
         self.random = random.Random(seed)  # noqa: S311  # nosec B311
@@ -60,6 +64,8 @@ class MockApi:
             "labels": ["even" if index % 2 == 0 else "odd", f"group-{index % 5}"],
             "score": f"{index * 1000:,}",
         }
+        if index < self.renames_from:
+            return record
         return {self.renames.get(key, key): value for key, value in record.items()}
 
     def _handler(self):
@@ -94,15 +100,12 @@ class MockApi:
                     return self._send(429, {"error": "slow down"}, {"Retry-After": api.retry_after})
                 page = 1 if api.ignore_page else max(1, int(query.get("page", 1)))
                 per_page = min(100, max(1, int(query.get("per_page", 50))))
-                items = [api.item(i) for i in range(1, api.count + 1)]
+                numbers = range(1, api.count + 1)
                 since = query.get("updated_since")
                 if since:
                     cutoff = datetime.fromisoformat(since)
-                    items = [
-                        i
-                        for i in items
-                        if datetime.fromisoformat(i[api.renames.get("updated_at", "updated_at")]) >= cutoff
-                    ]
+                    numbers = [i for i in numbers if BASE_TIME + timedelta(minutes=i) >= cutoff]
+                items = [api.item(i) for i in numbers]
                 chunk = items[(page - 1) * per_page : page * per_page]
                 more = page * per_page < len(items)
                 return self._send(

@@ -176,12 +176,15 @@ class QuarantinedItem(models.Model):
     source = models.ForeignKey(DataSource, on_delete=models.CASCADE, related_name="+")
     run = models.ForeignKey(EtlRun, on_delete=models.CASCADE, related_name="quarantine")
     external_id = models.CharField(max_length=255, blank=True)
+    # Of the raw item: the same item rejected again by a later run is not stored twice.
+    content_hash = models.CharField(max_length=40, blank=True)
     payload = models.JSONField()
     reason = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["id"]
+        indexes = [models.Index(fields=["source", "content_hash"], name="quarantine_source_hash_idx")]
 
     def __str__(self) -> str:
         return f"{self.external_id or '?'}: {self.reason}"

@@ -19,7 +19,7 @@ from datetime import datetime
 from django.utils import timezone
 
 from etl.bulk import copy_line, pg_text_array
-from etl.drift import MappingPlan, plan_mapping
+from etl.drift import Drift, RunDrift
 from etl.normalise import ItemRejected, canonical_json, clean_text, content_hash, normalise, without_nul
 
 
@@ -32,9 +32,9 @@ class PreparedBatch:
     raw_lines: dict[str, str] = field(default_factory=dict)  # content hash -> COPY line (RAW_COLUMNS)
     # external_id -> (digest, COPY line of bulk.RECORD_COLUMNS or None, rejection reason, payload)
     latest: dict[str, tuple] = field(default_factory=dict)
-    rejected_without_id: list[tuple[dict, str]] = field(default_factory=list)
+    rejected_without_id: list[tuple[dict, str, str]] = field(default_factory=list)  # payload, reason, hash
     duplicates: int = 0
-    plan: MappingPlan | None = None  # set on the first batch only
+    drift: list[Drift] = field(default_factory=list)  # first found in this batch
 
 
 def _record_line(source_id, run_id, external_id, digest, clean, now) -> str:
@@ -68,49 +68,45 @@ def prepare(
     batch_size: int,
     fail_after: int | None,
 ) -> Iterator[PreparedBatch]:
-    plan: MappingPlan | None = None
+    drift = RunDrift(mapping=mapping, required=required, threshold=threshold, known=known_fields)
     processed = 0
     pending: list[tuple[dict, dict]] = []
 
     def build(chunk: list[tuple[dict, dict]]) -> PreparedBatch:
-        nonlocal plan
-        incoming = set().union(*(payload.keys() for payload, _ in chunk))
-        first = plan is None
-        if first:
-            plan = plan_mapping(
-                mapping=mapping, incoming=incoming, required=required, threshold=threshold, known=known_fields
-            )
-        batch = PreparedBatch(
-            size=len(chunk),
-            cursor=chunk[-1][1],
-            incoming=incoming,
-            fetched_at=timezone.now(),
-            plan=plan if first else None,
-        )
-        id_field = plan.effective.get("external_id")
+        batch = PreparedBatch(size=len(chunk), cursor=chunk[-1][1], incoming=set(), fetched_at=timezone.now())
+        # Every batch is checked against the mapping, item shape by item shape: a field
+        # renamed or added part-way through a run is matched and reported where it appears.
+        plans: dict[frozenset[str], dict[str, str]] = {}
         now = batch.fetched_at
         for payload, _cursor in chunk:
             canonical = canonical_json(payload)
             if "\\u0000" in canonical:
                 payload = without_nul(payload)
                 canonical = canonical_json(payload)
+            shape = frozenset(payload)
+            effective = plans.get(shape)
+            if effective is None:
+                effective = plans[shape] = drift.effective(shape)
+            id_field = effective.get("external_id")
             external_id = clean_text(payload.get(id_field))
+            digest = content_hash(payload, canonical)
             if external_id is None:
                 batch.rejected_without_id.append(
-                    (payload, f"missing required field 'external_id' (mapped from {id_field!r})")
+                    (payload, f"missing required field 'external_id' (mapped from {id_field!r})", digest)
                 )
                 continue
             external_id = external_id[:255]
-            digest = content_hash(payload, canonical)
             batch.raw_lines[digest] = copy_line(source_id, run_id, external_id, digest, canonical, now)
             batch.duplicates += external_id in batch.latest
             try:
-                clean = normalise(payload, plan.effective, required)
+                clean = normalise(payload, effective, required)
             except ItemRejected as exc:
                 line, reason = None, str(exc)
             else:
                 line, reason = _record_line(source_id, run_id, external_id, digest, clean, now), None
             batch.latest[external_id] = (digest, line, reason, payload)
+        batch.incoming = set().union(*plans)
+        batch.drift = drift.batch_events(plans)
         return batch
 
     for item in items:

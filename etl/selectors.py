@@ -20,6 +20,27 @@ def source_get(*, source_id) -> DataSource:
         raise NotFound("No such data source.") from None
 
 
+def record_get(*, record_id) -> Record:
+    """One of the organisation's records; NotFound for any id it does not have."""
+    try:
+        record_id = int(record_id)
+    except (TypeError, ValueError):
+        raise NotFound("No such record.") from None
+    if not 0 < record_id < 2**63:  # outside the column's range: no such row
+        raise NotFound("No such record.")
+    try:
+        return Record.objects.select_related("source").get(pk=record_id)
+    except Record.DoesNotExist:
+        raise NotFound("No such record.") from None
+
+
+def record_text(*, record_id) -> str:
+    """What an AI job reads of a record: its title, a blank line, its body (either may be
+    empty; both empty gives "")."""
+    record = record_get(record_id=record_id)
+    return "\n\n".join(part.strip() for part in (record.title, record.body) if part and part.strip())
+
+
 def run_get(*, run_id) -> EtlRun:
     try:
         return EtlRun.objects.select_related("source").get(pk=run_id)

@@ -331,7 +331,7 @@ def _commit_batch(
         with connection.cursor() as db:
             db.execute("SET LOCAL synchronous_commit TO OFF")
         if batch is not None:
-            if batch.plan is not None:
+            if batch.drift:
                 DriftEvent.objects.bulk_create(
                     DriftEvent(
                         run=run,
@@ -342,9 +342,9 @@ def _commit_batch(
                         confidence=event.confidence,
                         message=event.message[:500],
                     )
-                    for event in batch.plan.events
+                    for event in batch.drift
                 )
-                run.drift_warnings += len(batch.plan.events)
+                run.drift_warnings += len(batch.drift)
             seen_fields |= batch.incoming
             counts = _store(source, run, batch, raw_table)
             run.fetched += batch.size
@@ -360,24 +360,43 @@ def _commit_batch(
 
 def _store(source: DataSource, run: EtlRun, batch: PreparedBatch, raw_table: str) -> dict[str, int]:
     bulk.insert_raw(raw_table, source.pk, batch.raw_lines)
-    quarantine = [
-        QuarantinedItem(source=source, run=run, payload=payload, reason=reason)
-        for payload, reason in batch.rejected_without_id
-    ]
     known = bulk.existing_hashes(source.pk, list(batch.latest))
     new_lines, changed_lines, skipped = [], [], batch.duplicates
+    rejected: list[tuple[str, str, dict, str]] = [  # external id, content hash, payload, reason
+        ("", digest, payload, reason) for payload, reason, digest in batch.rejected_without_id
+    ]
     for external_id, (digest, line, reason, payload) in batch.latest.items():
         if known.get(external_id) == digest:
             skipped += 1
             continue
         if line is None:
-            quarantine.append(
-                QuarantinedItem(
-                    source=source, run=run, external_id=external_id, payload=payload, reason=reason
-                )
-            )
+            rejected.append((external_id, digest, payload, reason))
             continue
         (changed_lines if external_id in known else new_lines).append(line)
+    # An item rejected unchanged by an earlier run is in quarantine already: counted as
+    # skipped, not stored and counted again (re-reading a changed file or feed would
+    # otherwise add a copy of each bad row on every run).
+    quarantined = set(
+        QuarantinedItem.objects.filter(
+            source=source, content_hash__in=[digest for _, digest, _, _ in rejected]
+        ).values_list("content_hash", flat=True)
+    )
+    quarantine = []
+    for external_id, digest, payload, reason in rejected:
+        if digest in quarantined:
+            skipped += 1
+            continue
+        quarantined.add(digest)
+        quarantine.append(
+            QuarantinedItem(
+                source=source,
+                run=run,
+                external_id=external_id,
+                content_hash=digest,
+                payload=payload,
+                reason=reason,
+            )
+        )
     bulk.insert_records(new_lines)
     bulk.upsert_records(changed_lines)
     QuarantinedItem.objects.bulk_create(quarantine)

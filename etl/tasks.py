@@ -20,7 +20,10 @@ def execute_run(run_id: str) -> None:
     run = EtlRun.objects.select_related("source").filter(pk=run_id, status=RunStatus.QUEUED).first()
     if run is None:
         return
-    fail_after = settings.ETL_SCHEDULED_FAIL_AFTER if run.trigger != RunTrigger.MANUAL else None
+    # Only a run the schedule started is stopped on purpose. The run after a failure is a
+    # resume (whoever queued it) and must be free to finish, or nothing would ever complete
+    # while the setting is on.
+    fail_after = settings.ETL_SCHEDULED_FAIL_AFTER if run.trigger == RunTrigger.SCHEDULE else None
     try:
         services.etl_run_source(source=run.source, trigger=run.trigger, fail_after=fail_after, run=run)
     except Conflict:

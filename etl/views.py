@@ -1,14 +1,18 @@
-"""Data pages: sources with their stats and runs, run now, and the newest records."""
+"""Data pages: sources with their stats and runs, run now, the newest records, and a
+record sent to an AI job (through jobs' services: the ETL uses jobs, never the reverse)."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from etl import selectors, services
 from etl.models import RunTrigger
-from nexus.api.errors import AppError
+from jobs import services as job_services
+from nexus.api.errors import AppError, NotFound
 from nexus.pages import org_page, page_context
 
 
@@ -26,6 +30,7 @@ def data_page(request):
             runs=selectors.run_list()[:10],
             records=records,
             search=search,
+            costs=settings.JOB_COSTS,
         ),
     )
 
@@ -40,3 +45,25 @@ def run_now(request, source_id):
     except AppError as exc:
         messages.error(request, exc.message)
     return redirect("/data")
+
+
+@require_POST
+@org_page
+def record_job(request, record_id):
+    """Summarise or analyse one record (any member, like every job): the job is created
+    and charged as from the jobs page, and the jobs page shows it."""
+    try:
+        record = selectors.record_get(record_id=record_id)
+    except NotFound:
+        raise Http404("No such record.") from None
+    try:
+        job = job_services.job_create(
+            user=request.user, job_type=request.POST.get("job_type", ""), record_id=record.pk
+        )
+    except AppError as exc:
+        messages.error(request, exc.message)
+        return redirect("/data")
+    what = job.get_job_type_display()
+    cost = "answered from the cache" if job.cache_hit else f"{job.cost} credits"
+    messages.success(request, f"{what} job for “{record.title or record.external_id}” created ({cost}).")
+    return redirect("/jobs")

@@ -26,7 +26,10 @@ class _SubmitJobView(APIView):
         payload = JobInput(data=request.data)
         payload.is_valid(raise_exception=True)
         job = services.job_create(
-            user=request.user, job_type=self.job_type, text=payload.validated_data["text"]
+            user=request.user,
+            job_type=self.job_type,
+            text=payload.validated_data.get("text"),
+            record_id=payload.validated_data.get("record_id"),
         )
         # A cache hit is finished already: 201 with the result. Otherwise 202: poll the job.
         code = status.HTTP_201_CREATED if job.cache_hit else status.HTTP_202_ACCEPTED
@@ -40,8 +43,9 @@ class SummarizeView(_SubmitJobView):
         summary="Summarise a text (10 credits)",
         description=(
             "Charges 10 credits and queues the job (202); poll GET /jobs/{id} for the result. "
-            "Identical text submitted within the hour is answered from the cache: 201, the "
-            "completed job, 0 credits."
+            "Send `text`, or `record_id` to summarise one of the organisation's records "
+            "(exactly one; 404 for an unknown record). Identical text submitted within the "
+            "hour is answered from the cache: 201, the completed job, 0 credits."
         ),
         request=JobInput,
         parameters=[IDEMPOTENCY_PARAMETER],
@@ -57,6 +61,10 @@ class AnalyzeView(_SubmitJobView):
 
     @extend_schema(
         summary="Analyse a text: sentiment, key phrases, reading time, statistics (25 credits)",
+        description=(
+            "Send `text`, or `record_id` to analyse one of the organisation's records "
+            "(exactly one; 404 for an unknown record)."
+        ),
         request=JobInput,
         parameters=[IDEMPOTENCY_PARAMETER],
         responses={201: JobOutput, 202: JobOutput},

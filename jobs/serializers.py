@@ -14,8 +14,21 @@ class StrictCharField(serializers.CharField):
 
 
 class JobInput(serializers.Serializer):
-    # Length and blankness are checked by jobs.services (one rule for every caller).
-    text = StrictCharField(allow_blank=True, trim_whitespace=False)
+    # Exactly one of the two. Which one, length and blankness are checked by jobs.services
+    # (one rule for every caller).
+    text = StrictCharField(
+        required=False, allow_blank=True, trim_whitespace=False, help_text="The text to process."
+    )
+    record_id = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=2**63 - 1,
+        help_text=(
+            "Instead of text: the id of one of the organisation's records (GET /api/v1/data); the job "
+            "processes its title and body, and its input remembers the record_id. 404 when "
+            "the organisation has no such record."
+        ),
+    )
 
 
 class JobOutput(serializers.ModelSerializer):

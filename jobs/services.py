@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import structlog
 from django.conf import settings
@@ -57,31 +59,77 @@ def job_cost(job_type: str) -> int:
     return settings.JOB_COSTS[job_type]
 
 
-def validate_job_input(*, job_type: str, text) -> str:
+def validate_job_input(*, job_type: str, text, field: str = "text") -> str:
+    """The text a job will process; `field` names the input it came from in errors."""
     if job_type not in JobType.values:
         raise ValidationFailed(f"Unknown job type {job_type!r}.")
     if not isinstance(text, str) or not text.strip():
-        raise ValidationFailed(
-            "Text to process is required.", details={"fields": {"text": ["This field may not be blank."]}}
-        )
+        if field == "text":
+            message, detail = "Text to process is required.", "This field may not be blank."
+        else:
+            message = detail = "The record has no title or text to process."
+        raise ValidationFailed(message, details={"fields": {field: [detail]}})
     limit = settings.JOB_MAX_TEXT_CHARS
     if len(text) > limit:
+        subject = "The text" if field == "text" else "The record's text"
         raise ValidationFailed(
-            f"The text is {len(text):,} characters; the limit is {limit:,}.",
-            details={"fields": {"text": [f"Ensure this field has no more than {limit} characters."]}},
+            f"{subject} is {len(text):,} characters; the limit is {limit:,}.",
+            details={"fields": {field: [f"Ensure this field has no more than {limit} characters."]}},
         )
     return text
 
 
-def job_create(*, user: User, job_type: str, text: str, provider: str | None = None) -> Job:
+# Text a job can be given by reference instead of in the request: input name -> resolver
+# (value -> text). The app that owns such text registers its resolver at start-up (the ETL
+# registers `record_id`), so this app never imports it: apps depend one way.
+_TEXT_SOURCES: dict[str, Callable[[Any], str]] = {}
+
+
+def job_text_source_register(*, name: str, resolver: Callable[[Any], str]) -> None:
+    _TEXT_SOURCES[name] = resolver
+
+
+def job_input_build(*, job_type: str, text: str | None = None, record_id: int | None = None) -> dict:
+    """The job's input: the text given, or the text of one of the organisation's records
+    (remembered by its id). Exactly one of the two, else ValidationFailed (422); a record
+    that does not exist in this organisation is NotFound (404), like any of its objects."""
+    if job_type not in JobType.values:
+        raise ValidationFailed(f"Unknown job type {job_type!r}.")
+    if (text is None) == (record_id is None):
+        message = (
+            "Give either text or record_id, not both."
+            if text is not None
+            else "Give the text to process, or the record_id of a record to process."
+        )
+        raise ValidationFailed(message, details={"fields": {"text": [message], "record_id": [message]}})
+    if text is not None:
+        return {"text": validate_job_input(job_type=job_type, text=text)}
+    resolver = _TEXT_SOURCES.get("record_id")
+    if resolver is None:
+        message = "Records cannot be processed on this server."
+        raise ValidationFailed(message, details={"fields": {"record_id": [message]}})
+    record_text = validate_job_input(job_type=job_type, text=resolver(record_id), field="record_id")
+    return {"text": record_text, "record_id": record_id}
+
+
+def job_create(
+    *,
+    user: User,
+    job_type: str,
+    text: str | None = None,
+    record_id: int | None = None,
+    provider: str | None = None,
+) -> Job:
     """Validate, charge and create a pending job in one transaction; the task is sent on
-    commit. InsufficientCredits (402) leaves nothing written. Identical text of the same
-    type within the cache's lifetime is answered at once: a completed job, cost 0."""
-    text = validate_job_input(job_type=job_type, text=text)
+    commit. The text is given, or read from a record (`record_id`); see job_input_build.
+    InsufficientCredits (402) leaves nothing written. Identical text of the same type
+    within the cache's lifetime is answered at once: a completed job, cost 0."""
+    job_input = job_input_build(job_type=job_type, text=text, record_id=record_id)
+    text = job_input["text"]
     if provider is None:
         cached = cached_result(job_type=job_type, text=text)
         if cached is not None:
-            return _job_from_cache(user=user, job_type=job_type, text=text, cached=cached)
+            return _job_from_cache(user=user, job_type=job_type, job_input=job_input, cached=cached)
     cost = job_cost(job_type)
     job_id = uuid.uuid4()
     with transaction.atomic():
@@ -89,7 +137,7 @@ def job_create(*, user: User, job_type: str, text: str, provider: str | None = N
             id=job_id,
             user=user,
             job_type=job_type,
-            input={"text": text},
+            input=job_input,
             cost=cost,
             max_attempts=settings.JOB_MAX_ATTEMPTS,
             provider=provider or default_provider_name(),
@@ -104,14 +152,14 @@ def job_create(*, user: User, job_type: str, text: str, provider: str | None = N
     return job
 
 
-def _job_from_cache(*, user: User, job_type: str, text: str, cached: CachedResult) -> Job:
+def _job_from_cache(*, user: User, job_type: str, job_input: dict, cached: CachedResult) -> Job:
     now = timezone.now()
     with transaction.atomic():
         job = Job.objects.create(
             user=user,
             job_type=job_type,
             status=JobStatus.COMPLETED,
-            input={"text": text},
+            input=job_input,
             output=cached.output,
             cost=0,
             max_attempts=settings.JOB_MAX_ATTEMPTS,

@@ -432,7 +432,8 @@ ETL_LOCAL_ROOTS = env_list(
 ETL_MAX_FILE_BYTES = env_int("ETL_MAX_FILE_BYTES", 200 * 1024 * 1024)
 # An API source that never reports its last page is stopped after this many pages.
 ETL_MAX_PAGES = env_int("ETL_MAX_PAGES", 10_000)
-# Testing the resume path on the scheduled runs: stop each after this many items.
+# Testing the resume path on the scheduled runs: stop each run the schedule starts after this
+# many items. Resume runs (the next run after a failure) and manual runs are never stopped.
 ETL_SCHEDULED_FAIL_AFTER = env_int("ETL_SCHEDULED_FAIL_AFTER", 0) or None
 
 # --- Rate limits (per organisation, on /api/) --------------------------------------------------

@@ -61,6 +61,7 @@ urlpatterns = [
     ),
     path("data", etl_views.data_page, name="data-page"),
     path("data/sources/<uuid:source_id>/run", etl_views.run_now, name="data-run"),
+    path("data/records/<int:record_id>/job", etl_views.record_job, name="data-record-job"),
 ]
 
 handler400 = "nexus.views.bad_request"

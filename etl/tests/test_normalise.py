@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from etl.drift import plan_mapping
+from etl.drift import RunDrift, plan_mapping
 from etl.normalise import ItemRejected, clean_scalar, normalise, parse_datetime, parse_tags
 
 MAPPING = {"external_id": "id", "title": "title", "published_at": "date", "tags": "tags", "author": "by"}
@@ -140,3 +140,31 @@ def test_drift_normalises_names_and_reports_new_fields_once():
         known={"views"},
     )
     assert again.events == []
+
+
+def _batch(drift: RunDrift, *shapes: set[str]) -> list[tuple[str, str, str]]:
+    keys = [frozenset(shape) for shape in shapes]
+    for key in keys:
+        drift.effective(key)
+    return [(e.kind, e.field, e.matched_to) for e in drift.batch_events(keys)]
+
+
+def test_run_drift_checks_every_batch_and_reports_each_drift_once():
+    drift = RunDrift(
+        mapping={"external_id": "id", "title": "title", "author": "author"},
+        required=["external_id", "title"],
+        threshold=85,
+        known={"id", "title", "author"},
+    )
+    # Some items leave the author out: not missing while others carry it.
+    assert _batch(drift, {"id", "title", "author"}, {"id", "title"}) == []
+    # A later batch renames title for some items: those items read it, reported once.
+    assert _batch(drift, {"id", "title", "author"}, {"id", "item_title", "author"}) == [
+        ("renamed", "title", "item_title")
+    ]
+    assert drift.effective(frozenset({"id", "item_title", "author"}))["title"] == "item_title"
+    assert drift.effective(frozenset({"id", "title", "author"}))["title"] == "title"
+    assert _batch(drift, {"id", "item_title", "author"}) == []
+    # No item of a batch has the author any more, and a new field arrives: once each.
+    assert _batch(drift, {"id", "item_title", "views"}) == [("missing", "author", ""), ("new", "views", "")]
+    assert _batch(drift, {"id", "item_title", "views"}, {"id", "title", "views"}) == []

@@ -87,6 +87,32 @@ def test_changed_file_updates_only_what_changed(org_a, files):
     assert _record("A-001").first_seen_run_id != run.pk and _record("A-001").last_updated_run_id == run.pk
 
 
+def test_items_rejected_again_unchanged_are_skipped_not_quarantined_again(org_a, files):
+    path = files / "articles.csv"
+    source = _csv_source(path)
+    first = etl_run_source(source=source)
+    assert first.quarantined == 3
+
+    # The file changes, so every row is read again; its three bad rows have not changed.
+    with path.open("a") as handle:
+        handle.write("A-010,New row,Fresh content.,2026-01-14,Jo Lin,news,5\n")
+    second = etl_run_source(source=source)
+    assert second.status == "succeeded", second.error
+    assert (second.fetched, second.inserted, second.updated, second.quarantined) == (13, 1, 0, 0)
+    assert second.skipped == 12  # 7 stored records, the duplicate row and the 3 rejected again
+    assert QuarantinedItem.objects.filter(source=source).count() == 3
+    assert not QuarantinedItem.objects.filter(run=second).exists()
+
+    # A bad row that changes is a new problem: quarantined once, with its own reason.
+    text = path.read_text().replace("not a date", "still not a date")
+    path.write_text(text + "A-011,Another,Body.,2026-01-15,Jo Lin,news,6\n")
+    third = etl_run_source(source=source)
+    assert (third.inserted, third.quarantined) == (1, 1)
+    (item,) = QuarantinedItem.objects.filter(run=third)
+    assert item.external_id == "A-007" and "still not a date" in item.reason
+    assert QuarantinedItem.objects.filter(source=source).count() == 4
+
+
 def test_resume_after_an_injected_failure_has_no_duplicates_and_no_gaps(org_a, files, settings):
     settings.ETL_BATCH_SIZE = 500
     path = files / "big.csv"
@@ -261,3 +287,30 @@ def test_an_oversized_answer_is_refused_while_it_is_read(org_a, mock_api, settin
     settings.ETL_MAX_FILE_BYTES = 2_000
     run = etl_run_source(source=_api_source(mock_api))
     assert run.status == "failed" and "larger than the limit" in run.error
+
+
+def test_drift_after_the_first_batch_is_matched_and_reported_once(org_a, settings):
+    """From item 131 on, the API calls `title` item_title, `author` writer and `score`
+    popularity: batch 4 (items 121-160) mixes both shapes, batch 5 has only the new one."""
+    from etl.mock_api import MockApi
+
+    settings.ETL_BATCH_SIZE = 40
+    renames = {"title": "item_title", "author": "writer", "score": "popularity"}
+    with MockApi(api_key="test-key", items=200, renames=renames, renames_from=131) as api:
+        run = etl_run_source(source=_api_source(api))
+    assert run.status == "succeeded", run.error
+    assert (run.inserted, run.quarantined) == (200, 0)
+    assert Record.objects.get(external_id="item-00130").title == "Item number 130"
+    assert Record.objects.get(external_id="item-00131").title == "Item number 131"
+    assert Record.objects.get(external_id="item-00200").title == "Item number 200"
+    assert Record.objects.get(external_id="item-00200").extra["popularity"] == 200000
+
+    events = [(e.kind, e.field, e.matched_to) for e in DriftEvent.objects.filter(run=run)]
+    assert events == [
+        ("new", "score", ""),  # batch 1
+        ("renamed", "title", "item_title"),  # batch 4, reported once for batches 4 and 5
+        ("new", "popularity", ""),
+        ("new", "writer", ""),
+        ("missing", "author", ""),  # batch 5: no item carries it any more
+    ]
+    assert run.drift_warnings == 5
