@@ -243,6 +243,13 @@ def test_webhook_registration_shows_the_secret_once(admin, world):
     assert admin.get(f"/webhooks/{endpoint.pk}").status_code == 200
 
 
+def test_webhook_event_descriptions_are_not_pulled_into_their_checkbox_labels(admin):
+    page = admin.get("/webhooks").content.decode()
+    events = page.split("<legend>Events</legend>")[1].split("</fieldset>")[0]
+    # Pico gives a <small> that follows an input a negative top margin.
+    assert "<small" not in events and events.count("data-choice-hint") == 3
+
+
 def test_billing_without_keys_says_it_is_not_configured(admin):
     page = admin.get("/billing").content.decode()
     assert "Billing is not configured" in page and "Buy Starter" not in page

@@ -1,6 +1,7 @@
 // Behaviour HTMX does not give by itself: stale data stays visible with a quiet warning
 // when a refresh fails; the job buttons stay disabled (with a spinner) while a job is sent
-// or runs; every failure of the jobs page is told in a sentence that says what happened.
+// or runs; every failure of the jobs page is told in a sentence that says what happened;
+// wide tables say that they scroll.
 (function () {
   "use strict";
 
@@ -145,7 +146,42 @@
     syncJobButtons();
   });
 
-  document.addEventListener("htmx:afterSettle", syncJobButtons);
+  document.addEventListener("htmx:afterSettle", function () {
+    syncJobButtons();
+    markScrollingTables();
+  });
 
-  document.addEventListener("DOMContentLoaded", syncJobButtons);
+  // --- Tables that scroll sideways ------------------------------------------------------
+
+  function markScrollingTables() {
+    document.querySelectorAll(".table-scroll").forEach(function (box) {
+      var overflowing = box.scrollWidth > box.clientWidth + 1;
+      var hint = box.previousElementSibling;
+      var hasHint = hint && hint.classList.contains("scroll-hint");
+      if (overflowing && !hasHint) {
+        hint = document.createElement("p");
+        hint.className = "scroll-hint muted";
+        hint.id = "scroll-hint-" + Math.random().toString(36).slice(2);
+        hint.textContent = "Scroll sideways to see every column →";
+        box.before(hint);
+        box.setAttribute("aria-describedby", hint.id);
+        box.tabIndex = 0; // keyboard users scroll it with the arrow keys
+      } else if (!overflowing && hasHint) {
+        hint.remove();
+        box.removeAttribute("aria-describedby");
+        box.removeAttribute("tabindex");
+      }
+    });
+  }
+
+  var resizeTimer = null;
+  window.addEventListener("resize", function () {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(markScrollingTables, 150);
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    syncJobButtons();
+    markScrollingTables();
+  });
 })();
