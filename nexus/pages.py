@@ -83,3 +83,26 @@ def page_context(request, **extra) -> dict:
         "is_admin": request.user.role == Role.ADMIN,
         **extra,
     }
+
+
+def confirmed(request, action: str) -> bool:
+    """Whether a destructive POST says it was confirmed (app.js adds the field after the
+    browser's dialog; the confirmation page carries it without JavaScript)."""
+    return request.POST.get("confirmed") == action
+
+
+def confirmation_page(request, *, title: str, question: str, action: str, button: str, cancel_url: str):
+    """Ask before doing `action`: a page whose form posts the same request again, confirmed."""
+    return render(
+        request,
+        "pages/confirm.html",
+        page_context(
+            request,
+            title=title,
+            question=question,
+            action=action,
+            button=button,
+            cancel_url=cancel_url,
+            post_url=request.path,
+        ),
+    )

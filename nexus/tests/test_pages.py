@@ -226,6 +226,28 @@ def test_members_page_admin_changes_roles_and_last_admin_is_protected(admin, mem
     assert member.post(f"/members/{world.admin_a.pk}", {"role": "member"}).status_code in (302, 403)
 
 
+def test_removing_a_member_asks_first_even_without_javascript(admin, world):
+    page = admin.get("/members").content.decode()
+    assert "data-confirm=" in page
+    asked = admin.post(f"/members/{world.member_a.pk}", {"action": "remove", "role": "member"})
+    content = asked.content.decode()
+    assert asked.status_code == 200 and "Remove member@org-a.test from Org A?" in content
+    assert 'name="confirmed" value="remove"' in content and 'href="/members"' in content
+    world.member_a.refresh_from_db()
+    assert world.member_a.is_active and world.member_a.organisation_id == world.org_a.pk
+
+    done = admin.post(
+        f"/members/{world.member_a.pk}", {"action": "remove", "confirmed": "remove"}, follow=True
+    )
+    assert "Member removed." in done.content.decode()
+    world.member_a.refresh_from_db()
+    assert not world.member_a.is_active and world.member_a.organisation_id is None
+
+
+def test_removing_someone_not_in_the_organisation_is_a_404(admin, world):
+    assert admin.post(f"/members/{world.member_b.pk}", {"action": "remove"}).status_code == 404
+
+
 def test_member_cannot_post_admin_forms(member, world):
     assert member.post("/webhooks/create", {"url": "http://127.0.0.1:9/x"}).status_code == 403
     assert member.post("/billing/buy", {"pack": "x"}).status_code == 403
@@ -241,6 +263,33 @@ def test_webhook_registration_shows_the_secret_once(admin, world):
     with tenant_context(world.org_a):
         endpoint = WebhookEndpoint.objects.get()
     assert admin.get(f"/webhooks/{endpoint.pk}").status_code == 200
+
+
+def test_deleting_a_webhook_endpoint_asks_first_and_goes_through_the_service(admin, world, caplog):
+    import logging
+
+    from webhooks.services import webhook_endpoint_create
+
+    with tenant_context(world.org_a):
+        endpoint, _ = webhook_endpoint_create(url="http://127.0.0.1:9/hook", event_types=["job.completed"])
+    assert "data-confirm=" in admin.get("/webhooks").content.decode()
+    asked = admin.post(f"/webhooks/{endpoint.pk}/action", {"action": "delete"})
+    assert (
+        asked.status_code == 200 and "Delete the endpoint http://127.0.0.1:9/hook" in asked.content.decode()
+    )
+    with tenant_context(world.org_a):
+        assert WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
+
+    caplog.set_level(logging.INFO, logger="webhooks.services")
+    done = admin.post(
+        f"/webhooks/{endpoint.pk}/action", {"action": "delete", "confirmed": "delete"}, follow=True
+    )
+    assert "Endpoint deleted." in done.content.decode()
+    with tenant_context(world.org_a):
+        assert not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
+    assert any(
+        isinstance(r.msg, dict) and r.msg.get("event") == "webhook.endpoint_deleted" for r in caplog.records
+    )
 
 
 def test_webhook_event_descriptions_are_not_pulled_into_their_checkbox_labels(admin):

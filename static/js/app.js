@@ -1,7 +1,7 @@
 // Behaviour HTMX does not give by itself: stale data stays visible with a quiet warning
 // when a refresh fails; the job buttons stay disabled (with a spinner) while a job is sent
 // or runs; every failure of the jobs page is told in a sentence that says what happened;
-// wide tables say that they scroll.
+// destructive buttons ask first; wide tables say that they scroll.
 (function () {
   "use strict";
 
@@ -150,6 +150,27 @@
     syncJobButtons();
     markScrollingTables();
   });
+
+  // --- Confirmation ---------------------------------------------------------------------
+
+  // A button with data-confirm asks before its form is sent. The server asks again on a
+  // page of its own unless the form says it was confirmed, so it also works without this.
+  document.addEventListener("submit", function (event) {
+    var button = event.submitter;
+    if (!button || !button.dataset.confirm) { return; }
+    if (!window.confirm(button.dataset.confirm)) {
+      event.preventDefault();
+      return;
+    }
+    var confirmed = event.target.querySelector("input[name=confirmed]");
+    if (!confirmed) {
+      confirmed = document.createElement("input");
+      confirmed.type = "hidden";
+      confirmed.name = "confirmed";
+      event.target.appendChild(confirmed);
+    }
+    confirmed.value = button.value;
+  }, true);
 
   // --- Tables that scroll sideways ------------------------------------------------------
 

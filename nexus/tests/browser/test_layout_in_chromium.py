@@ -1,5 +1,6 @@
-"""The pages in a real browser on a phone-sized screen and without JavaScript: nothing
-sticks out sideways, nothing overlaps, and forms still work."""
+"""The pages in a real browser on a phone-sized screen, without JavaScript, and around the
+buttons that destroy something: nothing sticks out sideways, nothing overlaps, and nothing
+is removed without a second "yes"."""
 
 import pytest
 from django_tenants.utils import tenant_context
@@ -116,6 +117,52 @@ def test_webhook_event_descriptions_do_not_overlap_their_labels(chromium, live_w
         assert page.locator(f"#{first.get_attribute('aria-describedby')}").inner_text() != ""
     finally:
         context.close()
+
+
+def test_removing_a_member_asks_first(page, live_web, busy_person):
+    from tenants.models import User
+
+    sign_in(page, live_web, busy_person, path="/members")
+    page.wait_for_url(f"{live_web.url}/members")
+    remove = page.get_by_role("button", name=f"Remove {busy_person.colleague.email}")
+    questions = []
+
+    def answer(dialog, accept):
+        questions.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda dialog: answer(dialog, accept=False))
+    remove.click()
+    page.wait_for_timeout(500)
+    assert busy_person.colleague.email in questions[0]
+    assert User.objects.get(pk=busy_person.colleague.pk).is_active
+
+    page.once("dialog", lambda dialog: answer(dialog, accept=True))
+    remove.click()
+    page.get_by_text("Member removed.").wait_for()
+    colleague = User.objects.get(pk=busy_person.colleague.pk)
+    assert not colleague.is_active and colleague.organisation_id is None
+
+
+def test_deleting_a_webhook_asks_first_without_javascript(page_without_javascript, live_web, busy_person):
+    from webhooks.models import WebhookEndpoint
+
+    page = page_without_javascript
+    sign_in(page, live_web, busy_person, path="/webhooks")
+    page.wait_for_url(f"{live_web.url}/webhooks")
+    page.get_by_role("button", name="Delete").click()
+    page.get_by_role("heading", name="Delete a webhook endpoint").wait_for()
+    assert LONG_URL in page.locator("main").inner_text()
+    page.get_by_role("button", name="Cancel").click()
+    page.wait_for_url(f"{live_web.url}/webhooks")
+    with tenant_context(busy_person):
+        assert WebhookEndpoint.objects.filter(pk=busy_person.endpoint.pk).exists()
+
+    page.get_by_role("button", name="Delete").click()
+    page.get_by_role("button", name="Delete endpoint").click()
+    page.get_by_text("Endpoint deleted.").wait_for()
+    with tenant_context(busy_person):
+        assert not WebhookEndpoint.objects.filter(pk=busy_person.endpoint.pk).exists()
 
 
 def test_a_job_sent_without_javascript_keeps_the_text_out_of_the_address(
