@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
 
 from jobs.models import Job, JobEvent, JobStatus, JobType
@@ -15,7 +16,7 @@ from nexus.api.errors import NotFound
 def job_get(*, job_id: uuid.UUID | str) -> Job:
     try:
         return Job.objects.get(pk=job_id)
-    except (Job.DoesNotExist, ValueError):
+    except (Job.DoesNotExist, ValueError, ValidationError):  # a malformed id is not a job either
         raise NotFound("No such job.") from None
 
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from billing.selectors import credits_recent, credits_spent_per_day
 from billing.views import balance_context
 from jobs import selectors, services
 from jobs.models import FINISHED_STATUSES, JobType
-from nexus.api.errors import AppError, PaymentRequired
-from nexus.pages import org_page, page_context
+from nexus.api.errors import AppError, NotFound, PaymentRequired, ValidationFailed
+from nexus.pages import is_htmx, org_page, page_context
 
 # A narrow canvas: scaled down to a phone, its 13px labels stay readable.
 CHART_WIDTH, CHART_HEIGHT, CHART_BASE = 420, 230, 190
@@ -68,40 +68,87 @@ def _history():
     return selectors.job_list().order_by("-created_at")[:20]
 
 
-@org_page
-def jobs_page(request):
+def _shown_job(request):
+    """The job named by ?job=<id> (where a submit without JavaScript lands), if any."""
+    job_id = request.GET.get("job")
+    if not job_id:
+        return None
+    try:
+        return selectors.job_get(job_id=job_id)
+    except NotFound:
+        return None  # an old or foreign link: the page without it
+
+
+def _jobs_page(request, *, job=None, problem=None, text="", status: int = 200):
     return render(
         request,
         "jobs/jobs.html",
-        page_context(request, nav="jobs", jobs=_history(), costs=settings.JOB_COSTS),
+        page_context(
+            request,
+            nav="jobs",
+            jobs=_history(),
+            costs=settings.JOB_COSTS,
+            job=job,
+            finished=job is not None and job.status in FINISHED_STATUSES,
+            problem=problem,
+            text=text,
+        ),
+        status=status,
     )
 
 
-def _result(request, job, *, status: int = 200):
+@org_page
+def jobs_page(request):
+    return _jobs_page(request, job=_shown_job(request))
+
+
+def _result(request, job, *, with_history: bool):
+    """The result panel. The history comes with it (swapped out of band) when it has
+    something new to show: a job just created, a status the page has not seen, the end."""
+    finished = job.status in FINISHED_STATUSES
     return render(
         request,
-        "jobs/_result.html",
-        {"job": job, "finished": job.status in FINISHED_STATUSES, "jobs": _history()},
-        status=status,
+        "jobs/_result_response.html",
+        {
+            "job": job,
+            "finished": finished,
+            "jobs": _history(),
+            "with_history": with_history or finished,
+        },
     )
 
 
 @require_POST
 @org_page
 def submit(request):
+    """HTMX answers the result panel. Without JavaScript the form posts here too: a created
+    job redirects to /jobs?job=<id> (so a reload cannot charge twice); a refusal shows the
+    page again with the reason and the text kept."""
     job_type = request.POST.get("job_type", "")
     text = request.POST.get("text", "")
+    problem = None
+    job = None
     if job_type not in JobType.values:
-        return render(request, "jobs/_problem.html", {"message": "Choose Summarise or Analyse."})
-    try:
-        job = services.job_create(user=request.user, job_type=job_type, text=text)
-    except PaymentRequired as exc:
-        return render(request, "jobs/_problem.html", {"message": exc.message, "billing_link": True})
-    except AppError as exc:
-        return render(request, "jobs/_problem.html", {"message": exc.message})
-    return _result(request, job)
+        problem = {"message": "Choose Summarise or Analyse."}
+    else:
+        try:
+            job = services.job_create(user=request.user, job_type=job_type, text=text)
+        except PaymentRequired as exc:
+            problem = {"message": exc.message, "billing_link": True}
+        except ValidationFailed as exc:
+            problem = {"message": exc.message, "invalid": True}
+        except AppError as exc:
+            problem = {"message": exc.message}
+    if not is_htmx(request):
+        if job is not None:
+            return redirect(f"/jobs?job={job.pk}")
+        return _jobs_page(request, problem=problem, text=text)
+    if job is None:
+        return render(request, "jobs/_problem.html", problem)
+    return _result(request, job, with_history=True)
 
 
 @org_page
 def result(request, job_id):
-    return _result(request, selectors.job_get(job_id=job_id))
+    job = selectors.job_get(job_id=job_id)
+    return _result(request, job, with_history=request.GET.get("shown") != job.status)

@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from nexus.api.errors import AppError
-from nexus.pages import org_page, page_context
+from nexus.pages import confirmation_page, confirmed, org_page, page_context
 from tenants import selectors, services
 from tenants.models import Role
 
@@ -25,6 +25,16 @@ def members_page(request):
 @require_POST
 @org_page(admin=True)
 def member_update(request, member_id):
+    if request.POST.get("action") == "remove" and not confirmed(request, "remove"):
+        member = selectors.member_get(org=request.tenant, member_id=member_id)
+        return confirmation_page(
+            request,
+            title="Remove a member",
+            question=f"Remove {member.email} from {request.tenant.name}? They lose access at once.",
+            action="remove",
+            button=f"Remove {member.email}",
+            cancel_url="/members",
+        )
     try:
         if request.POST.get("action") == "remove":
             services.member_remove(org=request.tenant, member_id=member_id)

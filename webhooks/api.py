@@ -85,7 +85,7 @@ class EndpointDetailView(APIView):
         tags=TAGS,
     )
     def delete(self, request, endpoint_id, *args, **kwargs):
-        selectors.endpoint_get(endpoint_id=endpoint_id).delete()
+        services.webhook_endpoint_delete(endpoint=selectors.endpoint_get(endpoint_id=endpoint_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -106,6 +106,16 @@ def webhook_endpoint_update(*, endpoint: WebhookEndpoint, **changes) -> WebhookE
     return endpoint
 
 
+def webhook_endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
+    """Delete an endpoint with its deliveries and attempts (the delivery log goes with it).
+    A delivery task already queued finds its delivery gone and returns."""
+    endpoint_id = str(endpoint.pk)
+    with transaction.atomic():
+        deliveries = WebhookDelivery.objects.filter(endpoint=endpoint).count()
+        endpoint.delete()
+    log.info("webhook.endpoint_deleted", endpoint_id=endpoint_id, deliveries=deliveries)
+
+
 def webhook_secret_rotate(*, endpoint: WebhookEndpoint) -> str:
     """A new signing secret; for WEBHOOK_SECRET_OVERLAP_HOURS deliveries carry signatures
     with both, so receivers can switch without losing a delivery."""

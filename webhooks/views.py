@@ -7,7 +7,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from nexus.api.errors import AppError
-from nexus.pages import org_page, page_context
+from nexus.pages import confirmation_page, confirmed, org_page, page_context
 from webhooks import selectors, services
 from webhooks.events import SUBSCRIBABLE_EVENTS
 
@@ -50,6 +50,15 @@ def webhook_create(request):
 def webhook_action(request, endpoint_id):
     endpoint = selectors.endpoint_get(endpoint_id=endpoint_id)
     action = request.POST.get("action")
+    if action == "delete" and not confirmed(request, "delete"):
+        return confirmation_page(
+            request,
+            title="Delete a webhook endpoint",
+            question=f"Delete the endpoint {endpoint.url} and its delivery log? This cannot be undone.",
+            action="delete",
+            button="Delete endpoint",
+            cancel_url="/webhooks",
+        )
     try:
         if action == "rotate":
             request.session["webhook_secret"] = services.webhook_secret_rotate(endpoint=endpoint)
@@ -65,7 +74,7 @@ def webhook_action(request, endpoint_id):
             services.webhook_endpoint_update(endpoint=endpoint, active=False)
             messages.success(request, "Endpoint disabled.")
         elif action == "delete":
-            endpoint.delete()
+            services.webhook_endpoint_delete(endpoint=endpoint)
             messages.success(request, "Endpoint deleted.")
     except AppError as exc:
         messages.error(request, exc.message)

@@ -45,6 +45,31 @@ def test_htmx_requests_without_a_session_redirect_the_whole_page(client):
     assert response.status_code == 200 and response["HX-Redirect"].startswith("/accounts/login/")
 
 
+@pytest.mark.parametrize(
+    ("current_url", "expected_next"),
+    [
+        ("http://testserver/", "/"),
+        ("http://testserver/jobs", "/jobs"),
+        ("http://testserver/data?search=launch%20day", "/data%3Fsearch%3Dlaunch%2520day"),
+        # The header is the client's word: another host, or a scheme trick, is the dashboard.
+        ("https://evil.example/jobs", "/"),
+        ("//evil.example/jobs", "/"),
+        ("javascript:alert(1)", "/"),
+        ("", "/"),
+    ],
+)
+def test_an_expired_session_sends_htmx_back_to_the_page_not_the_fragment(client, current_url, expected_next):
+    headers = {"HTTP_HX_REQUEST": "true"}
+    if current_url:
+        headers["HTTP_HX_CURRENT_URL"] = current_url
+    for fragment in ("/partials/balance", "/jobs/00000000-0000-0000-0000-000000000000/result"):
+        response = client.get(fragment, **headers)
+        assert response.status_code == 200
+        assert response["HX-Redirect"] == f"/accounts/login/?next={expected_next}"
+    submitted = client.post("/jobs/submit", {"text": "x", "job_type": "summarize"}, **headers)
+    assert submitted["HX-Redirect"] == f"/accounts/login/?next={expected_next}"
+
+
 @pytest.mark.parametrize("path", PAGES)
 def test_every_page_renders_for_a_member(member, path, world):
     response = member.get(path)
@@ -91,25 +116,104 @@ def test_submitting_a_job_answers_a_polling_panel_then_the_result(member, world,
     with tenant_context(world.org_a):
         credits_grant(amount=100, reason="x", actor_label="operator:tests")
     panel = member.post(
-        "/jobs/submit", {"text": "Hello there. A short text.", "job_type": "summarize"}
+        "/jobs/submit",
+        {"text": "Hello there. A short text.", "job_type": "summarize"},
+        HTTP_HX_REQUEST="true",
     ).content.decode()
     assert "data-job-active" in panel and 'hx-trigger="every 2s"' in panel and "aria-busy" in panel
     job_id = panel.split('data-job-id="')[1].split('"')[0]
     with tenant_context(world.org_a):
         tasks.run_job(job_id)
-    done = member.get(f"/jobs/{job_id}/result").content.decode()
+    done = member.get(f"/jobs/{job_id}/result?shown=pending", HTTP_HX_REQUEST="true").content.decode()
     assert "data-job-active" not in done and "hx-trigger" not in done.split("</div>")[0]
     assert "data-job-output" in done and 'hx-swap-oob="true"' in done
 
 
+def test_the_history_shows_a_new_job_at_once_and_each_change_of_its_status(member, world, no_tasks):
+    with tenant_context(world.org_a):
+        credits_grant(amount=100, reason="x", actor_label="operator:tests")
+    panel = member.post(
+        "/jobs/submit", {"text": "Put me in the history.", "job_type": "summarize"}, HTTP_HX_REQUEST="true"
+    ).content.decode()
+    history = panel.split('id="job-history"')[1]
+    assert 'hx-swap-oob="true"' in history and "pending" in history and "No jobs yet" not in history
+    job_id = panel.split('data-job-id="')[1].split('"')[0]
+    assert f"/jobs/{job_id}/result?shown=pending" in panel
+    # A poll that sees the status the page already shows sends no history; a change does.
+    same = member.get(f"/jobs/{job_id}/result?shown=pending", HTTP_HX_REQUEST="true").content.decode()
+    assert "job-history" not in same
+    with tenant_context(world.org_a):
+        from jobs.models import Job
+
+        Job.objects.filter(pk=job_id).update(status="running")
+    changed = member.get(f"/jobs/{job_id}/result?shown=pending", HTTP_HX_REQUEST="true").content.decode()
+    assert 'id="job-history" aria-labelledby="history-heading" hx-swap-oob="true"' in changed
+    assert "?shown=running" in changed
+
+
 def test_not_enough_credits_says_so_and_links_to_billing(member, no_tasks):
-    fragment = member.post("/jobs/submit", {"text": "Hi.", "job_type": "analyze"}).content.decode()
+    fragment = member.post(
+        "/jobs/submit", {"text": "Hi.", "job_type": "analyze"}, HTTP_HX_REQUEST="true"
+    ).content.decode()
     assert "Not enough credits" in fragment and 'href="/billing"' in fragment
 
 
 def test_invalid_job_input_is_explained(member, no_tasks):
-    fragment = member.post("/jobs/submit", {"text": "   ", "job_type": "summarize"}).content.decode()
+    fragment = member.post(
+        "/jobs/submit", {"text": "   ", "job_type": "summarize"}, HTTP_HX_REQUEST="true"
+    ).content.decode()
     assert "required" in fragment
+
+
+def test_the_jobs_form_posts_even_without_javascript(member):
+    page = member.get("/jobs").content.decode()
+    assert '<form method="post" action="/jobs/submit"' in page and 'hx-post="/jobs/submit"' in page
+    # Every job button is disabled while the form is sent, not only the first one.
+    assert 'hx-disabled-elt="[data-job-button]"' in page and page.count("data-job-button") == 3
+
+
+def test_a_job_sent_without_javascript_lands_on_the_jobs_page_showing_it(member, world, no_tasks):
+    with tenant_context(world.org_a):
+        credits_grant(amount=100, reason="x", actor_label="operator:tests")
+    response = member.post("/jobs/submit", {"text": "No scripts here.", "job_type": "summarize"})
+    assert response.status_code == 302 and response["Location"].startswith("/jobs?job=")
+    page = member.get(response["Location"]).content.decode()
+    job_id = response["Location"].split("=")[1]
+    assert "<h1>Jobs</h1>" in page and f'data-job-id="{job_id}"' in page and "pending" in page
+    assert "/static/vendor/pico/pico.min.css" in page
+    # A stale or foreign link is just the page.
+    assert member.get("/jobs?job=00000000-0000-0000-0000-000000000000").status_code == 200
+    assert member.get("/jobs?job=not-a-uuid").status_code == 200
+
+
+def test_a_refused_job_without_javascript_shows_the_page_again_with_the_reason(member, world, no_tasks):
+    response = member.post("/jobs/submit", {"text": "Too poor to analyse.", "job_type": "analyze"})
+    page = response.content.decode()
+    assert response.status_code == 200 and "<h1>Jobs</h1>" in page
+    assert "Not enough credits" in page and 'href="/billing"' in page
+    assert ">Too poor to analyse.</textarea>" in page
+    invalid = member.post("/jobs/submit", {"text": "  ", "job_type": "summarize"}).content.decode()
+    assert "required" in invalid and 'aria-invalid="true"' in invalid
+    with tenant_context(world.org_a):
+        from jobs.models import Job
+
+        assert Job.objects.count() == 0
+
+
+@pytest.mark.parametrize("htmx", [True, False])
+def test_an_unknown_job_result_is_a_404_not_a_server_error(member, htmx):
+    headers = {"HTTP_HX_REQUEST": "true"} if htmx else {}
+    response = member.get("/jobs/00000000-0000-0000-0000-000000000000/result", **headers)
+    assert response.status_code == 404 and "No such job." in response.content.decode()
+
+
+def test_another_organisations_job_result_is_a_404(member, world, no_tasks):
+    with tenant_context(world.org_b):
+        credits_grant(amount=100, reason="x", actor_label="operator:tests")
+        from jobs.services import job_create
+
+        job = job_create(user=world.member_b, job_type="summarize", text="Org B's own text.")
+    assert member.get(f"/jobs/{job.pk}/result", HTTP_HX_REQUEST="true").status_code == 404
 
 
 def test_members_page_admin_changes_roles_and_last_admin_is_protected(admin, member, world):
@@ -120,6 +224,28 @@ def test_members_page_admin_changes_roles_and_last_admin_is_protected(admin, mem
     world.member_a.refresh_from_db()
     assert world.member_a.role == "admin"
     assert member.post(f"/members/{world.admin_a.pk}", {"role": "member"}).status_code in (302, 403)
+
+
+def test_removing_a_member_asks_first_even_without_javascript(admin, world):
+    page = admin.get("/members").content.decode()
+    assert "data-confirm=" in page
+    asked = admin.post(f"/members/{world.member_a.pk}", {"action": "remove", "role": "member"})
+    content = asked.content.decode()
+    assert asked.status_code == 200 and "Remove member@org-a.test from Org A?" in content
+    assert 'name="confirmed" value="remove"' in content and 'href="/members"' in content
+    world.member_a.refresh_from_db()
+    assert world.member_a.is_active and world.member_a.organisation_id == world.org_a.pk
+
+    done = admin.post(
+        f"/members/{world.member_a.pk}", {"action": "remove", "confirmed": "remove"}, follow=True
+    )
+    assert "Member removed." in done.content.decode()
+    world.member_a.refresh_from_db()
+    assert not world.member_a.is_active and world.member_a.organisation_id is None
+
+
+def test_removing_someone_not_in_the_organisation_is_a_404(admin, world):
+    assert admin.post(f"/members/{world.member_b.pk}", {"action": "remove"}).status_code == 404
 
 
 def test_member_cannot_post_admin_forms(member, world):
@@ -137,6 +263,40 @@ def test_webhook_registration_shows_the_secret_once(admin, world):
     with tenant_context(world.org_a):
         endpoint = WebhookEndpoint.objects.get()
     assert admin.get(f"/webhooks/{endpoint.pk}").status_code == 200
+
+
+def test_deleting_a_webhook_endpoint_asks_first_and_goes_through_the_service(admin, world, caplog):
+    import logging
+
+    from webhooks.services import webhook_endpoint_create
+
+    with tenant_context(world.org_a):
+        endpoint, _ = webhook_endpoint_create(url="http://127.0.0.1:9/hook", event_types=["job.completed"])
+    assert "data-confirm=" in admin.get("/webhooks").content.decode()
+    asked = admin.post(f"/webhooks/{endpoint.pk}/action", {"action": "delete"})
+    assert (
+        asked.status_code == 200 and "Delete the endpoint http://127.0.0.1:9/hook" in asked.content.decode()
+    )
+    with tenant_context(world.org_a):
+        assert WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
+
+    caplog.set_level(logging.INFO, logger="webhooks.services")
+    done = admin.post(
+        f"/webhooks/{endpoint.pk}/action", {"action": "delete", "confirmed": "delete"}, follow=True
+    )
+    assert "Endpoint deleted." in done.content.decode()
+    with tenant_context(world.org_a):
+        assert not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
+    assert any(
+        isinstance(r.msg, dict) and r.msg.get("event") == "webhook.endpoint_deleted" for r in caplog.records
+    )
+
+
+def test_webhook_event_descriptions_are_not_pulled_into_their_checkbox_labels(admin):
+    page = admin.get("/webhooks").content.decode()
+    events = page.split("<legend>Events</legend>")[1].split("</fieldset>")[0]
+    # Pico gives a <small> that follows an input a negative top margin.
+    assert "<small" not in events and events.count("data-choice-hint") == 3
 
 
 def test_billing_without_keys_says_it_is_not_configured(admin):

@@ -172,6 +172,35 @@ def test_delete_removes_the_endpoint(world, api_as, receiver):
     assert client.get(f"/api/v1/webhooks/{endpoint_id}").status_code == 404
 
 
+def test_delete_goes_through_the_service_and_takes_the_delivery_log(
+    world, api_as, receiver, monkeypatch, caplog
+):
+    import logging
+
+    from webhooks import services, tasks
+    from webhooks.models import WebhookAttempt, WebhookDelivery
+
+    monkeypatch.setattr(tasks.deliver, "apply_async", lambda *a, **k: None)
+    client = api_as(world.admin_a)
+    endpoint_id = _register(client, receiver.hook_url).json()["data"]["id"]
+    with tenant_context(world.org_a):
+        delivery = services.webhook_send_test(endpoint=WebhookEndpoint.objects.get(pk=endpoint_id))
+        services.webhook_attempt(delivery_id=str(delivery.pk))
+        assert WebhookAttempt.objects.filter(delivery=delivery).exists()
+    caplog.set_level(logging.INFO, logger="webhooks.services")
+    assert client.delete(f"/api/v1/webhooks/{endpoint_id}").status_code == 204
+    with tenant_context(world.org_a):
+        assert not WebhookDelivery.objects.exists() and not WebhookAttempt.objects.exists()
+        # The queued task of a deleted delivery finds nothing to do.
+        assert services.webhook_attempt(delivery_id=str(delivery.pk)) is None
+    deleted = [
+        r.msg
+        for r in caplog.records
+        if isinstance(r.msg, dict) and r.msg.get("event") == "webhook.endpoint_deleted"
+    ]
+    assert deleted == [{**deleted[0], "endpoint_id": endpoint_id, "deliveries": 1}]
+
+
 def test_operator_sees_deliveries_and_redelivers_in_the_admin(world, client, receiver, monkeypatch):
     from tenants.models import User
     from webhooks import services, tasks

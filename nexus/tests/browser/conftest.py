@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from nexus.tests.browser.helpers import PASSWORD
 from nexus.tests.live import ARTIFACTS, ROOT, live_env
 
 CHROMIUM = "/usr/bin/chromium"
@@ -81,6 +82,14 @@ def live_web(live_db, gemini_stub, celery_worker):
     server.stop()
 
 
+@pytest.fixture
+def person(live_org):
+    """The live organisation, whose admin signs in with PASSWORD."""
+    live_org.admin.set_password(PASSWORD)
+    live_org.admin.save()
+    return live_org
+
+
 @pytest.fixture(scope="session")
 def chromium():
     from playwright.sync_api import sync_playwright
@@ -103,9 +112,8 @@ def pytest_runtest_makereport(item, call):
     setattr(item, f"report_{report.when}", report)
 
 
-@pytest.fixture
-def page(chromium, request, tmp_path):
-    context = chromium.new_context(viewport={"width": 1200, "height": 900})
+def _open_page(chromium, request, tmp_path, **context_options):
+    context = chromium.new_context(**context_options)
     page = context.new_page()
     page.set_default_timeout(15_000)
     yield page
@@ -116,3 +124,22 @@ def page(chromium, request, tmp_path):
         page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
         shutil.copy(tmp_path / "failure.png", target)
     context.close()
+
+
+@pytest.fixture
+def page(chromium, request, tmp_path):
+    yield from _open_page(chromium, request, tmp_path, viewport={"width": 1200, "height": 900})
+
+
+@pytest.fixture
+def phone(chromium, request, tmp_path):
+    """A phone-sized window, 390 x 844 CSS pixels. Not emulated as a mobile device: mobile
+    emulation widens the layout viewport to fit overflowing content, which would hide it."""
+    yield from _open_page(chromium, request, tmp_path, viewport={"width": 390, "height": 844})
+
+
+@pytest.fixture
+def page_without_javascript(chromium, request, tmp_path):
+    yield from _open_page(
+        chromium, request, tmp_path, viewport={"width": 1200, "height": 900}, java_script_enabled=False
+    )
