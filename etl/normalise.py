@@ -17,6 +17,8 @@ from typing import Any
 from dateutil import parser as date_parser
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from nexus.net import web_url
+
 UNIFIED_FIELDS = ("external_id", "title", "body", "url", "author", "published_at", "tags")
 
 _DATE_FORMATS = (
@@ -169,6 +171,13 @@ class UnifiedRecord(BaseModel):
     @classmethod
     def _text(cls, value):
         return clean_text(value)
+
+    @field_validator("url")
+    @classmethod
+    def _web_url(cls, value):
+        # A source's `javascript:` or `data:` link would run in our pages when clicked; the
+        # raw table still holds what the source sent.
+        return web_url(value)
 
     @field_validator("published_at", mode="before")
     @classmethod

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from etl import selectors, services
 from etl.models import RunTrigger
 from jobs import services as job_services
-from nexus.api.errors import AppError, NotFound
+from nexus.api.errors import AppError
 from nexus.pages import org_page, page_context
 
 
@@ -52,10 +51,7 @@ def run_now(request, source_id):
 def record_job(request, record_id):
     """Summarise or analyse one record (any member, like every job): the job is created
     and charged as from the jobs page, and the jobs page shows it."""
-    try:
-        record = selectors.record_get(record_id=record_id)
-    except NotFound:
-        raise Http404("No such record.") from None
+    record = selectors.record_get(record_id=record_id)  # another organisation's: 404 (org_page)
     try:
         job = job_services.job_create(
             user=request.user, job_type=request.POST.get("job_type", ""), record_id=record.pk

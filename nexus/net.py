@@ -102,3 +102,15 @@ def read_limited(response, *, limit: int, deadline: float) -> tuple[bytes, bool]
         if size >= limit or time.monotonic() > deadline:
             return b"".join(chunks)[:limit], True
     return b"".join(chunks), False
+
+
+def web_url(value: str | None) -> str | None:
+    """`value` if it is an http(s) link with a host, else None: links from outside data are
+    shown in our pages, where a `javascript:` or `data:` URL would run when clicked."""
+    if not value:
+        return None
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return None
+    return value if parts.scheme.lower() in ("http", "https") and parts.netloc else None

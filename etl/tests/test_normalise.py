@@ -81,6 +81,24 @@ def test_normalise_maps_trims_and_keeps_the_rest_in_extra():
 
 
 @pytest.mark.parametrize(
+    "url,kept",
+    [
+        ("https://example.com/a?b=1", True),
+        ("HTTP://example.com/", True),
+        ("javascript:alert(document.cookie)", False),
+        (" JavaScript:alert(1)", False),
+        ("data:text/html,<script>alert(1)</script>", False),
+        ("//example.com/no-scheme", False),
+        ("https:///no-host", False),
+        ("mailto:someone@example.com", False),
+    ],
+)
+def test_only_web_links_are_kept_as_a_records_url(url, kept):
+    record = normalise({"id": "1", "title": "t", "link": url}, {**MAPPING, "url": "link"}, ["external_id"])
+    assert record.url == (url.strip() if kept else None)
+
+
+@pytest.mark.parametrize(
     "payload,reason",
     [
         ({"id": "1", "title": "   "}, "missing required field 'title'"),

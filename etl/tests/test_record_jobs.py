@@ -143,8 +143,22 @@ def test_the_data_page_explains_what_it_cannot_do(world, files, sent):
     record = _record(files, world.org_a)
     response = client.post(f"/data/records/{record.pk}/job", {"job_type": "summarize"}, follow=True)
     assert response.redirect_chain == [("/data", 302)]
-    assert "credits" in response.content.decode()  # not enough of them: nothing created
+    assert "Not enough credits: this needs 10 and the balance is 0." in response.content.decode()
     response = client.post(f"/data/records/{record.pk}/job", {"job_type": "translate"}, follow=True)
     assert "Unknown job type" in response.content.decode()
     with tenant_context(world.org_a):
         assert not Job.objects.exists()
+
+
+def test_the_data_page_links_only_web_urls(world, files, sent):
+    """Defence in depth: even a stored javascript: URL is never rendered as a link."""
+    record = _record(files, world.org_a)
+    other = _record(files, world.org_a, external_id="R-2", title="Safe one")
+    with tenant_context(world.org_a):
+        Record.objects.filter(pk=record.pk).update(url="javascript:alert(document.cookie)")
+        Record.objects.filter(pk=other.pk).update(url="https://example.com/safe")
+    client = Client()
+    client.force_login(world.member_a)
+    page = client.get("/data").content.decode()
+    assert "javascript:" not in page
+    assert '<a href="https://example.com/safe" rel="noopener noreferrer">Safe one</a>' in page
