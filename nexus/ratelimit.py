@@ -1,6 +1,7 @@
 """Rate limits on /api/: a sliding window in a Redis sorted set, per organisation for its
-callers and per client address for requests with no organisation (sign-in, token refresh,
-a bad token), so every API response carries the limit it is under.
+callers (a token refresh counts for the organisation its refresh token names) and per
+client address for requests with no organisation (a missing or bad token), so every API
+response carries the limit it is under.
 
 One Lua script trims the window, counts and records the request, so concurrent requests
 can never both take the last slot. Redis being unreachable lets requests through (the
@@ -10,6 +11,7 @@ and counted, so a Redis outage is not an API outage. See docs/specs/rate-limits.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import uuid
 from dataclasses import dataclass
@@ -18,9 +20,12 @@ import structlog
 from django.conf import settings
 from django.http import JsonResponse
 from prometheus_client import Counter
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.tokens import RefreshToken
 
 from nexus.api.exceptions import error_body
 from nexus.redis import get_redis, redis_key
+from tenants.models import Organisation
 
 log = structlog.get_logger(__name__)
 
@@ -86,14 +91,39 @@ def _headers(policy: str, decision: Decision, window_seconds: int) -> dict[str, 
 def client_address(request) -> str:
     """The caller's address: REMOTE_ADDR, or with RATE_LIMIT_TRUSTED_PROXIES = n the n-th
     address from the right of X-Forwarded-For (what our own proxies appended; anything
-    further left is the client's say and can be forged)."""
+    further left is the client's say and can be forged). IPv6 callers are counted by /64,
+    the smallest block one subscriber usually holds, so new addresses do not mean new quota."""
+    address = request.META.get("REMOTE_ADDR", "unknown")
     proxies = settings.RATE_LIMIT_TRUSTED_PROXIES
     if proxies:
         forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
         forwarded = [part for part in forwarded if part]
         if len(forwarded) >= proxies:
-            return forwarded[-proxies]
-    return request.META.get("REMOTE_ADDR", "unknown")
+            address = forwarded[-proxies]
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
+
+
+def _refreshing_organisation(request) -> Organisation | None:
+    """A token refresh has no caller yet, but its refresh token names the organisation: it
+    counts there, not against an address a whole office or proxy may share."""
+    if not request.path.endswith("/auth/refresh"):
+        return None
+    raw = request.COOKIES.get(settings.REFRESH_COOKIE_NAME)
+    if not raw:
+        return None
+    try:
+        org_id = RefreshToken(raw).get("org")
+    except TokenError:
+        return None
+    return Organisation.objects.filter(pk=org_id, is_active=True).first() if org_id else None
 
 
 class RateLimitMiddleware:
@@ -107,7 +137,7 @@ class RateLimitMiddleware:
     def __call__(self, request):
         if not settings.RATE_LIMIT_ENABLED or not request.path.startswith("/api/"):
             return self.get_response(request)
-        tenant = getattr(request, "tenant", None)
+        tenant = getattr(request, "tenant", None) or _refreshing_organisation(request)
         window = settings.RATE_LIMIT_WINDOW_SECONDS
         if tenant is not None:
             policy, who = "org", "organisation"

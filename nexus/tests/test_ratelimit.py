@@ -127,6 +127,36 @@ def test_requests_without_an_organisation_are_limited_per_address(anonymous_limi
     assert _client(limited_org.admin).get("/api/v1/org")["RateLimit-Policy"] == '"org";q=100;w=900'
 
 
+def test_a_token_refresh_counts_for_the_organisation_its_refresh_token_names(anonymous_limit, limited_org):
+    from django.conf import settings
+
+    from tenants.authentication import refresh_token_for
+
+    client = APIClient()
+    client.cookies[settings.REFRESH_COOKIE_NAME] = str(refresh_token_for(limited_org.admin))
+    response = client.post("/api/v1/auth/refresh")
+    assert response.status_code == 200
+    assert response["RateLimit-Policy"] == '"org";q=100;w=900'
+    # A forged or missing refresh token is an anonymous request.
+    stranger = APIClient()
+    stranger.cookies[settings.REFRESH_COOKIE_NAME] = "forged"
+    assert stranger.post("/api/v1/auth/refresh")["RateLimit-Policy"] == '"anonymous";q=3;w=900'
+
+
+def test_ipv6_callers_are_counted_by_their_64_block(settings):
+    from django.test import RequestFactory
+
+    from nexus.ratelimit import client_address
+
+    factory = RequestFactory()
+    first = factory.get("/api/v1/org", REMOTE_ADDR="2001:db8:1:2::1")
+    second = factory.get("/api/v1/org", REMOTE_ADDR="2001:db8:1:2:ffff::9")
+    other = factory.get("/api/v1/org", REMOTE_ADDR="2001:db8:1:3::1")
+    assert client_address(first) == client_address(second) == "2001:db8:1:2::/64"
+    assert client_address(other) == "2001:db8:1:3::/64"
+    assert client_address(factory.get("/", REMOTE_ADDR="203.0.113.7")) == "203.0.113.7"
+
+
 def test_the_address_behind_trusted_proxies_is_the_one_limited(anonymous_limit, settings):
     settings.RATE_LIMIT_ANONYMOUS = 1
     settings.RATE_LIMIT_TRUSTED_PROXIES = 1
