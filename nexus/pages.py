@@ -19,14 +19,9 @@ def is_htmx(request) -> bool:
     return request.headers.get("HX-Request") == "true"
 
 
-def _page_behind_htmx(request) -> str:
-    """The page an HTMX request was made from (its HX-Current-URL), as a local path.
-
-    An HTMX request's own URL is a fragment (/partials/balance, /jobs/<id>/result): coming
-    back to it after signing in would show an unstyled scrap. The header is the client's
-    word, so only a URL on this very host and scheme is used; anything else is the dashboard.
-    """
-    current = request.headers.get("HX-Current-URL", "")
+def _local_path(request, current: str) -> str:
+    """`current` (a full URL the client named) as a local path, when it is on this very host
+    and scheme; otherwise the dashboard."""
     if not current or not url_has_allowed_host_and_scheme(
         current, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
@@ -38,14 +33,28 @@ def _page_behind_htmx(request) -> str:
     return f"{path}?{parts.query}" if parts.query else path
 
 
-def _to_sign_in(request):
+def _return_to(request) -> str:
+    """Where to come back to after signing in again.
+
+    An HTMX request's own URL is a fragment (/partials/balance, /jobs/<id>/result), and a
+    form's is an action that only takes POST (/jobs/submit): coming back to either would
+    show an unstyled scrap or a 405. So: the page the fragment belonged to (HX-Current-URL),
+    the page the form was on (Referer), else the URL itself."""
     if is_htmx(request):
-        # A login form swapped into a fragment would be worse than useless: go to it, and
-        # come back to the page the fragment belonged to.
+        return _local_path(request, request.headers.get("HX-Current-URL", ""))
+    if request.method not in ("GET", "HEAD"):
+        return _local_path(request, request.headers.get("Referer", ""))
+    return request.get_full_path()
+
+
+def _to_sign_in(request):
+    target = f"{settings.LOGIN_URL}?next={quote(_return_to(request))}"
+    if is_htmx(request):
+        # A login form swapped into a fragment would be worse than useless: go to it.
         response = HttpResponse(status=200)
-        response["HX-Redirect"] = f"{settings.LOGIN_URL}?next={quote(_page_behind_htmx(request))}"
+        response["HX-Redirect"] = target
         return response
-    return redirect(f"{settings.LOGIN_URL}?next={quote(request.get_full_path())}")
+    return redirect(target)
 
 
 def org_page(view=None, *, admin: bool = False):

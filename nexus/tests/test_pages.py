@@ -70,6 +70,24 @@ def test_an_expired_session_sends_htmx_back_to_the_page_not_the_fragment(client,
     assert submitted["HX-Redirect"] == f"/accounts/login/?next={expected_next}"
 
 
+@pytest.mark.parametrize(
+    ("referer", "expected_next"),
+    [
+        ("http://testserver/jobs", "/jobs"),
+        ("http://testserver/data?search=q", "/data%3Fsearch%3Dq"),
+        ("https://evil.example/jobs", "/"),
+        (None, "/"),
+    ],
+)
+def test_an_expired_session_on_a_form_post_comes_back_to_the_form_page(client, referer, expected_next):
+    """Not to the POST-only action, which would answer 405 after signing in again."""
+    headers = {"HTTP_REFERER": referer} if referer else {}
+    for action in ("/jobs/submit", "/members/00000000-0000-0000-0000-000000000000", "/data/records/1/job"):
+        response = client.post(action, {"text": "x", "job_type": "summarize"}, **headers)
+        assert response.status_code == 302
+        assert response["Location"] == f"/accounts/login/?next={expected_next}"
+
+
 @pytest.mark.parametrize("path", PAGES)
 def test_every_page_renders_for_a_member(member, path, world):
     response = member.get(path)
