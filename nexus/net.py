@@ -29,8 +29,11 @@ class UnsafeURL(ValueError):
 
 # IPv6 forms that carry an IPv4 address a gateway may deliver to: judged by that address.
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
-# Never a public destination: IPv4-compatible (deprecated) and local-use NAT64 prefixes.
-_NOT_PUBLIC_V6 = (ipaddress.ip_network("::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+# Never a public destination: IPv4-compatible (deprecated), IPv4-translated (SIIT),
+# local-use NAT64 and site-local (deprecated) prefixes.
+_NOT_PUBLIC_V6 = tuple(
+    ipaddress.ip_network(prefix) for prefix in ("::/96", "::ffff:0:0:0/96", "64:ff9b:1::/48", "fec0::/10")
+)
 
 
 def _address_is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

@@ -39,6 +39,9 @@ def test_https_is_left_to_certificate_verification():
         "::127.0.0.1",  # IPv4-compatible (deprecated)
         "::8.8.8.8",
         "64:ff9b:1::808:808",  # local-use NAT64
+        "::ffff:0:7f00:1",  # IPv4-translated 127.0.0.1
+        "::ffff:0:808:808",  # IPv4-translated, even of a public address
+        "fec0::1",  # site-local (deprecated)
         "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo
         "ff02::1",
     ],
