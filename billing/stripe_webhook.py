@@ -48,7 +48,9 @@ def _index_from_metadata(session) -> CheckoutIndex | None:
             stripe_session_id=session.id
         )
     if not tied:
-        return None
+        # Another event for the same session may have tied it a moment ago (our UPDATE
+        # waited for its commit): its index is the answer.
+        return _index_for_session(session.id)
     log.warning("stripe.session_indexed_late", session_id=session.id, purchase_id=str(purchase_id))
     return CheckoutIndex.objects.create(
         session_id=session.id, organisation_id=org.pk, purchase_id=purchase_id

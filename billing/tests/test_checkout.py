@@ -331,6 +331,32 @@ def test_a_paid_session_we_never_indexed_is_found_from_its_metadata(world, clien
         assert credits_balance() == 500
 
 
+def test_an_event_racing_the_one_that_tied_the_session_finds_its_index(
+    world, client, stripe_stub, interrupted, monkeypatch
+):
+    """Two events for an un-indexed session: the second looked for the index before the
+    first committed, and its tie-up finds nothing left to tie; it must use the index the
+    first created, not drop the event as unknown."""
+    from billing import stripe_webhook
+
+    _purchase_id, session_id = interrupted
+    session = stripe_stub.pay(session_id)
+    first = _send(client, event("checkout.session.async_payment_succeeded", session))
+    assert first.json()["outcome"] == "fulfilled"
+    real_lookup, calls = stripe_webhook._index_for_session, []
+
+    def lookup_before_the_first_committed(session_id):
+        calls.append(session_id)
+        return None if len(calls) == 1 else real_lookup(session_id)
+
+    monkeypatch.setattr(stripe_webhook, "_index_for_session", lookup_before_the_first_committed)
+    again = _send(client, event("checkout.session.completed", session))
+    assert again.status_code == 200 and again.json()["outcome"] == "already_applied"
+    assert len(calls) == 2
+    with tenant_context(world.org_a):
+        assert credits_balance() == 500
+
+
 def test_metadata_naming_another_organisations_purchase_is_not_applied(
     world, client, stripe_stub, interrupted
 ):
