@@ -43,6 +43,12 @@ RECORD_UPDATED_ON_CONFLICT = (
 )
 
 
+def copy_text(value: str) -> str:
+    """A string escaped for PostgreSQL's COPY text format."""
+    # Four C-level replaces beat one str.translate with a mapping (0.14 vs 1 µs a field).
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
 def copy_field(value) -> str:
     """One field in PostgreSQL's COPY text format."""
     if value is None:
@@ -50,15 +56,8 @@ def copy_field(value) -> str:
     if isinstance(value, bool):
         return "t" if value else "f"
     if isinstance(value, datetime):
-        value = value.isoformat()
-    elif not isinstance(value, str):
-        value = str(value)
-    # Four C-level replaces beat one str.translate with a mapping (0.14 vs 1 µs a field).
-    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
-def copy_line(*values) -> str:
-    return "\t".join(map(copy_field, values)) + "\n"
+        return value.isoformat()
+    return copy_text(value if isinstance(value, str) else str(value))
 
 
 def pg_text_array(items: list[str]) -> str:
@@ -77,7 +76,7 @@ def _staging(cursor, name: str, like: str, columns: tuple[str, ...]) -> None:
 
 
 def _copy(cursor, table: str, columns: tuple[str, ...], lines) -> None:
-    """COPY already formatted lines (see copy_line): the formatting happens in the thread
+    """COPY already formatted lines (see etl.pipeline): the formatting happens in the thread
     that prepares batches, not here."""
     raw_cursor = cursor.cursor  # the psycopg cursor under Django's wrapper
     with raw_cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:

@@ -18,7 +18,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from etl.bulk import copy_line, pg_text_array
+from etl.bulk import copy_field, copy_text, pg_text_array
 from etl.drift import Drift, RunDrift
 from etl.normalise import ItemRejected, canonical_json, clean_text, content_hash, normalise, without_nul
 
@@ -37,23 +37,48 @@ class PreparedBatch:
     drift: list[Drift] = field(default_factory=list)  # first found in this batch
 
 
-def _record_line(source_id, run_id, external_id, digest, clean, now) -> str:
-    return copy_line(
-        source_id,
-        external_id,
-        clean.title or "",
-        clean.body or "",
-        clean.url or "",
-        clean.author or "",
-        clean.published_at,
-        pg_text_array(clean.tags),
-        json.dumps(clean.extra, default=str),
-        digest,
-        run_id,
-        run_id,
-        now,
-        now,
-    )
+@dataclass(frozen=True)
+class _LineParts:
+    """What every COPY line of one batch shares, formatted once per batch: this runs for
+    every item, and formatting the same ids and time per field was a third of the work."""
+
+    source: str
+    run: str
+    now: str
+
+    @classmethod
+    def of(cls, source_id, run_id, now: datetime) -> _LineParts:
+        return cls(copy_field(source_id), copy_field(run_id), copy_field(now))
+
+    def raw(self, external_id: str, digest: str, canonical: str) -> str:
+        # Columns of bulk.RAW_COLUMNS; the digest is hex and needs no escaping.
+        escaped_id, escaped_payload = copy_text(external_id), copy_text(canonical)
+        return f"{self.source}\t{self.run}\t{escaped_id}\t{digest}\t{escaped_payload}\t{self.now}\n"
+
+    def record(self, external_id: str, digest: str, clean) -> str:
+        # Columns of bulk.RECORD_COLUMNS.
+        published = clean.published_at.isoformat() if clean.published_at else "\\N"
+        return (
+            "\t".join(
+                (
+                    self.source,
+                    copy_text(external_id),
+                    copy_text(clean.title or ""),
+                    copy_text(clean.body or ""),
+                    copy_text(clean.url or ""),
+                    copy_text(clean.author or ""),
+                    published,
+                    copy_text(pg_text_array(clean.tags)),
+                    copy_text(json.dumps(clean.extra, default=str)),
+                    digest,
+                    self.run,
+                    self.run,
+                    self.now,
+                    self.now,
+                )
+            )
+            + "\n"
+        )
 
 
 def prepare(
@@ -77,7 +102,7 @@ def prepare(
         # Every batch is checked against the mapping, item shape by item shape: a field
         # renamed or added part-way through a run is matched and reported where it appears.
         plans: dict[frozenset[str], dict[str, str]] = {}
-        now = batch.fetched_at
+        lines = _LineParts.of(source_id, run_id, batch.fetched_at)
         for payload, _cursor in chunk:
             canonical = canonical_json(payload)
             if "\\u0000" in canonical:
@@ -96,14 +121,14 @@ def prepare(
                 )
                 continue
             external_id = external_id[:255]
-            batch.raw_lines[digest] = copy_line(source_id, run_id, external_id, digest, canonical, now)
+            batch.raw_lines[digest] = lines.raw(external_id, digest, canonical)
             batch.duplicates += external_id in batch.latest
             try:
                 clean = normalise(payload, effective, required)
             except ItemRejected as exc:
                 line, reason = None, str(exc)
             else:
-                line, reason = _record_line(source_id, run_id, external_id, digest, clean, now), None
+                line, reason = lines.record(external_id, digest, clean), None
             batch.latest[external_id] = (digest, line, reason, payload)
         batch.incoming = set().union(*plans)
         batch.drift = drift.batch_events(plans)
