@@ -52,6 +52,34 @@ def _type_or_format_changed(old: dict, new: dict, where: str, problems: list[str
     return False
 
 
+def _compare_children(
+    compare,
+    old_doc,
+    new_doc,
+    old,
+    new,
+    where: str,
+    problems: list[str],
+    depth: int,
+    *,
+    missing: str,
+    inputs=False,
+) -> None:
+    """`compare` each property of `old` (and an array's items) with its counterpart in
+    `new`; a property `new` lacks is reported as `missing`. For inputs, read-only
+    properties are not something a client sends."""
+    new_properties = new.get("properties", {})
+    for name, old_property in old.get("properties", {}).items():
+        if inputs and _merged(old_doc, old_property).get("readOnly"):
+            continue
+        if name not in new_properties:
+            problems.append(f"{where}.{name}: {missing}")
+            continue
+        compare(old_doc, new_doc, old_property, new_properties[name], f"{where}.{name}", problems, depth + 1)
+    if _type(old) == "array":
+        compare(old_doc, new_doc, old.get("items"), new.get("items"), f"{where}[]", problems, depth + 1)
+
+
 def _compare_response(old_doc, new_doc, old, new, where: str, problems: list[str], depth: int = 0) -> None:
     if depth > 12:
         return
@@ -60,21 +88,12 @@ def _compare_response(old_doc, new_doc, old, new, where: str, problems: list[str
         return
     if new.get("nullable") and not old.get("nullable"):
         problems.append(f"{where}: may now be null")
-    for name, old_property in old.get("properties", {}).items():
-        new_properties = new.get("properties", {})
-        if name not in new_properties:
-            problems.append(f"{where}.{name}: removed")
-            continue
-        _compare_response(
-            old_doc, new_doc, old_property, new_properties[name], f"{where}.{name}", problems, depth + 1
-        )
-    if _type(old) == "array":
-        _compare_response(
-            old_doc, new_doc, old.get("items"), new.get("items"), f"{where}[]", problems, depth + 1
-        )
+    _compare_children(
+        _compare_response, old_doc, new_doc, old, new, where, problems, depth, missing="removed"
+    )
 
 
-# Bounds whose tightening refuses input that was valid: (keyword, True when a smaller value is tighter).
+# Bounds whose tightening refuses input that was valid: a smaller upper or a larger lower bound.
 _UPPER_BOUNDS = ("maxLength", "maximum", "maxItems", "exclusiveMaximum")
 _LOWER_BOUNDS = ("minLength", "minimum", "minItems", "exclusiveMinimum")
 
@@ -101,20 +120,18 @@ def _compare_input(old_doc, new_doc, old, new, where: str, problems: list[str], 
     newly_required = set(new.get("required", [])) - set(old.get("required", []))
     for name in sorted(newly_required):
         problems.append(f"{where}.{name}: new required field")
-    new_properties = new.get("properties", {})
-    for name, old_property in old.get("properties", {}).items():
-        if _merged(old_doc, old_property).get("readOnly"):
-            continue
-        if name not in new_properties:
-            problems.append(f"{where}.{name}: no longer accepted")
-            continue
-        _compare_input(
-            old_doc, new_doc, old_property, new_properties[name], f"{where}.{name}", problems, depth + 1
-        )
-    if _type(old) == "array":
-        _compare_input(
-            old_doc, new_doc, old.get("items"), new.get("items"), f"{where}[]", problems, depth + 1
-        )
+    _compare_children(
+        _compare_input,
+        old_doc,
+        new_doc,
+        old,
+        new,
+        where,
+        problems,
+        depth,
+        missing="no longer accepted",
+        inputs=True,
+    )
 
 
 def _json_schema(operation_part: dict) -> dict | None:
