@@ -6,8 +6,9 @@ The routes are read from the resolver, not written down here: a route with no en
 CASES fails `test_every_route_has_a_case` until someone decides how it is checked, so a
 new route cannot quietly skip the question "what if the id is another organisation's?".
 
-Adding a case is one line in CASES, keyed by the route as `route_key` spells it (the
-failure message prints the key and the line to start from):
+Adding a case is one line in CASES, keyed by the route's pattern with "<version>" for the
+API version, e.g. `"api/<version>/jobs/<uuid:job_id>"` or `"webhooks/<uuid:endpoint_id>"`
+(the failure message prints the key and the line to start from):
 
 - `ById(<path parameter>="<kind>", ...)` for a route that takes an object id: every method
   answers 404 (the envelope's NOT_FOUND, or the 404 page) for B's object, exactly as for
