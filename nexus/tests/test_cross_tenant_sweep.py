@@ -511,9 +511,11 @@ def test_another_organisations_object_is_not_found(route, case, sweep, callers):
                 assert not _leaked(response, b), (where, _leaked(response, b))
                 unknown = _send(client, method, route.url(version, nowhere), body, case.format, route.is_api)
                 assert _is_404(unknown, route.is_api), (where, "an unknown id", unknown.status_code)
+                # "Not yours" in the very words of "does not exist": no oracle.
                 if route.is_api:
-                    # "Not yours" in the very words of "does not exist": no oracle.
                     assert response.json()["error"] == unknown.json()["error"], where
+                else:
+                    assert response.context.get("reason") == unknown.context.get("reason"), where
     changed = _changed(before, _snapshot(b))
     assert not changed, f"{route.key} changed organisation B's {changed}"
 
