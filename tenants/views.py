@@ -25,8 +25,10 @@ def members_page(request):
 @require_POST
 @org_page(admin=True)
 def member_update(request, member_id):
+    # Looked up before anything else, so another organisation's member is the 404 page for
+    # every action, as for an id that exists nowhere (not a redirect with a message).
+    member = selectors.member_get(org=request.tenant, member_id=member_id)
     if request.POST.get("action") == "remove" and not confirmed(request, "remove"):
-        member = selectors.member_get(org=request.tenant, member_id=member_id)
         return confirmation_page(
             request,
             title="Remove a member",
