@@ -26,6 +26,8 @@ urlpatterns = [
     path("health", health.health, name="health"),
     path("stripe/webhook", stripe_webhook, name="stripe-webhook"),
     path("metrics", metrics.metrics, name="metrics"),
+    # Before the admin's own URLs: its unthrottled login form is never served.
+    path("admin/login/", tenant_views.operator_login, name="operator-login"),
     path("admin/", admin.site.urls),
     # Google sign-in. The names are allauth's, so its templates and redirect_uri use them.
     path("auth/login", tenant_views.google_login, name="google_login"),
