@@ -26,7 +26,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from nexus.api.errors import Conflict, Unauthorized, ValidationFailed
 from tenants.authentication import refresh_token_for
-from tenants.freemail import is_free_mail_domain
+from tenants.freemail import is_free_mail_domain, normalise_domain
 from tenants.managers import normalize_email_address
 from tenants.models import Organisation, Plan, Role, User
 from tenants.selectors import member_get, member_list
@@ -147,20 +147,28 @@ def user_create(
     return user
 
 
-def onboarding_organisation_for(*, email: str, display_name: str = "") -> tuple[Organisation, str]:
+def onboarding_organisation_for(
+    *, email: str, display_name: str = "", workspace_domain: str | None = None
+) -> tuple[Organisation, str]:
     """The organisation and role a first-time Google user gets.
 
-    A company domain's first user creates its organisation and becomes its admin; later
-    users of the domain join it as members. A free-mail address gets a personal
-    organisation of its own. Must be called inside the transaction that saves the user:
-    an advisory lock on the domain makes two simultaneous first sign-ins of one company
-    produce one organisation, not two.
+    `workspace_domain` is Google's `hd` claim: present only for a Google Workspace account,
+    and only Google (not the user) can set it. Only when it equals the email's domain, and
+    that domain is not free-mail, does the user create (first of the domain, as admin) or
+    join (as member) the domain's organisation. Anyone can register a Google account on
+    any address they can receive mail at, so an address alone never proves a company let
+    its owner in; every other account gets a personal organisation of its own, as admin.
+
+    Must be called inside the transaction that saves the user: an advisory lock on the
+    domain makes two simultaneous first sign-ins of one company produce one organisation.
     """
     email = normalize_email_address(email)
     local_part, _, domain = email.rpartition("@")
     if not local_part or not domain:
         raise _field_error("email", f"{email!r} is not a valid email address.")
-    if is_free_mail_domain(domain):
+    domain = normalise_domain(domain)
+    hosted_domain = normalise_domain(workspace_domain or "")
+    if not hosted_domain or hosted_domain != domain or is_free_mail_domain(domain):
         org = organisation_create(name=f"{display_name.strip() or local_part} (personal)")
         return org, Role.ADMIN
 
