@@ -52,6 +52,7 @@ urlpatterns = [
     path("members", tenant_views.members_page, name="members-page"),
     path("members/<uuid:member_id>", tenant_views.member_update, name="members-update"),
     path("api-access", tenant_views.api_access_page, name="api-access"),
+    path("account/sign-out-everywhere", tenant_views.sign_out_everywhere, name="sign-out-everywhere"),
     path("webhooks", webhook_views.webhooks_page, name="webhooks-page"),
     path("webhooks/create", webhook_views.webhook_create, name="webhooks-create"),
     path("webhooks/<uuid:endpoint_id>", webhook_views.webhook_deliveries_page, name="webhooks-deliveries"),

@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 from allauth.socialaccount.providers.google import views as google_views
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import logout
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
@@ -60,6 +61,30 @@ def api_access_page(request):
         "tenants/api_access.html",
         page_context(request, nav="api", base_url=request.build_absolute_uri("/").rstrip("/")),
     )
+
+
+@require_POST
+def sign_out_everywhere(request):
+    """POST /account/sign-out-everywhere: end every session and API token of the signed-in
+    user, this browser's session included. Asks first unless the form says it was confirmed."""
+    if not request.user.is_authenticated:
+        return redirect(settings.LOGIN_URL)
+    if not confirmed(request, "sign-out-everywhere"):
+        return confirmation_page(
+            request,
+            title="Sign out everywhere",
+            question=(
+                "Sign out of every browser and revoke every API token of yours, here too? "
+                "Scripts using your tokens stop working at once."
+            ),
+            action="sign-out-everywhere",
+            button="Sign out everywhere",
+            cancel_url="/api-access",
+        )
+    services.user_sign_out_everywhere(user=request.user)
+    logout(request)
+    messages.success(request, "Signed out everywhere: every session and API token of yours has ended.")
+    return redirect(settings.LOGIN_URL)
 
 
 def _google_not_configured(request):
