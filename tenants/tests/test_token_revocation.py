@@ -378,3 +378,13 @@ def test_operator_signs_a_user_out_everywhere_from_the_admin(world):
     assert response.status_code == 302
     assert _status(access) == 401
     assert _status(others_access) == 200
+
+
+def test_revocation_checks_cost_no_query_beyond_loading_the_user(world, django_assert_num_queries):
+    from tenants.authentication import caller_from_bearer
+
+    token = bearer_for(world.member_a)
+    # One statement loads the user, the organisation and whether the family is live.
+    with django_assert_num_queries(1):
+        caller = caller_from_bearer(token)
+    assert caller.user.pk == world.member_a.pk
