@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 
 from nexus.tests.gemini_stub import GeminiStub
 from nexus.tests.live import WorkerProcess
-from tenants.models import Organisation, Role, User
+from tenants.models import Organisation, Role, TokenFamily, User
 from tenants.tests.helpers import bearer_for
 
 
@@ -151,6 +151,7 @@ def live_org(live_db):
     with connection.cursor() as cursor:
         cursor.execute(f'DROP SCHEMA "{org.schema_name}" CASCADE')
     OutstandingToken.objects.filter(user__organisation=org).delete()
+    TokenFamily.objects.filter(user__organisation=org).delete()
     # The schema holding the rows that reference these users is gone; skip the collector,
     # which would look for those tables in public.
     User.objects.filter(organisation=org)._raw_delete(using="default")

@@ -225,6 +225,17 @@ ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*"]
 ACCOUNT_EMAIL_VERIFICATION = "none"
 ACCOUNT_LOGOUT_ON_GET = False
+# Every password sign-in, operators' included (/admin/login/ redirects here), is throttled:
+# after 5 failures for one email within 5 minutes, or 10 from one address within a minute,
+# the form refuses even the right password until the window passes. Counts live in the
+# cache (Redis). Written out rather than left to allauth's defaults so a library upgrade
+# cannot loosen them unnoticed.
+ACCOUNT_RATE_LIMITS = {
+    "login": "30/m/ip",
+    "login_failed": "10/m/ip,5/5m/key",
+}
+# The client address allauth's limits count by: the same proxy count as the API's limiter.
+ALLAUTH_TRUSTED_PROXY_COUNT = env_int("RATE_LIMIT_TRUSTED_PROXIES", 0)
 SOCIALACCOUNT_LOGIN_ON_GET = True
 SOCIALACCOUNT_AUTO_SIGNUP = True
 SOCIALACCOUNT_EMAIL_AUTHENTICATION = True

@@ -26,6 +26,8 @@ urlpatterns = [
     path("health", health.health, name="health"),
     path("stripe/webhook", stripe_webhook, name="stripe-webhook"),
     path("metrics", metrics.metrics, name="metrics"),
+    # Before the admin's own URLs: its unthrottled login form is never served.
+    path("admin/login/", tenant_views.operator_login, name="operator-login"),
     path("admin/", admin.site.urls),
     # Google sign-in. The names are allauth's, so its templates and redirect_uri use them.
     path("auth/login", tenant_views.google_login, name="google_login"),
@@ -50,6 +52,7 @@ urlpatterns = [
     path("members", tenant_views.members_page, name="members-page"),
     path("members/<uuid:member_id>", tenant_views.member_update, name="members-update"),
     path("api-access", tenant_views.api_access_page, name="api-access"),
+    path("account/sign-out-everywhere", tenant_views.sign_out_everywhere, name="sign-out-everywhere"),
     path("webhooks", webhook_views.webhooks_page, name="webhooks-page"),
     path("webhooks/create", webhook_views.webhook_create, name="webhooks-create"),
     path("webhooks/<uuid:endpoint_id>", webhook_views.webhook_deliveries_page, name="webhooks-deliveries"),

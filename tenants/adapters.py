@@ -1,7 +1,8 @@
 """allauth adapters: who may sign up, and which organisation a new Google user joins.
 
 Email/password accounts are created by operators only; Google sign-in creates accounts,
-placing each new user through tenants.services.onboarding_organisation_for.
+placing each new user through tenants.services.onboarding_organisation_for, which trusts
+a company domain only on the strength of Google's `hd` claim.
 """
 
 from __future__ import annotations
@@ -63,7 +64,15 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
     def save_user(self, request, sociallogin, form=None):
         with transaction.atomic():
             user = sociallogin.user
-            organisation, role = onboarding_organisation_for(email=user.email, display_name=user.name)
+            # extra_data holds the claims of the ID token allauth fetched from Google's token
+            # endpoint itself (or Google's userinfo answer); `hd` is there only for a Google
+            # Workspace account, set by Google, never by the user.
+            hosted_domain = sociallogin.account.extra_data.get("hd")
+            organisation, role = onboarding_organisation_for(
+                email=user.email,
+                display_name=user.name,
+                workspace_domain=hosted_domain if isinstance(hosted_domain, str) else None,
+            )
             user.organisation = organisation
             user.role = role
             saved = super().save_user(request, sociallogin, form)
@@ -72,5 +81,6 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
             user_id=str(saved.pk),
             org_id=str(organisation.pk),
             role=role,
+            workspace=not organisation.is_personal,
         )
         return saved

@@ -9,7 +9,7 @@ from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 
 from nexus.api.errors import AppError
 from tenants import selectors, services
-from tenants.models import Organisation, User
+from tenants.models import Organisation, TokenFamily, User
 
 
 class PersonalFilter(admin.SimpleListFilter):
@@ -111,16 +111,31 @@ class UserAdmin(DjangoUserAdmin):
     search_fields = ["email", "name", "organisation__name", "organisation__slug"]
     ordering = ["email"]
     list_select_related = ["organisation"]
-    readonly_fields = ["id", "date_joined", "last_login", "last_login_ip"]
+    readonly_fields = ["id", "date_joined", "last_login", "last_login_ip", "token_version"]
     fieldsets = [
         (None, {"fields": ["id", "email", "password", "name"]}),
         ("Organisation", {"fields": ["organisation", "role"]}),
         ("Access", {"fields": ["is_active", "is_staff", "is_superuser", "groups", "user_permissions"]}),
-        ("Activity", {"fields": ["last_login", "last_login_ip", "date_joined"]}),
+        ("Activity", {"fields": ["last_login", "last_login_ip", "date_joined", "token_version"]}),
     ]
     add_fieldsets = [
         (None, {"classes": ["wide"], "fields": ["email", "organisation", "role", "password1", "password2"]}),
     ]
+
+    actions = ["sign_out_everywhere"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        # Deactivating is how an operator locks an account: its tokens and sessions must end
+        # now, not when they expire.
+        if change and "is_active" in form.changed_data and not obj.is_active:
+            services.user_sign_out_everywhere(user=obj, reason=TokenFamily.RevokedReason.DEACTIVATED)
+
+    @admin.action(description="Sign out everywhere (end every session and API token)")
+    def sign_out_everywhere(self, request, queryset):
+        for user in queryset:
+            services.user_sign_out_everywhere(user=user)
+        messages.success(request, f"Signed out {queryset.count()} user(s) everywhere.")
 
     def has_delete_permission(self, request, obj=None) -> bool:
         # Users are referenced from every organisation's jobs and ledger; deactivate instead.

@@ -82,6 +82,10 @@ class TokenRefreshView(APIView):
 
     @extend_schema(
         summary="Refresh the access token using the refresh cookie",
+        description=(
+            "A refresh token works once. Sending one that was already rotated is treated as "
+            "theft: every token of its sign-in is revoked and the answer is 401."
+        ),
         request=None,
         responses={200: TokenOutput},
         tags=["auth"],
@@ -96,13 +100,37 @@ class LogoutView(APIView):
     permission_classes = [AllowAny]
 
     @extend_schema(
-        summary="Revoke the refresh token and clear its cookie",
+        summary="Revoke the refresh token (and every token of its sign-in) and clear its cookie",
         request=None,
         responses={204: OpenApiResponse(description="Logged out")},
         tags=["auth"],
     )
     def post(self, request, *args, **kwargs):
         services.token_revoke(raw_refresh=request.COOKIES.get(settings.REFRESH_COOKIE_NAME, ""))
+        response = Response(status=status.HTTP_204_NO_CONTENT)
+        response.delete_cookie(
+            settings.REFRESH_COOKIE_NAME, path=_refresh_cookie_path(request), samesite="Lax"
+        )
+        return response
+
+
+class LogoutAllView(APIView):
+    """Sign out everywhere: every token and session of the caller ends."""
+
+    @extend_schema(
+        summary="Sign out everywhere: revoke every token and session of the caller",
+        description=(
+            "Authenticated by an access token (or a session, with CSRF). Every refresh token of "
+            "the caller is revoked and every access token issued before this call, this one "
+            "included, is refused with 401 from the next request; every browser session of the "
+            "caller ends too. The refresh cookie is cleared. Other users are unaffected."
+        ),
+        request=None,
+        responses={204: OpenApiResponse(description="Signed out everywhere")},
+        tags=["auth"],
+    )
+    def post(self, request, *args, **kwargs):
+        services.user_sign_out_everywhere(user=request.user)
         response = Response(status=status.HTTP_204_NO_CONTENT)
         response.delete_cookie(
             settings.REFRESH_COOKIE_NAME, path=_refresh_cookie_path(request), samesite="Lax"

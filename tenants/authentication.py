@@ -4,18 +4,25 @@ of checking them.
 The token is checked once per request, in tenants.middleware, before any view runs: that is
 where the organisation (and so the schema) is chosen. This class only hands DRF the
 outcome, so a bad token still produces DRF's 401 with a WWW-Authenticate header.
+
+Revocation is checked on the one user query each request makes anyway: the token's `ver`
+against the user's token_version, and its `fam` (token family) by an EXISTS in the same
+statement.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
+from django.db.models import Exists, OuterRef
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
-from tenants.models import Organisation, User
+from tenants.models import Organisation, TokenFamily, User
 
 
 @dataclass(frozen=True)
@@ -25,23 +32,39 @@ class BearerCaller:
     token: AccessToken
 
 
-def refresh_token_for(user: User) -> RefreshToken:
+def refresh_token_for(user: User, *, family: TokenFamily | None = None) -> RefreshToken:
     """A refresh token (and, through `.access_token`, an access token) carrying the
-    caller's organisation and role. `role` is informational: permissions always read the
-    role from the database, so a demotion takes effect on the next request."""
+    caller's organisation, role, token version and token family. Without `family` this is a
+    new sign-in and starts one. `role` is informational: permissions always read the role
+    from the database, so a demotion takes effect on the next request."""
     if user.organisation_id is None:
         raise ValueError("Only a member of an organisation can hold an API token")
     refresh = RefreshToken.for_user(user)
+    expires_at = datetime.fromtimestamp(refresh["exp"], tz=UTC)
+    if family is None:
+        family = TokenFamily.objects.create(user=user, expires_at=expires_at)
+    else:
+        TokenFamily.objects.filter(pk=family.pk).update(expires_at=expires_at)
     refresh["org"] = str(user.organisation_id)
     refresh["role"] = user.role
+    refresh["ver"] = user.token_version
+    refresh["fam"] = str(family.pk)
     return refresh
+
+
+def family_id_of(token) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(token.get("fam")))
+    except ValueError:
+        return None
 
 
 def caller_from_bearer(raw_token: str) -> BearerCaller:
     """Validate an access token and the user and organisation it names.
 
     Raises AuthenticationFailed (401) for a bad, expired or tampered token, a token without
-    an organisation, an inactive or unknown user, or a user no longer in that
+    an organisation, version or family, a revoked token (its version is not the user's, or
+    its family is revoked), an inactive or unknown user, or a user no longer in that
     organisation; PermissionDenied (403) when the organisation is deactivated.
     """
     try:
@@ -53,12 +76,23 @@ def caller_from_bearer(raw_token: str) -> BearerCaller:
     user_id = token.get("user_id")
     if not org_claim or not user_id:
         raise exceptions.AuthenticationFailed("The access token names no organisation.")
+    family_id = family_id_of(token)
+    version = token.get("ver")
+    if family_id is None or not isinstance(version, int):
+        raise exceptions.AuthenticationFailed("The access token is from an older release; get a new one.")
+    live_family = TokenFamily.objects.filter(pk=family_id, user=OuterRef("pk"), revoked_at__isnull=True)
     try:
-        user = User.objects.select_related("organisation").get(pk=user_id)
+        user = (
+            User.objects.select_related("organisation")
+            .annotate(token_family_live=Exists(live_family))
+            .get(pk=user_id)
+        )
     except (User.DoesNotExist, ValueError, TypeError) as exc:
         raise exceptions.AuthenticationFailed("The user of this token does not exist.") from exc
     if not user.is_active:
         raise exceptions.AuthenticationFailed("The user of this token is inactive.")
+    if version != user.token_version or not user.token_family_live:
+        raise exceptions.AuthenticationFailed("This token was revoked; sign in again.")
     if user.organisation_id is None or str(user.organisation_id) != str(org_claim):
         raise exceptions.AuthenticationFailed(
             "The user of this token is no longer a member of its organisation."

@@ -13,6 +13,7 @@ from django.contrib.auth.models import AbstractBaseUser, PermissionsMixin
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models.functions import Lower
+from django.utils.crypto import salted_hmac
 from django_tenants.models import TenantMixin
 
 from tenants.managers import UserManager
@@ -95,6 +96,10 @@ class User(AbstractBaseUser, PermissionsMixin):
     date_joined = models.DateTimeField(auto_now_add=True)
     # Where the user last signed in from: shown to operators investigating an account.
     last_login_ip = models.GenericIPAddressField(null=True, blank=True)
+    # Carried in every JWT as `ver` and mixed into the session hash: bumping it (sign out
+    # everywhere, removal, deactivation) ends every token and session of the user at once,
+    # checked on the user row each request loads anyway.
+    token_version = models.PositiveIntegerField(default=0)
 
     objects = UserManager()
 
@@ -115,3 +120,46 @@ class User(AbstractBaseUser, PermissionsMixin):
     @property
     def is_org_admin(self) -> bool:
         return self.role == Role.ADMIN
+
+    def _get_session_auth_hash(self, secret=None):
+        # Django ends a session whose stored hash no longer matches this one. Version 0 keeps
+        # Django's own hash, so sessions from before token versions existed stay valid.
+        if not self.token_version:
+            return super()._get_session_auth_hash(secret=secret)
+        return salted_hmac(
+            "tenants.User.get_session_auth_hash",
+            f"{self.password}\x00{self.token_version}",
+            secret=secret,
+            algorithm="sha256",
+        ).hexdigest()
+
+
+class TokenFamily(models.Model):
+    """Every refresh token rotated from one sign-in. Each JWT carries its family's id as
+    `fam`; revoking the family ends all of them (and the access tokens issued with them),
+    which is how a replayed refresh token ends the session it was stolen from."""
+
+    class RevokedReason(models.TextChoices):
+        LOGOUT = "logout", "Logged out"
+        REUSE = "reuse", "A rotated refresh token was used again"
+        SIGN_OUT_EVERYWHERE = "sign_out_everywhere", "Signed out everywhere"
+        REMOVED = "removed", "Removed from the organisation"
+        DEACTIVATED = "deactivated", "Deactivated by an operator"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="token_families")
+    created_at = models.DateTimeField(auto_now_add=True)
+    # When the family's newest refresh token expires: past it, nothing of the family can be
+    # used and the row is flushed.
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_reason = models.CharField(max_length=30, choices=RevokedReason.choices, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["user", "revoked_at"], name="tokenfamily_user_revoked_idx"),
+            models.Index(fields=["expires_at"], name="tokenfamily_expires_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"token family {self.pk} of {self.user_id}"

@@ -18,6 +18,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
 from rest_framework_simplejwt.exceptions import TokenError
@@ -25,10 +26,10 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from nexus.api.errors import Conflict, Unauthorized, ValidationFailed
-from tenants.authentication import refresh_token_for
-from tenants.freemail import is_free_mail_domain
+from tenants.authentication import family_id_of, refresh_token_for
+from tenants.freemail import is_free_mail_domain, normalise_domain
 from tenants.managers import normalize_email_address
-from tenants.models import Organisation, Plan, Role, User
+from tenants.models import Organisation, Plan, Role, TokenFamily, User
 from tenants.selectors import member_get, member_list
 
 log = structlog.get_logger(__name__)
@@ -147,20 +148,28 @@ def user_create(
     return user
 
 
-def onboarding_organisation_for(*, email: str, display_name: str = "") -> tuple[Organisation, str]:
+def onboarding_organisation_for(
+    *, email: str, display_name: str = "", workspace_domain: str | None = None
+) -> tuple[Organisation, str]:
     """The organisation and role a first-time Google user gets.
 
-    A company domain's first user creates its organisation and becomes its admin; later
-    users of the domain join it as members. A free-mail address gets a personal
-    organisation of its own. Must be called inside the transaction that saves the user:
-    an advisory lock on the domain makes two simultaneous first sign-ins of one company
-    produce one organisation, not two.
+    `workspace_domain` is Google's `hd` claim: present only for a Google Workspace account,
+    and only Google (not the user) can set it. Only when it equals the email's domain, and
+    that domain is not free-mail, does the user create (first of the domain, as admin) or
+    join (as member) the domain's organisation. Anyone can register a Google account on
+    any address they can receive mail at, so an address alone never proves a company let
+    its owner in; every other account gets a personal organisation of its own, as admin.
+
+    Must be called inside the transaction that saves the user: an advisory lock on the
+    domain makes two simultaneous first sign-ins of one company produce one organisation.
     """
     email = normalize_email_address(email)
     local_part, _, domain = email.rpartition("@")
     if not local_part or not domain:
         raise _field_error("email", f"{email!r} is not a valid email address.")
-    if is_free_mail_domain(domain):
+    domain = normalise_domain(domain)
+    hosted_domain = normalise_domain(workspace_domain or "")
+    if not hosted_domain or hosted_domain != domain or is_free_mail_domain(domain):
         org = organisation_create(name=f"{display_name.strip() or local_part} (personal)")
         return org, Role.ADMIN
 
@@ -209,15 +218,14 @@ def member_change_role(*, org: Organisation, member_id: uuid.UUID | str, role: s
 @transaction.atomic
 def member_remove(*, org: Organisation, member_id: uuid.UUID | str) -> None:
     """Remove a member from the organisation: the account is deactivated and detached,
-    and every refresh token it holds is revoked (access tokens stop working at once,
-    since each request checks the user is still in the organisation)."""
+    and signed out everywhere (every token and session ends at once)."""
     member = member_get(org=org, member_id=member_id)
     _refuse_last_admin(org, member, "remove")
     member.organisation = None
     member.role = Role.MEMBER
     member.is_active = False
     member.save(update_fields=["organisation", "role", "is_active"])
-    tokens_revoke_all(user=member)
+    user_sign_out_everywhere(user=member, reason=TokenFamily.RevokedReason.REMOVED)
     log.info("member.removed", member_id=str(member.pk))
 
 
@@ -231,12 +239,8 @@ class TokenPair:
     access_expires_at: datetime
 
 
-def token_pair_issue(*, user: User) -> TokenPair:
-    if not user.is_active or user.organisation_id is None:
-        raise Unauthorized("Only an active member of an organisation can hold an API token.")
-    if not user.organisation.is_active:
-        raise Unauthorized("This organisation is deactivated.")
-    refresh = refresh_token_for(user)
+def _token_pair(user: User, family: TokenFamily | None) -> TokenPair:
+    refresh = refresh_token_for(user, family=family)
     access = refresh.access_token
     return TokenPair(
         access=str(access),
@@ -245,52 +249,158 @@ def token_pair_issue(*, user: User) -> TokenPair:
     )
 
 
-@transaction.atomic
-def token_pair_refresh(*, raw_refresh: str) -> TokenPair:
-    """Exchange a refresh token for a new pair; the old refresh token is blacklisted.
+def token_pair_issue(*, user: User) -> TokenPair:
+    """A new sign-in: a token pair in a family of its own."""
+    if not user.is_active or user.organisation_id is None:
+        raise Unauthorized("Only an active member of an organisation can hold an API token.")
+    if not user.organisation.is_active:
+        raise Unauthorized("This organisation is deactivated.")
+    return _token_pair(user, None)
 
-    Unauthorized when the token is missing, invalid, expired, already used (a replay:
-    refresh tokens are single-use), or its user is inactive or no longer in its
-    organisation. The new access token carries the user's current role.
+
+class _ReplayAwareRefreshToken(RefreshToken):
+    """A refresh token checked for signature, expiry and type, but not yet against the
+    blacklist: token_pair_refresh looks at the blacklist itself, under a row lock, so that
+    a replayed token is recognised as one instead of merely refused."""
+
+    def check_blacklist(self) -> None:
+        return None
+
+
+_REFRESH_REFUSED = "The refresh token is invalid, expired or already used."
+
+
+def _refresh_rotate(refresh: RefreshToken) -> TokenPair | str:
+    """Rotate inside one transaction. Returns the new pair, or why it was refused (the
+    caller raises after the commit, so a revoked family stays revoked)."""
+    family_id = family_id_of(refresh)
+    if family_id is None:
+        return "invalid"
+    with transaction.atomic():
+        outstanding = (
+            OutstandingToken.objects.select_for_update(of=("self",)).filter(jti=refresh["jti"]).first()
+        )
+        family = (
+            TokenFamily.objects.select_for_update()
+            .filter(pk=family_id, user_id=outstanding.user_id if outstanding else None)
+            .first()
+        )
+        if outstanding is None or family is None or family.revoked_at is not None:
+            return "invalid"
+        _, newly_blacklisted = BlacklistedToken.objects.get_or_create(token=outstanding)
+        if not newly_blacklisted:
+            # This token was rotated before: either its owner or a thief holds the newer
+            # one, and nothing tells which. End the whole sign-in for both.
+            family.revoked_at = timezone.now()
+            family.revoked_reason = TokenFamily.RevokedReason.REUSE
+            family.save(update_fields=["revoked_at", "revoked_reason"])
+            return "reuse"
+        user = User.objects.select_related("organisation").filter(pk=outstanding.user_id).first()
+        if (
+            user is None
+            or not user.is_active
+            or str(user.organisation_id) != str(refresh.get("org"))
+            or refresh.get("ver") != user.token_version
+        ):
+            return "user"
+        if not user.organisation.is_active:
+            return "user"
+        return _token_pair(user, family)
+
+
+def token_pair_refresh(*, raw_refresh: str) -> TokenPair:
+    """Exchange a refresh token for a new pair of the same family; the old refresh token is
+    blacklisted.
+
+    Unauthorized when the token is missing, invalid, expired, of a revoked family or an
+    older token version, or its user is inactive or no longer in its organisation. A token
+    that was already rotated is a replay: its whole family is revoked (every refresh token
+    of that sign-in and the access tokens issued with them) and `auth.refresh_token_reuse`
+    is logged, then Unauthorized. The new access token carries the user's current role.
     """
     if not raw_refresh:
         raise Unauthorized("No refresh token was sent.")
     try:
-        refresh = RefreshToken(raw_refresh)
+        refresh = _ReplayAwareRefreshToken(raw_refresh)
     except TokenError:
-        raise Unauthorized("The refresh token is invalid, expired or already used.") from None
-    outstanding = OutstandingToken.objects.select_for_update(of=("self",)).filter(jti=refresh["jti"]).first()
-    if outstanding is None:
-        raise Unauthorized("The refresh token is invalid, expired or already used.")
-    _, newly_blacklisted = BlacklistedToken.objects.get_or_create(token=outstanding)
-    if not newly_blacklisted:
-        raise Unauthorized("The refresh token is invalid, expired or already used.")
-    user = User.objects.select_related("organisation").filter(pk=refresh.get("user_id")).first()
-    if user is None or not user.is_active or str(user.organisation_id) != str(refresh.get("org")):
+        raise Unauthorized(_REFRESH_REFUSED) from None
+    outcome = _refresh_rotate(refresh)
+    if isinstance(outcome, TokenPair):
+        return outcome
+    if outcome == "reuse":
+        # No token material: the family id is enough to find every token it covered.
+        log.warning(
+            "auth.refresh_token_reuse",
+            user_id=str(refresh.get("user_id")),
+            family_id=str(family_id_of(refresh)),
+        )
+    if outcome == "user":
         raise Unauthorized("The user of this token is inactive or no longer in its organisation.")
-    return token_pair_issue(user=user)
+    raise Unauthorized(_REFRESH_REFUSED)
 
 
 def token_revoke(*, raw_refresh: str) -> None:
-    """Blacklist a refresh token (logout). An invalid or already revoked token is ignored:
-    logging out twice is not an error."""
+    """Log out: blacklist the refresh token and revoke its family, so no token rotated from
+    this sign-in works again. An invalid or already revoked token is ignored: logging out
+    twice is not an error."""
     if not raw_refresh:
         return
     try:
-        RefreshToken(raw_refresh).blacklist()
+        refresh = _ReplayAwareRefreshToken(raw_refresh)
+        refresh.blacklist()
     except TokenError:
         return
+    family_id = family_id_of(refresh)
+    if family_id is not None:
+        TokenFamily.objects.filter(
+            pk=family_id, user_id=refresh.get("user_id"), revoked_at__isnull=True
+        ).update(revoked_at=timezone.now(), revoked_reason=TokenFamily.RevokedReason.LOGOUT)
 
 
 def tokens_revoke_all(*, user: User) -> int:
-    outstanding = OutstandingToken.objects.filter(user=user, expires_at__gt=timezone.now()).exclude(
-        blacklistedtoken__isnull=False
+    """Blacklist every unexpired refresh token of `user`; returns how many were live."""
+    outstanding = list(
+        OutstandingToken.objects.filter(
+            user=user, expires_at__gt=timezone.now(), blacklistedtoken__isnull=True
+        )
     )
-    revoked = 0
-    for token in outstanding:
-        BlacklistedToken.objects.get_or_create(token=token)
-        revoked += 1
-    return revoked
+    BlacklistedToken.objects.bulk_create(
+        [BlacklistedToken(token=token) for token in outstanding], ignore_conflicts=True
+    )
+    return len(outstanding)
+
+
+def user_sign_out_everywhere(
+    *, user: User, reason: str = TokenFamily.RevokedReason.SIGN_OUT_EVERYWHERE
+) -> int:
+    """End every API token and browser session of `user` at once; returns how many token
+    families (sign-ins) were revoked. Never fails.
+
+    Bumping token_version makes every outstanding access and refresh token fail on its next
+    use and changes the session hash, which ends every session; the families and the
+    blacklist are revoked as well so the records say what happened."""
+    with transaction.atomic():
+        User.objects.filter(pk=user.pk).update(token_version=F("token_version") + 1)
+        user.refresh_from_db(fields=["token_version"])
+        families = TokenFamily.objects.filter(user=user, revoked_at__isnull=True).update(
+            revoked_at=timezone.now(), revoked_reason=reason
+        )
+        tokens_revoke_all(user=user)
+    log.info(
+        "auth.signed_out_everywhere",
+        user_id=str(user.pk),
+        families_revoked=families,
+        reason=str(reason),
+        token_version=user.token_version,
+    )
+    return families
+
+
+def token_families_flush_expired() -> int:
+    """Delete the token families whose newest refresh token has expired (no token of theirs
+    can be used any more); returns how many."""
+    deleted, _ = TokenFamily.objects.filter(expires_at__lte=timezone.now()).delete()
+    return deleted
 
 
 def user_record_login(*, user: User, ip: str | None) -> None:

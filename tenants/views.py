@@ -1,12 +1,17 @@
-"""Pages: members, API access, and the Google sign-in entry points."""
+"""Pages: members, API access, sign out everywhere, and the sign-in entry points (Google, and
+the operators' way into the admin)."""
 
 from __future__ import annotations
+
+from urllib.parse import urlencode
 
 from allauth.socialaccount.providers.google import views as google_views
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import logout
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
 
 from nexus.api.errors import AppError
 from nexus.pages import confirmation_page, confirmed, org_page, page_context
@@ -60,6 +65,30 @@ def api_access_page(request):
     )
 
 
+@require_POST
+def sign_out_everywhere(request):
+    """POST /account/sign-out-everywhere: end every session and API token of the signed-in
+    user, this browser's session included. Asks first unless the form says it was confirmed."""
+    if not request.user.is_authenticated:
+        return redirect(settings.LOGIN_URL)
+    if not confirmed(request, "sign-out-everywhere"):
+        return confirmation_page(
+            request,
+            title="Sign out everywhere",
+            question=(
+                "Sign out of every browser and revoke every API token of yours, here too? "
+                "Scripts using your tokens stop working at once."
+            ),
+            action="sign-out-everywhere",
+            button="Sign out everywhere",
+            cancel_url="/api-access",
+        )
+    services.user_sign_out_everywhere(user=request.user)
+    logout(request)
+    messages.success(request, "Signed out everywhere: every session and API token of yours has ended.")
+    return redirect(settings.LOGIN_URL)
+
+
 def _google_not_configured(request):
     return render(
         request,
@@ -87,3 +116,25 @@ def google_callback(request):
     if not settings.GOOGLE_CLIENT_ID:
         return _google_not_configured(request)
     return google_views.oauth2_callback(request)
+
+
+@require_GET
+def operator_login(request):
+    """GET /admin/login/: operators sign in on the same allauth form as everyone else, so
+    its failed-login throttle (ACCOUNT_RATE_LIMITS) guards the admin too; Django's own
+    admin form has no throttle at all."""
+    if request.user.is_authenticated and not (request.user.is_active and request.user.is_staff):
+        # Sending a signed-in non-operator to the sign-in form would bounce them straight
+        # back to /admin/ and here again.
+        return render(
+            request,
+            "403.html",
+            {"reason": "The admin is for operators; your account is not an operator account."},
+            status=403,
+        )
+    target = request.GET.get("next", "")
+    if not target or not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        target = "/admin/"
+    return redirect(f"{settings.LOGIN_URL}?{urlencode({'next': target})}")
