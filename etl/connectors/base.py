@@ -74,7 +74,8 @@ class Connector:
         if self.source.file_key:
             return self._read_uploaded()
         if path:
-            file = local_file(path, schema_name=self.schema_name)  # checked again now: the directory may have changed since saving
+            # Checked again now: the directory may have changed since the source was saved.
+            file = local_file(path, schema_name=self.schema_name)
             if file.stat().st_size > settings.ETL_MAX_FILE_BYTES:
                 raise FetchError("The file is larger than the limit for one source.")
             return file.read_bytes()
