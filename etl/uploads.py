@@ -94,7 +94,12 @@ def check_csv(data: bytes, *, delimiter: str = ",") -> None:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise _invalid_file(f"The file is not UTF-8 text (line {line}).", line=line) from None
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter or ",", strict=True)
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '\r\n"':
+        raise ValidationFailed(
+            "config.delimiter must be one character; fix the source before uploading.",
+            details={"fields": {"config": ["config.delimiter must be one character."]}},
+        )
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         header = next(reader, None)
         if not header or not any(cell.strip() for cell in header):

@@ -289,6 +289,15 @@ def test_wrong_content_is_422_naming_what_is_wrong_and_nothing_is_stored(
     assert _stored_files(settings.MEDIA_ROOT) == []
 
 
+def test_a_csv_source_with_an_unusable_delimiter_is_422_not_a_server_error(world, api_as, files):
+    source = _csv_source(world.org_a)
+    with tenant_context(world.org_a):
+        DataSource.objects.filter(pk=source.pk).update(config={"delimiter": ";;"})
+    response = _upload(api_as(world.admin_a), source.pk, ARTICLES)
+    assert response.status_code == 422
+    assert response.json()["error"]["message"].startswith("config.delimiter must be one character")
+
+
 def test_a_request_without_the_file_field_is_422(world, api_as, files):
     source = _csv_source(world.org_a)
     response = api_as(world.admin_a).post(
