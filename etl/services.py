@@ -151,8 +151,6 @@ def etl_source_create(
 def etl_source_update(*, source: DataSource, **changes) -> DataSource:
     if "config" in changes:
         source.config = _clean_config(source.kind, changes["config"])
-        if source.file_key and (source.config.get("path") or source.config.get("url")):
-            _file_forget(source)  # the source now reads its path or URL
     if "field_mapping" in changes or "required_fields" in changes:
         source.field_mapping, source.required_fields = _clean_mapping(
             changes.get("field_mapping", source.field_mapping),
@@ -163,7 +161,11 @@ def etl_source_update(*, source: DataSource, **changes) -> DataSource:
     for field in ("name", "schedule_minutes", "enabled", "requests_per_second"):
         if field in changes:
             setattr(source, field, changes[field])
-    source.save()
+    with transaction.atomic():
+        # Only once every change is valid: the old file is deleted when this commits.
+        if source.file_key and (source.config.get("path") or source.config.get("url")):
+            _file_forget(source)  # the source now reads its path or URL
+        source.save()
     return source
 
 

@@ -148,9 +148,9 @@ def source_file_upload(request, source_id):
         return _file_answer(request, source=source, error=exc.message)
 
 
-@csrf_protect
 @require_POST
-@org_page(admin=True)
+@org_page(admin=True)  # before the CSRF check: no body is read for a caller who may not upload
+@csrf_protect
 def _source_file_upload(request, source_id):
     source = selectors.source_get(source_id=source_id)
     try:

@@ -125,6 +125,20 @@ def test_setting_a_path_later_forgets_the_uploaded_file(
     assert _stored_files(settings.MEDIA_ROOT) == []
 
 
+def test_an_invalid_change_keeps_the_uploaded_file(world, api_as, files, settings):
+    source = _csv_source(world.org_a)
+    client = api_as(world.admin_a)
+    _upload(client, source.pk, ARTICLES)
+    refused = client.patch(
+        f"/api/v1/etl/sources/{source.pk}",
+        {"config": {"path": "articles.csv"}, "field_mapping": {"title": "Headline"}},
+        format="json",
+    )
+    assert refused.status_code == 422
+    assert _stored_files(settings.MEDIA_ROOT) == [f"{world.org_a.schema_name}/etl/{source.pk}/articles.csv"]
+    assert client.get(f"/api/v1/etl/sources/{source.pk}").json()["data"]["file"]["name"] == "articles.csv"
+
+
 def test_deleting_a_source_deletes_its_file(
     world, api_as, files, settings, django_capture_on_commit_callbacks
 ):
