@@ -21,11 +21,14 @@ COPY --chown=nexus:nexus . .
 # Static files are collected at build time; the placeholder key never serves a request.
 RUN SECRET_KEY=collectstatic-only DATABASE_URL=postgres://unused/unused \
     python manage.py collectstatic --noinput -v 0 \
-    && mkdir -p /tmp/prometheus && chown nexus:nexus /tmp/prometheus
+    && mkdir -p /tmp/prometheus && chown nexus:nexus /tmp/prometheus \
+    && mkdir -p /var/lib/nexus/media && chown nexus:nexus /var/lib/nexus/media
 
 USER nexus
 EXPOSE 8000
 ENV PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus
+# Uploaded files (filesystem storage); a volume shared by web and workers in compose.
+ENV MEDIA_ROOT=/var/lib/nexus/media
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
     CMD curl -fsS http://127.0.0.1:8000/health || exit 1
 CMD ["gunicorn", "nexus.wsgi:application", "-c", "nexus/gunicorn.conf.py"]

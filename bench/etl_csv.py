@@ -36,18 +36,19 @@ def main() -> None:
     from etl.services import etl_run_source, etl_source_create
     from tenants.services import organisation_create
 
+    org = organisation_create(name="ETL Bench")
+    # A server-side file, in the organisation's own directory under the root.
     files = ROOT / ".data" / "etl-files"
-    files.mkdir(parents=True, exist_ok=True)
+    (files / org.schema_name).mkdir(parents=True, exist_ok=True)
     settings.ETL_LOCAL_ROOTS = [str(files)]
-    path = files / "bench-100k.csv"
+    path = files / org.schema_name / "bench-100k.csv"
     started = time.perf_counter()
     _generate(path)
     report("generated CSV", {"rows": ROWS, "seconds": round(time.perf_counter() - started, 2)})
 
-    org = organisation_create(name="ETL Bench")
     with tenant_context(org):
         source = etl_source_create(
-            name="Bench", kind="csv", config={"path": str(path)}, field_mapping=ARTICLES_CSV_MAPPING
+            name="Bench", kind="csv", config={"path": path.name}, field_mapping=ARTICLES_CSV_MAPPING
         )
         started = time.perf_counter()
         run = etl_run_source(source=source)

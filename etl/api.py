@@ -6,17 +6,19 @@ import time
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from etl import selectors, services
-from etl.models import RunTrigger
+from etl import selectors, services, uploads
+from etl.models import RunTrigger, SourceKind
 from etl.serializers import (
     CompareOutput,
     RecordOutput,
     RunDetailOutput,
     RunOutput,
     RunQueuedOutput,
+    SourceFileInput,
     SourceInput,
     SourceOutput,
     SourcePatchInput,
@@ -85,7 +87,7 @@ class SourceDetailView(APIView):
         tags=TAGS,
     )
     def delete(self, request, source_id, *args, **kwargs):
-        selectors.source_get(source_id=source_id).delete()
+        services.etl_source_delete(source=selectors.source_get(source_id=source_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -104,6 +106,40 @@ class SourceRunView(APIView):
         source = selectors.source_get(source_id=source_id)
         run = services.etl_run_queue(source=source, trigger=RunTrigger.MANUAL)
         return Response(RunQueuedOutput({"run_id": run.pk, "status": run.status}).data, status=202)
+
+
+class SourceFileView(APIView):
+    """The source's file, uploaded (multipart). The size limit is enforced while the body is
+    read, so the upload handlers are installed before DRF or anything else reads it."""
+
+    permission_classes = [IsOrganisationAdmin]
+    parser_classes = [MultiPartParser]
+
+    def initialize_request(self, request, *args, **kwargs):
+        uploads.install_upload_handlers(request)
+        return super().initialize_request(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Upload the file of a CSV or RSS source (admins)",
+        description="multipart/form-data with one field `file`: a CSV (UTF-8, header row) or an RSS/Atom "
+        "document, at most ETL_MAX_UPLOAD_BYTES (20 MiB by default). It replaces the source's previous file "
+        "and config.path/url; the next run ingests it incrementally. 413 PAYLOAD_TOO_LARGE over the limit; "
+        "422 for an API source or content that does not parse; nothing is stored then.",
+        request={"multipart/form-data": SourceFileInput},
+        responses={200: SourceOutput},
+        tags=TAGS,
+    )
+    def post(self, request, source_id, *args, **kwargs):
+        source = selectors.source_get(source_id=source_id)
+        if source.kind not in (SourceKind.CSV, SourceKind.RSS):
+            # Before the body is read: an API source never takes a file, whatever its size.
+            services.etl_source_file_upload(source=source, file=None)
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise ValidationFailed(
+                "Send the file as the multipart field 'file'.", details={"fields": {"file": ["Required."]}}
+            )
+        return Response(SourceOutput(services.etl_source_file_upload(source=source, file=upload)).data)
 
 
 class RunListView(APIView):

@@ -29,6 +29,13 @@ class DataSource(models.Model):
     enabled = models.BooleanField(default=True)
     requests_per_second = models.FloatField(default=5.0)
     next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # The uploaded file (CSV/RSS), by its name in the default storage: always under
+    # "<org schema>/etl/<source id>/", never chosen by the organisation. Blank: none.
+    file_key = models.CharField(max_length=500, blank=True)
+    file_name = models.CharField(max_length=255, blank=True)
+    file_size = models.BigIntegerField(null=True, blank=True)
+    file_sha256 = models.CharField(max_length=64, blank=True)
+    file_uploaded_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -20,6 +20,10 @@ def source_get(*, source_id) -> DataSource:
         raise NotFound("No such data source.") from None
 
 
+def source_list() -> QuerySet[DataSource]:
+    return DataSource.objects.order_by("name", "pk")
+
+
 def record_get(*, record_id) -> Record:
     """One of the organisation's records; NotFound for any id it does not have."""
     try:

@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from etl.models import DataSource, DriftEvent, EtlRun, QuarantinedItem, Record, SourceKind
@@ -22,8 +23,20 @@ class SourcePatchInput(SourceInput):
         super().__init__(*args, partial=True, **kwargs)
 
 
+class SourceFileOutput(serializers.Serializer):
+    name = serializers.CharField(source="file_name")
+    size = serializers.IntegerField(source="file_size")
+    sha256 = serializers.CharField(source="file_sha256")
+    uploaded_at = serializers.DateTimeField(source="file_uploaded_at")
+
+
+class SourceFileInput(serializers.Serializer):
+    file = serializers.FileField(help_text="A CSV (UTF-8, header row) or RSS/Atom document.")
+
+
 class SourceOutput(serializers.ModelSerializer):
     api_key_set = serializers.SerializerMethodField()
+    file = serializers.SerializerMethodField()
 
     class Meta:
         model = DataSource
@@ -39,9 +52,15 @@ class SourceOutput(serializers.ModelSerializer):
             "enabled",
             "requests_per_second",
             "next_run_at",
+            "file",
             "created_at",
             "updated_at",
         ]
+
+    @extend_schema_field(SourceFileOutput(allow_null=True))
+    def get_file(self, source) -> dict | None:
+        """The uploaded file, or null; never its storage location."""
+        return SourceFileOutput(source).data if source.file_key else None
 
     def get_api_key_set(self, source) -> bool:
         return bool(source.api_key_encrypted or source.config.get("api_key_env"))

@@ -9,17 +9,22 @@ last checkpoint with no duplicates and no gaps.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from datetime import timedelta
 
 import structlog
 from django.conf import settings
+from django.core.files import File
+from django.core.files.base import ContentFile
+from django.core.files.storage import storages
 from django.db import connection, transaction
 from django.utils import timezone
 
-from etl import bulk
+from etl import bulk, uploads
 from etl.connectors import connector_for, local_file
+from etl.connectors.base import NO_SUCH_FILE
 from etl.http import FetchError
 from etl.models import (
     RAW_MODELS,
@@ -64,18 +69,23 @@ def _clean_config(kind: str, config: dict) -> dict:
     url, path = config.get("url"), config.get("path")
     if kind == SourceKind.API and not url:
         raise _invalid("config", "An API source needs config.url.")
-    if kind in (SourceKind.CSV, SourceKind.RSS) and bool(url) == bool(path):
-        raise _invalid("config", "Give exactly one of config.path or config.url.")
+    if kind == SourceKind.API and path:
+        raise _invalid("config", "An API source reads its URL; config.path is for CSV and RSS sources.")
+    if kind in (SourceKind.CSV, SourceKind.RSS) and url and path:
+        # Neither is fine: the source then receives its file by upload.
+        raise _invalid("config", "Give at most one of config.path or config.url.")
     if url:
         try:
             resolve_public_url(str(url), require_https=settings.ETL_REQUIRE_HTTPS)
         except UnsafeURL as exc:
             raise _invalid("config", f"config.url: {exc}", reason="unsafe_url") from exc
-    if path:
+    if path is not None and path != "":
         try:
-            local_file(str(path))
+            if not isinstance(path, str):
+                raise FetchError(NO_SUCH_FILE)
+            local_file(path)
         except FetchError as exc:
-            raise _invalid("config", f"config.path: {exc}") from exc
+            raise _invalid("config", str(exc)) from None
     if "api_key" in config:
         raise _invalid("config", "Send the API key as api_key, not inside config.")
     env_name = config.get("api_key_env")
@@ -151,7 +161,79 @@ def etl_source_update(*, source: DataSource, **changes) -> DataSource:
     for field in ("name", "schedule_minutes", "enabled", "requests_per_second"):
         if field in changes:
             setattr(source, field, changes[field])
-    source.save()
+    with transaction.atomic():
+        # Only once every change is valid: the old file is deleted when this commits.
+        if source.file_key and (source.config.get("path") or source.config.get("url")):
+            _file_forget(source)  # the source now reads its path or URL
+        source.save()
+    return source
+
+
+def etl_source_delete(*, source: DataSource) -> None:
+    """Delete a source with its records, runs and uploaded file (the file once the delete
+    commits)."""
+    with transaction.atomic():
+        _file_forget(source)
+        source.delete()
+
+
+# --- Uploaded files -----------------------------------------------------------------------------
+
+
+def _delete_stored(key: str) -> None:
+    try:
+        storages["default"].delete(key)
+    except Exception:  # an orphaned object costs storage, not correctness
+        log.warning("etl.file_delete_failed", key=key)
+
+
+def _file_forget(source: DataSource) -> None:
+    """Drop the source's uploaded file: the row now, the object once that commits."""
+    key = source.file_key
+    if not key:
+        return
+    source.file_key, source.file_name, source.file_sha256 = "", "", ""
+    source.file_size = source.file_uploaded_at = None
+    transaction.on_commit(lambda: _delete_stored(key))
+
+
+def etl_source_file_upload(*, source: DataSource, file: File, name: str | None = None) -> DataSource:
+    """Check and store a CSV or RSS/Atom file as the source's content, replacing the
+    previous one. ValidationFailed (422) for an API source or content that does not parse,
+    PayloadTooLarge (413) over ETL_MAX_UPLOAD_BYTES; nothing is stored then. The checkpoint
+    is kept: its checksum makes an unchanged file ingest nothing."""
+    if source.kind not in (SourceKind.CSV, SourceKind.RSS):
+        raise _invalid("file", "API sources read their URL; only CSV and RSS sources take a file.")
+    limit = settings.ETL_MAX_UPLOAD_BYTES
+    if file is None:
+        raise _invalid("file", "Send the file as the multipart field 'file'.")
+    if (file.size or 0) > limit:
+        raise uploads.too_large()
+    file.seek(0)
+    data = file.read(limit + 1)
+    if len(data) > limit:
+        raise uploads.too_large()
+    uploads.check_content(source.kind, data, delimiter=source.config.get("delimiter") or ",")
+    file_name = uploads.safe_file_name(name or file.name, source.kind)
+    prefix = uploads.storage_prefix(schema_name=connection.schema_name, source_id=source.pk)
+    key = storages["default"].save(prefix + file_name, ContentFile(data))
+    try:
+        with transaction.atomic():
+            # Two uploads at once: each replaces the other's file, never leaks one.
+            source = DataSource.objects.select_for_update().get(pk=source.pk)
+            _file_forget(source)
+            # Uploaded CSV is UTF-8 by contract; the file replaces any path or URL.
+            source.config = {k: v for k, v in source.config.items() if k not in ("path", "url", "encoding")}
+            source.file_key = key
+            source.file_name = file_name
+            source.file_size = len(data)
+            source.file_sha256 = hashlib.sha256(data).hexdigest()
+            source.file_uploaded_at = timezone.now()
+            source.save()
+    except BaseException:
+        _delete_stored(key)
+        raise
+    log.info("etl.file_uploaded", source_id=str(source.pk), size=len(data), sha256=source.file_sha256)
     return source
 
 

@@ -299,8 +299,49 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Files organisations upload (ETL sources): Django's storage API, one location per
+# organisation (<org schema>/...) under the storage root. The cloud backends need their
+# extra: pip install "django-storages[s3]" or "django-storages[google]".
+MEDIA_ROOT = Path(env("MEDIA_ROOT", str(BASE_DIR / ".data" / "media")))
+MEDIA_URL = "/media/"  # never served: uploads are read by the workers only
+FILE_STORAGE_BACKEND = env("FILE_STORAGE_BACKEND", "filesystem")
+_file_storage_prefix = env("FILE_STORAGE_PREFIX", "")
+if FILE_STORAGE_BACKEND == "filesystem":
+    _default_storage = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        # No "location": it follows MEDIA_ROOT.
+        "OPTIONS": {
+            "file_permissions_mode": 0o600,
+            "directory_permissions_mode": 0o700,
+        },
+    }
+elif FILE_STORAGE_BACKEND == "s3":
+    _default_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env("FILE_STORAGE_BUCKET"),
+            "location": _file_storage_prefix,
+            "region_name": env("FILE_STORAGE_S3_REGION"),
+            "endpoint_url": env("FILE_STORAGE_S3_ENDPOINT_URL"),
+            "default_acl": "private",
+            # A new upload never overwrites the object the source still reads.
+            "file_overwrite": False,
+        },
+    }
+elif FILE_STORAGE_BACKEND == "gcs":
+    _default_storage = {
+        "BACKEND": "storages.backends.gcloud.GoogleCloudStorage",
+        "OPTIONS": {
+            "bucket_name": env("FILE_STORAGE_BUCKET"),
+            "location": _file_storage_prefix,
+            "default_acl": "projectPrivate",
+            "file_overwrite": False,
+        },
+    }
+else:
+    raise ImproperlyConfigured("FILE_STORAGE_BACKEND must be filesystem, s3 or gcs.")
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _default_storage,
     "staticfiles": {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"
@@ -436,11 +477,11 @@ ETL_HTTP_RETRIES = env_int("ETL_HTTP_RETRIES", 5)
 ETL_RETRY_BASE_DELAY_SECONDS = float(env("ETL_RETRY_BASE_DELAY_SECONDS", "0.5"))
 ETL_RETRY_MAX_DELAY_SECONDS = float(env("ETL_RETRY_MAX_DELAY_SECONDS", "60"))
 ETL_REQUIRE_HTTPS = env_bool("ETL_REQUIRE_HTTPS", WEBHOOK_REQUIRE_HTTPS)
-# Local CSV/RSS paths must be inside one of these directories.
-ETL_LOCAL_ROOTS = env_list(
-    "ETL_LOCAL_ROOTS", f"{BASE_DIR / 'etl' / 'sample_data'},{BASE_DIR / '.data' / 'etl-files'}"
-)
+# Server-side CSV/RSS paths: an organisation reads only <root>/<its schema>/ of each root.
+ETL_LOCAL_ROOTS = env_list("ETL_LOCAL_ROOTS", str(BASE_DIR / ".data" / "etl-files"))
 ETL_MAX_FILE_BYTES = env_int("ETL_MAX_FILE_BYTES", 200 * 1024 * 1024)
+# One uploaded CSV/RSS file (POST /etl/sources/{id}/file); larger is a 413.
+ETL_MAX_UPLOAD_BYTES = env_int("ETL_MAX_UPLOAD_BYTES", 20 * 1024 * 1024)
 # An API source that never reports its last page is stopped after this many pages.
 ETL_MAX_PAGES = env_int("ETL_MAX_PAGES", 10_000)
 # Testing the resume path on the scheduled runs: stop each run the schedule starts after this

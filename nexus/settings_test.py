@@ -3,6 +3,7 @@ no secrets required. Tests still use the real PostgreSQL and Redis named by
 DATABASE_URL / REDIS_URL."""
 
 import os
+import tempfile
 import uuid
 
 os.environ.setdefault("NEXUS_TESTING", "true")
@@ -24,6 +25,10 @@ os.environ.setdefault("ETL_RETRY_BASE_DELAY_SECONDS", "0.01")
 # with the Celery worker it starts, so parallel or earlier test runs never hand each other
 # tasks. The run id is inherited by xdist workers; the worker id tells them apart.
 os.environ.setdefault("CELERY_TEST_RUN", uuid.uuid4().hex[:10])
+# Uploaded files of this test run, shared with the worker and web processes it starts.
+os.environ.setdefault(
+    "MEDIA_ROOT", os.path.join(tempfile.gettempdir(), f"nexus-test-media-{os.environ['CELERY_TEST_RUN']}")
+)
 _test_queue = os.environ.get("CELERY_TEST_QUEUE") or (
     f"nexus-test-{os.environ['CELERY_TEST_RUN']}-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 )

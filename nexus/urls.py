@@ -63,6 +63,9 @@ urlpatterns = [
         name="webhooks-redeliver",
     ),
     path("data", etl_views.data_page, name="data-page"),
+    path("data/sources/new", etl_views.source_add, name="data-source-add"),
+    path("data/sources/<uuid:source_id>/edit", etl_views.source_edit, name="data-source-edit"),
+    path("data/sources/<uuid:source_id>/file", etl_views.source_file_upload, name="data-source-file"),
     path("data/sources/<uuid:source_id>/run", etl_views.run_now, name="data-run"),
     path("data/records/<int:record_id>/job", etl_views.record_job, name="data-record-job"),
 ]

@@ -13,12 +13,19 @@ RSS_MAPPING = FEED_MAPPING
 
 
 @pytest.fixture
-def files(tmp_path, settings):
-    """A directory data sources may read, with copies of the samples."""
-    settings.ETL_LOCAL_ROOTS = [str(tmp_path), str(SAMPLE)]
-    shutil.copy(SAMPLE / "articles.csv", tmp_path / "articles.csv")
-    shutil.copy(SAMPLE / "feed.xml", tmp_path / "feed.xml")
-    return tmp_path
+def files(tmp_path, settings, world):
+    """The data directory of each shared organisation (`<root>/<org schema>/`, the only place
+    its sources may name by path), both holding copies of the samples; org A's is returned.
+    Uploaded files go to a MEDIA_ROOT of this test's own."""
+    root = tmp_path / "etl-files"
+    settings.ETL_LOCAL_ROOTS = [str(root)]
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    for org in (world.org_a, world.org_b):
+        directory = root / org.schema_name
+        directory.mkdir(parents=True)
+        shutil.copy(SAMPLE / "articles.csv", directory / "articles.csv")
+        shutil.copy(SAMPLE / "feed.xml", directory / "feed.xml")
+    return root / world.org_a.schema_name
 
 
 @pytest.fixture

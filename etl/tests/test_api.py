@@ -22,7 +22,7 @@ def _source_body(files, **overrides):
     return {
         "name": "Articles",
         "kind": "csv",
-        "config": {"path": str(files / "articles.csv")},
+        "config": {"path": "articles.csv"},
         "field_mapping": CSV_MAPPING,
         "schedule_minutes": 30,
         **overrides,
@@ -67,8 +67,8 @@ def test_api_key_is_write_only(world, api_as, mock_api):
 @pytest.mark.parametrize(
     "overrides,message",
     [
-        ({"config": {"path": "/etc/passwd"}}, "outside the directories"),
-        ({"config": {}}, "exactly one of"),
+        ({"config": {"path": "/etc/passwd"}}, "names no file in this organisation's data directory"),
+        ({"config": {"path": "a.csv", "url": "https://example.com/a.csv"}}, "at most one of"),
         ({"kind": "api", "config": {"url": "ftp://x"}}, "must use"),
         ({"field_mapping": {"title": "Headline"}}, "external_id"),
         ({"field_mapping": {"external_id": "id", "colour": "c"}}, "Unknown unified fields"),
@@ -112,7 +112,7 @@ def test_runs_detail_compare_and_stats(world, api_as, files):
         source = etl_source_create(
             name="Articles",
             kind="csv",
-            config={"path": str(files / "articles.csv")},
+            config={"path": "articles.csv"},
             field_mapping=CSV_MAPPING,
         )
         first = etl_run_source(source=source)
@@ -142,7 +142,7 @@ def test_compare_flags_anomalies_against_history(world, api_as, files):
         source = etl_source_create(
             name="Articles",
             kind="csv",
-            config={"path": str(files / "articles.csv")},
+            config={"path": "articles.csv"},
             field_mapping=CSV_MAPPING,
         )
         for _ in range(3):
@@ -174,7 +174,7 @@ def test_data_endpoint_filters_and_reports_latency(world, api_as, files):
         csv = etl_source_create(
             name="Articles",
             kind="csv",
-            config={"path": str(files / "articles.csv")},
+            config={"path": "articles.csv"},
             field_mapping=CSV_MAPPING,
         )
         etl_run_source(source=csv)
@@ -194,7 +194,7 @@ def test_data_endpoint_filters_and_reports_latency(world, api_as, files):
 def test_another_organisations_sources_runs_and_records_are_invisible(world, api_as, files):
     with tenant_context(world.org_b):
         source = etl_source_create(
-            name="B only", kind="csv", config={"path": str(files / "articles.csv")}, field_mapping=CSV_MAPPING
+            name="B only", kind="csv", config={"path": "articles.csv"}, field_mapping=CSV_MAPPING
         )
         run = etl_run_source(source=source)
     client = api_as(world.admin_a)
@@ -211,7 +211,7 @@ def test_health_shows_the_last_etl_run(world, client, files):
         source = etl_source_create(
             name="Articles",
             kind="csv",
-            config={"path": str(files / "articles.csv")},
+            config={"path": "articles.csv"},
             field_mapping=CSV_MAPPING,
         )
         etl_run_source(source=source)

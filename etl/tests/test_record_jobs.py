@@ -30,7 +30,7 @@ def _record(files, org, *, external_id="R-1", title="Quarterly report", body="Re
         source = etl_source_create(
             name="Articles",
             kind="csv",
-            config={"path": str(files / "articles.csv")},
+            config={"path": "articles.csv"},
             field_mapping=CSV_MAPPING,
         )
         return Record.objects.create(

@@ -39,7 +39,7 @@ def _write_feed(path, items: list[dict]) -> None:
 
 
 def _feed_source(path):
-    return etl_source_create(name="Feed", kind="rss", config={"path": str(path)}, field_mapping=RSS_MAPPING)
+    return etl_source_create(name="Feed", kind="rss", config={"path": path.name}, field_mapping=RSS_MAPPING)
 
 
 def _ids(source) -> set[str]:

@@ -13,6 +13,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
@@ -75,7 +76,7 @@ def _beat(broker, work) -> None:
 
 
 def _csv(files, name: str, rows: int = 10):
-    path = files / name
+    path = files.parent / connection.schema_name / name  # the current organisation's directory
     path.write_text("id,title\n" + "".join(f"{name}-{i},Row {i}\n" for i in range(1, rows + 1)))
     return path
 
@@ -84,7 +85,7 @@ def _source(path, name: str = "Rows", **kwargs) -> DataSource:
     return etl_source_create(
         name=name,
         kind="csv",
-        config={"path": str(path)},
+        config={"path": path.name},
         field_mapping={"external_id": "id", "title": "title"},
         **kwargs,
     )

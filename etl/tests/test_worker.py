@@ -2,11 +2,12 @@
 
 import time
 
+from django.core.files import File
 from django_tenants.utils import tenant_context
 from rest_framework.test import APIClient
 
 from etl.models import EtlRun, Record
-from etl.services import etl_source_create
+from etl.services import etl_source_create, etl_source_file_upload
 from etl.tests.conftest import CSV_MAPPING, SAMPLE
 from tenants.tests.helpers import bearer_for
 
@@ -16,9 +17,11 @@ def test_run_now_executes_on_the_worker(live_org, celery_worker):
         source = etl_source_create(
             name="Articles",
             kind="csv",
-            config={"path": str(SAMPLE / "articles.csv")},
+            config={},
             field_mapping=CSV_MAPPING,
         )
+        with (SAMPLE / "articles.csv").open("rb") as sample:
+            etl_source_file_upload(source=source, file=File(sample))
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {bearer_for(live_org.admin)}")
     run_id = client.post(f"/api/v1/etl/sources/{source.pk}/run").json()["data"]["run_id"]

@@ -53,6 +53,12 @@ class Conflict(AppError):
     default_message = "The request conflicts with the current state."
 
 
+class PayloadTooLarge(AppError):
+    status_code = 413
+    code = "PAYLOAD_TOO_LARGE"
+    default_message = "The request body is larger than this endpoint accepts."
+
+
 class RateLimited(AppError):
     status_code = 429
     code = "RATE_LIMITED"

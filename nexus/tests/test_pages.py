@@ -327,17 +327,13 @@ def test_data_page_lists_sources_and_queues_runs(
 ):
     from etl import tasks as etl_tasks
     from etl.samples import ARTICLES_CSV_MAPPING as CSV_MAPPING
-    from etl.samples import sample_data_path
-    from etl.services import etl_source_create
+    from etl.samples import sample_source_create
 
     sent = []
     monkeypatch.setattr(etl_tasks.execute_run, "apply_async", lambda args, **kwargs: sent.append(args[0]))
     with tenant_context(world.org_a):
-        source = etl_source_create(
-            name="Sample CSV",
-            kind="csv",
-            config={"path": sample_data_path("articles.csv")},
-            field_mapping=CSV_MAPPING,
+        source = sample_source_create(
+            name="Sample CSV", kind="csv", sample="articles.csv", field_mapping=CSV_MAPPING
         )
     assert "Sample CSV" in admin.get("/data").content.decode()
     with django_capture_on_commit_callbacks(execute=True):

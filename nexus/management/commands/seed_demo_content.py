@@ -6,8 +6,7 @@ from django_tenants.utils import tenant_context
 from billing.models import CreditTransaction
 from billing.services import credits_grant
 from etl.models import DataSource
-from etl.samples import ARTICLES_CSV_MAPPING, FEED_MAPPING, sample_data_path
-from etl.services import etl_source_create
+from etl.samples import ARTICLES_CSV_MAPPING, FEED_MAPPING, sample_source_create
 from tenants.management.commands._base import OperatorCommand
 from tenants.management.commands.seed_demo import DEMO_ORGANISATIONS
 from tenants.selectors import organisation_by_email_domain
@@ -30,17 +29,18 @@ class Command(OperatorCommand):
                         amount=DEMO_CREDITS, reason="demo credits", actor_label="operator:seed_demo_content"
                     )
                 if not DataSource.objects.exists():
-                    etl_source_create(
+                    # Uploaded like any organisation's own files, into its own storage location.
+                    sample_source_create(
                         name="Sample articles (CSV)",
                         kind="csv",
-                        config={"path": sample_data_path("articles.csv")},
+                        sample="articles.csv",
                         field_mapping=ARTICLES_CSV_MAPPING,
                         schedule_minutes=60,
                     )
-                    etl_source_create(
+                    sample_source_create(
                         name="Sample feed (RSS)",
                         kind="rss",
-                        config={"path": sample_data_path("feed.xml")},
+                        sample="feed.xml",
                         field_mapping=FEED_MAPPING,
                         schedule_minutes=60,
                     )

@@ -17,8 +17,8 @@ LONG_URL = "http://127.0.0.1:9/hooks/a-receiver-path-long-enough-to-wrap-on-a-ph
 def busy_person(person):
     """An organisation with something on every page: a second member with long names,
     a webhook endpoint with a long URL, a data source that has run, credits and a job."""
-    from etl.samples import ARTICLES_CSV_MAPPING, sample_data_path
-    from etl.services import etl_run_source, etl_source_create
+    from etl.samples import ARTICLES_CSV_MAPPING, sample_source_create
+    from etl.services import etl_run_source
     from tenants.services import user_create
     from webhooks.services import webhook_endpoint_create
 
@@ -33,11 +33,8 @@ def busy_person(person):
         person.endpoint, _ = webhook_endpoint_create(
             url=LONG_URL, event_types=["job.completed"], description="The receiver"
         )
-        source = etl_source_create(
-            name="Sample CSV",
-            kind="csv",
-            config={"path": sample_data_path("articles.csv")},
-            field_mapping=ARTICLES_CSV_MAPPING,
+        source = sample_source_create(
+            name="Sample CSV", kind="csv", sample="articles.csv", field_mapping=ARTICLES_CSV_MAPPING
         )
         etl_run_source(source=source)
     return person
