@@ -150,6 +150,7 @@ CASES: dict[str, ById | Lists | Refers | NoIds] = {
         source_id="source", body={"name": "Taken over", "enabled": False}
     ),
     V + "etl/sources/<uuid:source_id>/run": ById(source_id="source"),
+    V + "etl/sources/<uuid:source_id>/file": ById(source_id="source", body=CSV_UPLOAD, format="multipart"),
     V + "etl/runs": Lists("run", queries=("", "source={source}")),
     V + "etl/runs/compare": Lists("run", queries=("source={source}", "a={run2}&b={run}")),
     V + "etl/runs/<uuid:run_id>": ById(run_id="run"),
@@ -190,6 +191,11 @@ CASES: dict[str, ById | Lists | Refers | NoIds] = {
     "webhooks/deliveries/<str:delivery_id>/redeliver": ById(delivery_id="delivery", methods="POST"),
     "data": Lists("source", "record"),  # its runs are shown by their source's name
     "data/sources/<uuid:source_id>/run": ById(source_id="source", methods="POST"),
+    "data/sources/new": NoIds("adds a source to the caller's organisation"),
+    "data/sources/<uuid:source_id>/edit": ById(
+        source_id="source", methods="GET POST", body={"name": "Taken over", "kind": "csv", "enabled": ""}
+    ),
+    "data/sources/<uuid:source_id>/file": ById(source_id="source", methods="POST", body=CSV_UPLOAD),
     "data/records/<int:record_id>/job": ById(
         record_id="record", methods="POST", body={"job_type": "summarize"}
     ),
