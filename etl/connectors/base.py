@@ -1,13 +1,16 @@
 """What every connector shares: the HTTP client of the source, local files confined to the
-allowed roots, and the final cursor once the stream is exhausted."""
+allowed roots, the source's API key (a server-held key only ever of the running
+organisation), and the final cursor once the stream is exhausted."""
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 from django.conf import settings
+from django.db import connection
 
 from etl.http import FetchError, SourceHttp
 from etl.models import DataSource
@@ -27,18 +30,56 @@ def local_file(path: str) -> Path:
     raise FetchError("The file is outside the directories data sources may read.")
 
 
+# Words of A-Z and 0-9 joined by single underscores: without "__" in a name, the last "__"
+# of a variable name separates the owner's schema from the key's name, so no name one
+# organisation can give spells another organisation's variable.
+API_KEY_NAME = re.compile(r"^[A-Z0-9]+(?:_[A-Z0-9]+)*$")
+API_KEY_NAME_MAX = 64
+
+
+def server_key_variable(name: str, *, schema: str | None = None) -> str:
+    """The environment variable holding the current organisation's server-held key `name`.
+    The operator fixes the owner by putting the organisation's schema in the name."""
+    return f"ETL_SOURCE_KEY__{(schema or connection.schema_name).upper()}__{name}"
+
+
+def server_key(name) -> str | None:
+    """The current organisation's server-held key called `name`, or None when it has none
+    by that name (whether or not another organisation has)."""
+    if not isinstance(name, str) or len(name) > API_KEY_NAME_MAX or not API_KEY_NAME.match(name):
+        return None
+    if connection.schema_name in (None, "", "public"):
+        return None
+    return os.environ.get(server_key_variable(name)) or None
+
+
+def server_key_name(source: DataSource) -> str | None:
+    """The server-held key name a source uses. A row saved with the old `api_key_env` counts
+    only when that variable is this organisation's own; any other variable is ignored, so
+    the run fails closed."""
+    name = source.config.get("api_key_name")
+    if name:
+        return str(name)
+    legacy = source.config.get("api_key_env")
+    if isinstance(legacy, str) and legacy:
+        prefix = server_key_variable("")
+        if legacy.startswith(prefix):
+            return legacy[len(prefix) :] or "?"
+        return "?"  # not this organisation's: treated as a name that does not exist
+    return None
+
+
 def api_key_for(source: DataSource) -> str | None:
     if source.api_key_encrypted:
         return decrypt(source.api_key_encrypted)
-    env_name = source.config.get("api_key_env")
-    if env_name:
-        if not str(env_name).startswith("ETL_SOURCE_KEY_"):
-            raise FetchError("config.api_key_env must name a variable starting with ETL_SOURCE_KEY_.")
-        value = os.environ.get(env_name)
-        if not value:
-            raise FetchError(f"The environment variable {env_name} holding the API key is not set.")
-        return value
-    return None
+    name = server_key_name(source)
+    if name is None:
+        return None
+    value = server_key(name)
+    if value is None:
+        shown = name if API_KEY_NAME.match(name) else "named by this source"
+        raise FetchError(f"The server-held API key {shown} is not available to this organisation.")
+    return value
 
 
 class Connector:
