@@ -10,8 +10,8 @@ last checkpoint with no duplicates and no gaps.
 from __future__ import annotations
 
 import json
-import re
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import structlog
 from django.conf import settings
@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from etl import bulk
 from etl.connectors import connector_for, local_file
+from etl.connectors.base import API_KEY_NAME, API_KEY_NAME_MAX, server_key
 from etl.http import FetchError
 from etl.models import (
     RAW_MODELS,
@@ -39,11 +40,13 @@ from nexus.celery import send_on_commit
 from nexus.crypto import encrypt
 from nexus.net import UnsafeURL, resolve_public_url
 from nexus.redis import get_redis, redis_key
+from tenants.services import organisation_cap_check
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_REQUIRED = ["external_id", "title"]
-API_KEY_ENV = re.compile(r"^ETL_SOURCE_KEY_[A-Z0-9_]{1,64}$")
+MIN_REQUESTS_PER_SECOND = 0.2
+MAX_REQUESTS_PER_SECOND = 100.0
 STALE_QUEUED_AFTER = timedelta(minutes=10)
 
 
@@ -78,18 +81,75 @@ def _clean_config(kind: str, config: dict) -> dict:
             raise _invalid("config", f"config.path: {exc}") from exc
     if "api_key" in config:
         raise _invalid("config", "Send the API key as api_key, not inside config.")
-    env_name = config.get("api_key_env")
-    if env_name is not None and not (isinstance(env_name, str) and API_KEY_ENV.match(env_name)):
-        # Any other variable would let a source send the server's own secrets to its URL.
-        raise _invalid("config", "config.api_key_env must name a variable starting with ETL_SOURCE_KEY_.")
+    if "api_key_env" in config:
+        # It named any variable of the server: an organisation could borrow another's key.
+        raise _invalid(
+            "config",
+            "config.api_key_env is no longer accepted; name a server-held key of this "
+            "organisation with config.api_key_name.",
+        )
+    if "api_key_name" in config:
+        _check_key_name(config["api_key_name"])
     if kind == SourceKind.API:
-        try:
-            page_size = int(config.get("page_size", 100))
-        except (TypeError, ValueError):
-            page_size = 0
-        if not 1 <= page_size <= 1000:
+        page_size = _whole(config.get("page_size", 100))
+        if page_size is None or not 1 <= page_size <= 1000:
             raise _invalid("config", "config.page_size must be a whole number from 1 to 1000.")
+        if "max_pages" in config:
+            max_pages = _whole(config["max_pages"])
+            if max_pages is None or not 1 <= max_pages <= settings.ETL_MAX_PAGES:
+                raise _invalid(
+                    "config", f"config.max_pages must be a whole number from 1 to {settings.ETL_MAX_PAGES}."
+                )
     return config
+
+
+def _whole(value) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _check_key_name(name) -> None:
+    if not isinstance(name, str) or len(name) > API_KEY_NAME_MAX or not API_KEY_NAME.match(name):
+        raise _invalid(
+            "config",
+            "config.api_key_name is the short name of a server-held key: capital letters and "
+            "digits, words joined by single underscores, at most 64 characters (e.g. WEATHER).",
+        )
+    # One message whether the name is unknown or another organisation's: no oracle of names.
+    if server_key(name) is None:
+        raise _invalid(
+            "config",
+            "config.api_key_name: no server-held key of this organisation has that name.",
+            reason="unknown_key_name",
+        )
+
+
+def _check_pace(requests_per_second) -> float:
+    try:
+        pace = float(requests_per_second)
+    except (TypeError, ValueError):
+        pace = 0.0
+    if not MIN_REQUESTS_PER_SECOND <= pace <= MAX_REQUESTS_PER_SECOND:
+        # Slower than this, a source's page budget could hold its runs for days.
+        raise _invalid(
+            "requests_per_second",
+            f"requests_per_second must be from {MIN_REQUESTS_PER_SECOND} to {MAX_REQUESTS_PER_SECOND}.",
+        )
+    return pace
+
+
+def _origin(url) -> tuple[str, str, int | None]:
+    parts = urlsplit(str(url or ""))
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
 
 
 def _clean_mapping(mapping, required) -> tuple[dict, list[str]]:
@@ -121,26 +181,41 @@ def etl_source_create(
     enabled: bool = True,
     requests_per_second: float = 5.0,
 ) -> DataSource:
+    """Connect a source. LimitReached (409) at the organisation's cap of sources."""
     mapping, required = _clean_mapping(field_mapping, required_fields)
-    source = DataSource.objects.create(
-        name=name.strip(),
-        kind=kind,
-        config=_clean_config(kind, config),
-        api_key_encrypted=encrypt(api_key) if api_key else "",
-        field_mapping=mapping,
-        required_fields=required,
-        schedule_minutes=schedule_minutes,
-        enabled=enabled,
-        requests_per_second=requests_per_second,
-        next_run_at=timezone.now(),
-    )
+    config = _clean_config(kind, config)
+    if api_key and config.get("api_key_name"):
+        raise _invalid("api_key", "Give either api_key or config.api_key_name, not both.")
+    pace = _check_pace(requests_per_second)
+    with transaction.atomic():
+        organisation_cap_check(cap="max_sources", existing=DataSource.objects.all(), what="data sources")
+        source = DataSource.objects.create(
+            name=name.strip(),
+            kind=kind,
+            config=config,
+            api_key_encrypted=encrypt(api_key) if api_key else "",
+            field_mapping=mapping,
+            required_fields=required,
+            schedule_minutes=schedule_minutes,
+            enabled=enabled,
+            requests_per_second=pace,
+            next_run_at=timezone.now(),
+        )
     log.info("etl.source_created", source_id=str(source.pk), kind=kind)
     return source
 
 
 def etl_source_update(*, source: DataSource, **changes) -> DataSource:
     if "config" in changes:
-        source.config = _clean_config(source.kind, changes["config"])
+        config = _clean_config(source.kind, changes["config"])
+        if source.kind == SourceKind.API and _origin(config.get("url")) != _origin(source.config.get("url")):
+            # A key was given for one server: it must never follow the source to another.
+            # A server-held key may be named again by a later change that keeps the origin.
+            config = {k: v for k, v in config.items() if k != "api_key_name"}
+            if not changes.get("api_key"):
+                source.api_key_encrypted = ""
+            log.info("etl.source_key_cleared", source_id=str(source.pk), reason="origin_changed")
+        source.config = config
     if "field_mapping" in changes or "required_fields" in changes:
         source.field_mapping, source.required_fields = _clean_mapping(
             changes.get("field_mapping", source.field_mapping),
@@ -148,6 +223,8 @@ def etl_source_update(*, source: DataSource, **changes) -> DataSource:
         )
     if "api_key" in changes:
         source.api_key_encrypted = encrypt(changes["api_key"]) if changes["api_key"] else ""
+    if "requests_per_second" in changes:
+        changes["requests_per_second"] = _check_pace(changes["requests_per_second"])
     for field in ("name", "schedule_minutes", "enabled", "requests_per_second"):
         if field in changes:
             setattr(source, field, changes[field])

@@ -432,9 +432,21 @@ ETL_LOCAL_ROOTS = env_list(
 ETL_MAX_FILE_BYTES = env_int("ETL_MAX_FILE_BYTES", 200 * 1024 * 1024)
 # An API source that never reports its last page is stopped after this many pages.
 ETL_MAX_PAGES = env_int("ETL_MAX_PAGES", 10_000)
+# A run processed by a worker proceeds in slices: each stops after this many seconds or API
+# pages, commits its checkpoint and queues the rest of the run, so no task holds a worker
+# for long and other organisations' runs take turns.
+ETL_SLICE_SECONDS = float(env("ETL_SLICE_SECONDS", "60"))
+ETL_SLICE_PAGES = env_int("ETL_SLICE_PAGES", 100)
+# A run over its organisation's concurrent-runs cap stays queued and tries again this often.
+ETL_SLOT_RETRY_SECONDS = float(env("ETL_SLOT_RETRY_SECONDS", "5"))
 # Testing the resume path on the scheduled runs: stop each run the schedule starts after this
 # many items. Resume runs (the next run after a failure) and manual runs are never stopped.
 ETL_SCHEDULED_FAIL_AFTER = env_int("ETL_SCHEDULED_FAIL_AFTER", 0) or None
+
+# --- Fairness caps (per organisation; an operator overrides them per organisation in the admin)
+ORG_MAX_SOURCES = env_int("ORG_MAX_SOURCES", 20)
+ORG_MAX_WEBHOOK_ENDPOINTS = env_int("ORG_MAX_WEBHOOK_ENDPOINTS", 10)
+ORG_MAX_CONCURRENT_RUNS = env_int("ORG_MAX_CONCURRENT_RUNS", 2)
 
 # --- Rate limits (per organisation, on /api/) --------------------------------------------------
 RATE_LIMIT_ENABLED = env_bool("RATE_LIMIT_ENABLED", True)

@@ -53,6 +53,13 @@ class Conflict(AppError):
     default_message = "The request conflicts with the current state."
 
 
+class LimitReached(Conflict):
+    """The organisation is at one of its fairness caps (sources, webhook endpoints, ...)."""
+
+    code = "LIMIT_REACHED"
+    default_message = "This organisation has reached one of its limits."
+
+
 class RateLimited(AppError):
     status_code = 429
     code = "RATE_LIMITED"
