@@ -40,14 +40,13 @@ class ApiConnector(Connector):
         offset = int(cursor.get("offset") or 0)
         newest = cursor.get("max_seen") or since
         updated_field = config.get("updated_field") or "updated_at"
+        # Counted from the run's first page, not from where a slice or a resume picked up,
+        # so a run cannot fetch more than its budget by being continued.
+        max_pages = min(int(config.get("max_pages") or settings.ETL_MAX_PAGES), settings.ETL_MAX_PAGES)
         previous_page: list | None = None
-        pages = 0
         while True:
-            pages += 1
-            if pages > settings.ETL_MAX_PAGES:
-                raise FetchError(
-                    f"Stopped after {settings.ETL_MAX_PAGES} pages; the API never reported its last page."
-                )
+            if page > max_pages:
+                raise FetchError(f"Stopped after {max_pages} pages; the API never reported its last page.")
             params = {
                 config.get("page_param") or "page": page,
                 config.get("page_size_param") or "per_page": size,
