@@ -92,8 +92,11 @@ def prepare(
     threshold: float,
     batch_size: int,
     fail_after: int | None,
+    reported_drift: set[tuple[str, str, str]] | None = None,
 ) -> Iterator[PreparedBatch]:
-    drift = RunDrift(mapping=mapping, required=required, threshold=threshold, known=known_fields)
+    drift = RunDrift(
+        mapping=mapping, required=required, threshold=threshold, known=known_fields, reported=reported_drift
+    )
     processed = 0
     pending: list[tuple[dict, dict]] = []
 

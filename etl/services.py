@@ -10,17 +10,21 @@ last checkpoint with no duplicates and no gaps.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 import structlog
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from etl import bulk
 from etl.connectors import connector_for, local_file
-from etl.connectors.base import API_KEY_NAME, API_KEY_NAME_MAX, server_key
+from etl.connectors.base import API_KEY_NAME, API_KEY_NAME_MAX, SliceBudget, server_key
 from etl.http import FetchError
 from etl.models import (
     RAW_MODELS,
@@ -40,7 +44,7 @@ from nexus.celery import send_on_commit
 from nexus.crypto import encrypt
 from nexus.net import UnsafeURL, resolve_public_url
 from nexus.redis import get_redis, redis_key
-from tenants.services import organisation_cap_check
+from tenants.services import organisation_cap, organisation_cap_check
 
 log = structlog.get_logger(__name__)
 
@@ -258,8 +262,10 @@ def etl_run_queue(*, source: DataSource, trigger: str) -> EtlRun:
             "This source is running now; wait for the run to finish.", details={"reason": "running"}
         )
     _unlock(source)
-    waiting = EtlRun.objects.filter(
-        source=source, status=RunStatus.QUEUED, started_at__gte=timezone.now() - STALE_QUEUED_AFTER
+    recent = timezone.now() - STALE_QUEUED_AFTER
+    # A run between two of its slices is queued too, however long ago it started.
+    waiting = EtlRun.objects.filter(source=source, status=RunStatus.QUEUED).filter(
+        Q(started_at__gte=recent) | Q(slice_queued_at__gte=recent)
     )
     if waiting.exists():
         raise Conflict("A run of this source is already queued.", details={"reason": "queued"})
@@ -285,8 +291,14 @@ def etl_run_source(
     trigger: str = RunTrigger.MANUAL,
     fail_after: int | None = None,
     run: EtlRun | None = None,
+    one_slice: bool = False,
 ) -> EtlRun:
-    """Run a source now, in this process. Conflict (409) when it is already running."""
+    """Run a source now, in this process. Conflict (409) when it is already running.
+
+    The run proceeds in slices of at most ETL_SLICE_SECONDS / ETL_SLICE_PAGES, each ending
+    with its checkpoint committed. With `one_slice` (a worker's task) only one slice is
+    processed: a run with more to do is put back to `queued`, for the caller to continue;
+    otherwise slices follow each other here until the run ends."""
     if not _try_lock(source):
         if run is not None:
             _finish(run, RunStatus.FAILED, "Skipped: the source was already running.")
@@ -302,29 +314,123 @@ def etl_run_source(
         if run is None:
             run = EtlRun.objects.create(source=source, trigger=_resume_if_failed(source, trigger))
         run.status = RunStatus.RUNNING
-        run.checkpoint_before = checkpoint.cursor
+        if not run.slices:  # a later slice continues the run: its starting point stays
+            run.checkpoint_before = checkpoint.cursor
         run.save(update_fields=["status", "checkpoint_before"])
-        log.info("etl.run_started", run_id=str(run.pk), source_id=str(source.pk), trigger=run.trigger)
-        try:
-            _ingest(source, run, checkpoint, fail_after)
-        except (FetchError, InjectedFailure) as exc:
-            _finish(run, RunStatus.FAILED, str(exc), committed_counts_only=True)
-        except Exception as exc:
-            log.exception("etl.run_crashed", run_id=str(run.pk))
-            _finish(
-                run,
-                RunStatus.FAILED,
-                f"Internal error while ingesting ({type(exc).__name__}).",
-                committed_counts_only=True,
-            )
-        else:
-            _finish(run, RunStatus.SUCCEEDED, "")
+        log.info(
+            "etl.run_started",
+            run_id=str(run.pk),
+            source_id=str(source.pk),
+            trigger=run.trigger,
+            slice=run.slices + 1,
+        )
+        while True:
+            finished = _run_slice(source, run, checkpoint, fail_after)
+            if finished or run.status != RunStatus.RUNNING:
+                break
+            if one_slice:
+                run.status = RunStatus.QUEUED
+                run.slice_queued_at = timezone.now()
+                run.save(update_fields=["status", "slice_queued_at", "slices"])
+                log.info("etl.slice_ended", run_id=str(run.pk), slices=run.slices, cursor=checkpoint.cursor)
+                break
+            time.sleep(_pause_between_slices(source))
     finally:
         _unlock(source)
         DataSource.objects.filter(pk=source.pk).update(
             next_run_at=timezone.now() + timedelta(minutes=source.schedule_minutes)
         )
     return run
+
+
+def etl_run_slice(*, run: EtlRun, fail_after: int | None = None) -> EtlRun:
+    """One slice of a queued run, on a worker. The organisation runs at most its
+    `max_concurrent_runs` slices at once: without a free slot the run stays queued and is
+    sent again after ETL_SLOT_RETRY_SECONDS. A run with more to do after its slice is sent
+    again, after one interval of the source's pace, to continue from its checkpoint."""
+    from etl.tasks import execute_run
+
+    slot = _take_slot()
+    if slot is None:
+        log.info("etl.run_waiting_for_slot", run_id=str(run.pk))
+        send_on_commit(
+            execute_run,
+            str(run.pk),
+            countdown=settings.ETL_SLOT_RETRY_SECONDS,
+            log_event="etl.enqueue_failed",
+        )
+        return run
+    try:
+        run = etl_run_source(
+            source=run.source, trigger=run.trigger, fail_after=fail_after, run=run, one_slice=True
+        )
+    finally:
+        _release_slot(slot)
+    if run.status == RunStatus.QUEUED:
+        send_on_commit(
+            execute_run,
+            str(run.pk),
+            countdown=_pause_between_slices(run.source),
+            log_event="etl.enqueue_failed",
+        )
+    return run
+
+
+def _slot_key(index: int) -> str:
+    return f"etl-slot:{connection.schema_name}:{index}"
+
+
+def _take_slot() -> int | None:
+    """A free run slot of the current organisation, held by this database session (a
+    worker that dies frees its slot with its connection)."""
+    cap = organisation_cap(cap="max_concurrent_runs")
+    with connection.cursor() as cursor:
+        for index in range(cap):
+            cursor.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [_slot_key(index)])
+            if cursor.fetchone()[0]:
+                return index
+    return None
+
+
+def _release_slot(index: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [_slot_key(index)])
+
+
+def _pause_between_slices(source: DataSource) -> float:
+    """The source's own pace also holds from one slice to the next."""
+    return 1.0 / source.requests_per_second if source.requests_per_second > 0 else 0.0
+
+
+def _run_slice(source: DataSource, run: EtlRun, checkpoint: Checkpoint, fail_after: int | None) -> bool:
+    """One slice; True when the source was read to its end (the run is then finished)."""
+    budget = SliceBudget(seconds=settings.ETL_SLICE_SECONDS, pages=settings.ETL_SLICE_PAGES)
+    try:
+        finished = _ingest(source, run, checkpoint, fail_after, budget)
+    except (FetchError, InjectedFailure) as exc:
+        _finish(run, RunStatus.FAILED, str(exc), committed_counts_only=True)
+        return True
+    except SoftTimeLimitExceeded:
+        _finish(
+            run,
+            RunStatus.FAILED,
+            "The run stopped at its time limit; the next run resumes from the checkpoint.",
+            committed_counts_only=True,
+        )
+        return True
+    except Exception as exc:
+        log.exception("etl.run_crashed", run_id=str(run.pk))
+        _finish(
+            run,
+            RunStatus.FAILED,
+            f"Internal error while ingesting ({type(exc).__name__}).",
+            committed_counts_only=True,
+        )
+        return True
+    run.slices += 1
+    if finished:
+        _finish(run, RunStatus.SUCCEEDED, "")
+    return finished
 
 
 RUN_COUNTERS = (
@@ -366,14 +472,22 @@ def _finish(run: EtlRun, status: str, error: str, *, committed_counts_only: bool
         log.warning("etl.last_run_unrecorded")
 
 
-def _ingest(source: DataSource, run: EtlRun, checkpoint: Checkpoint, fail_after: int | None) -> None:
+def _ingest(
+    source: DataSource, run: EtlRun, checkpoint: Checkpoint, fail_after: int | None, budget: SliceBudget
+) -> bool:
+    """Fetch and store from the checkpoint on, until the source ends (True) or the slice's
+    budget is spent (False; the checkpoint is where the next slice starts)."""
     connector = connector_for(source)
+    connector.budget = budget
     raw_table = RAW_MODELS[source.kind]._meta.db_table
     seen_fields: set[str] = set(checkpoint.known_fields)
     processed = 0
+    items = connector.items(checkpoint.cursor)
+    if not connector.manages_budget:
+        items = _until_out_of_time(items, budget)
     batches = in_background(
         prepare(
-            connector.items(checkpoint.cursor),
+            items,
             source_id=source.pk,
             run_id=run.pk,
             mapping=source.field_mapping,
@@ -382,6 +496,7 @@ def _ingest(source: DataSource, run: EtlRun, checkpoint: Checkpoint, fail_after:
             threshold=settings.ETL_DRIFT_THRESHOLD,
             batch_size=settings.ETL_BATCH_SIZE,
             fail_after=fail_after,
+            reported_drift=_reported_drift(run),
         )
     )
     try:
@@ -392,10 +507,34 @@ def _ingest(source: DataSource, run: EtlRun, checkpoint: Checkpoint, fail_after:
                 raise InjectedFailure(
                     f"Stopped on purpose after {processed} items (fail-after {fail_after})."
                 )
+        if budget.cut:
+            if connector.resume_cursor is not None:
+                _commit_batch(
+                    source, run, checkpoint, None, seen_fields, raw_table, cursor=connector.resume_cursor
+                )
+            return False
         _commit_batch(source, run, checkpoint, None, seen_fields, raw_table, cursor=connector.final_cursor)
+        return True
     finally:
         batches.close()
         connector.close()
+
+
+def _until_out_of_time(items: Iterator[tuple[dict, dict]], budget: SliceBudget):
+    """The items of a connector that cannot stop by itself (one file, one feed), cut when
+    the slice's time is spent: each item's cursor is a valid place to resume."""
+    for item in items:
+        yield item
+        if budget.out_of_time():
+            budget.cut = True
+            return
+
+
+def _reported_drift(run: EtlRun) -> set[tuple[str, str, str]]:
+    """Drift an earlier slice of this run stored: each drift is reported once per run."""
+    if not run.slices:
+        return set()
+    return set(DriftEvent.objects.filter(run=run).values_list("kind", "field", "matched_to"))
 
 
 def _commit_batch(

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
@@ -82,10 +84,35 @@ def api_key_for(source: DataSource) -> str | None:
     return value
 
 
+@dataclass
+class SliceBudget:
+    """How long one slice of a run may fetch. Whoever stops the stream early sets `cut`."""
+
+    seconds: float
+    pages: int
+    started: float = field(default_factory=time.monotonic)
+    pages_fetched: int = 0
+    cut: bool = False
+
+    def out_of_time(self) -> bool:
+        return time.monotonic() - self.started >= self.seconds
+
+    def spent(self) -> bool:
+        return self.out_of_time() or self.pages_fetched >= self.pages
+
+
 class Connector:
+    # True when the connector checks `budget` itself, at its own safe stopping points
+    # (an API between pages); otherwise the runner cuts its item stream when time is up.
+    manages_budget = False
+
     def __init__(self, source: DataSource):
         self.source = source
         self.final_cursor: dict = {}
+        # Where the next slice starts when this one stopped with no item to carry the
+        # cursor (set by connectors that manage the budget).
+        self.resume_cursor: dict | None = None
+        self.budget = SliceBudget(seconds=float("inf"), pages=2**62)
         self.http = SourceHttp(requests_per_second=source.requests_per_second, headers=self.headers())
 
     def headers(self) -> dict[str, str]:
