@@ -50,7 +50,8 @@ def running_server():
     server = subprocess.Popen(  # nosec B603
         [sys.executable, "-m", "gunicorn", "nexus.wsgi:application", "-c", "nexus/gunicorn.conf.py",
          "--bind", f"127.0.0.1:{port}", "--workers", "4", "--threads", "8"],
-        cwd=ROOT, env=_env(os.environ["CELERY_QUEUE_PREFIX"].rstrip(".")), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT, env=_env(os.environ["CELERY_QUEUE_PREFIX"].rstrip(".")),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         _wait_http(port)

@@ -5,6 +5,7 @@ from django.conf import settings
 
 from nexus.celery import app
 
+
 def _project_tasks():
     app.loader.import_default_modules()
     # Everything registered but Celery's own built-in tasks: a task of a new app is walked too.
