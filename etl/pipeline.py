@@ -151,11 +151,15 @@ def prepare(
 _DONE = object()
 
 
-def in_background(batches: Iterator[PreparedBatch], *, depth: int = 2) -> Iterator[PreparedBatch]:
+def in_background(
+    batches: Iterator[PreparedBatch], *, depth: int = 2, stop: threading.Event | None = None
+) -> Iterator[PreparedBatch]:
     """Run `batches` in a producer thread, `depth` batches ahead of the consumer. An error
-    in the producer is raised in the consumer; closing the consumer stops the producer."""
+    in the producer is raised in the consumer; closing the consumer stops the producer.
+    Pass the `stop` event the item stream also watches, so that a consumer leaving early
+    (an error, a time limit) stops the producer at its next item, not at its next batch."""
     handoff: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+    stop = stop or threading.Event()
 
     def produce() -> None:
         try:

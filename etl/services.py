@@ -482,9 +482,7 @@ def _ingest(
     raw_table = RAW_MODELS[source.kind]._meta.db_table
     seen_fields: set[str] = set(checkpoint.known_fields)
     processed = 0
-    items = connector.items(checkpoint.cursor)
-    if not connector.manages_budget:
-        items = _until_out_of_time(items, budget)
+    items = _within(connector.items(checkpoint.cursor), budget, by_time=not connector.manages_budget)
     batches = in_background(
         prepare(
             items,
@@ -497,7 +495,8 @@ def _ingest(
             batch_size=settings.ETL_BATCH_SIZE,
             fail_after=fail_after,
             reported_drift=_reported_drift(run),
-        )
+        ),
+        stop=budget.abandoned,
     )
     try:
         for batch in batches:
@@ -520,12 +519,15 @@ def _ingest(
         connector.close()
 
 
-def _until_out_of_time(items: Iterator[tuple[dict, dict]], budget: SliceBudget):
-    """The items of a connector that cannot stop by itself (one file, one feed), cut when
-    the slice's time is spent: each item's cursor is a valid place to resume."""
+def _within(items: Iterator[tuple[dict, dict]], budget: SliceBudget, *, by_time: bool):
+    """The connector's items until the slice is abandoned, or (`by_time`, for connectors
+    that cannot stop by themselves: one file, one feed) until its time is spent. Each
+    item's cursor is a valid place to resume."""
     for item in items:
+        if budget.abandoned.is_set():
+            return
         yield item
-        if budget.out_of_time():
+        if by_time and budget.out_of_time():
             budget.cut = True
             return
 

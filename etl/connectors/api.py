@@ -50,7 +50,7 @@ class ApiConnector(Connector):
         while True:
             if page > max_pages:
                 raise FetchError(f"Stopped after {max_pages} pages; the API never reported its last page.")
-            if budget.pages_fetched and budget.spent():
+            if budget.abandoned.is_set() or (budget.pages_fetched and budget.spent()):
                 # Stop between pages (each slice fetches at least one, so a run always moves on).
                 budget.cut = True
                 self.resume_cursor = {

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -93,12 +94,15 @@ class SliceBudget:
     started: float = field(default_factory=time.monotonic)
     pages_fetched: int = 0
     cut: bool = False
+    # Set when the run's thread leaves the slice early (an error, a time limit): the
+    # stream stops at its next item or page instead of reading on with no one to store it.
+    abandoned: threading.Event = field(default_factory=threading.Event)
 
     def out_of_time(self) -> bool:
         return time.monotonic() - self.started >= self.seconds
 
     def spent(self) -> bool:
-        return self.out_of_time() or self.pages_fetched >= self.pages
+        return self.abandoned.is_set() or self.out_of_time() or self.pages_fetched >= self.pages
 
 
 class Connector:

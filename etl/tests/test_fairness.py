@@ -109,3 +109,65 @@ def test_a_slow_endless_source_of_one_organisation_does_not_delay_another(
         times = [r["at"] for r in list(endless.requests)]
         gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(times)]
         assert gaps and min(gaps) >= 4.5  # 0.2 requests/s, also from one slice to the next
+
+
+def test_a_slice_stopped_at_its_soft_time_limit_fails_the_run_cleanly_and_frees_the_worker(live_org):
+    """Performed on a prefork worker (as in production) whose slices have a one-second soft
+    limit. The first slice carries the limit of the process that queued the run (this one's,
+    ten minutes) and ends after two pages; the worker queues the second slice with its own
+    limit, and that slice is stopped while it waits for its second page."""
+    worker = WorkerProcess(
+        {"ETL_SLICE_TIME_LIMIT": "1", "ETL_SLICE_SECONDS": "100", "ETL_SLICE_PAGES": "2"},
+        queues=("etl",),
+        name="etl-limit",
+        pool="prefork",
+    )
+    worker.start()
+    try:
+        with MockApi(api_key="test-key", items=20_000) as endless:
+            with tenant_context(live_org):
+                slow = etl_source_create(
+                    name="Endless",
+                    kind="api",
+                    config={"url": endless.url, "page_size": 1},
+                    field_mapping=API_MAPPING,
+                    api_key="test-key",
+                    requests_per_second=0.2,
+                )
+            run_id = _client(live_org).post(f"/api/v1/etl/sources/{slow.pk}/run").json()["data"]["run_id"]
+
+            stopped = _wait(
+                lambda: _get_run(live_org, run_id), lambda r: r.status in ("succeeded", "failed"), timeout=30
+            )
+            assert stopped.status == "failed"
+            assert (
+                stopped.error
+                == "The run stopped at its time limit; the next run resumes from the checkpoint."
+            )
+            # What the first slice committed stays; the second slice's page was not committed.
+            assert (stopped.fetched, stopped.slices) == (2, 1)
+            assert stopped.checkpoint_after["page"] == 3
+            # The stream stopped with the slice: at most the request in flight was made.
+            time.sleep(6)
+            assert len(endless.requests) <= 4
+
+            # The worker is free again: the next run is taken at once.
+            with tenant_context(live_org):
+                csv = etl_source_create(
+                    name="Articles",
+                    kind="csv",
+                    config={"path": str(SAMPLE / "articles.csv")},
+                    field_mapping=CSV_MAPPING,
+                )
+            next_id = _client(live_org).post(f"/api/v1/etl/sources/{csv.pk}/run").json()["data"]["run_id"]
+            finished = _wait(
+                lambda: _get_run(live_org, next_id), lambda r: r.status in ("succeeded", "failed"), timeout=15
+            )
+            assert finished.status == "succeeded"
+    finally:
+        worker.stop()
+
+
+def _get_run(org, run_id):
+    with tenant_context(org):
+        return EtlRun.objects.get(pk=run_id)

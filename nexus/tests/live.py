@@ -42,8 +42,18 @@ class WorkerProcess:
     by default every queue (one worker does all the work), or only `queues` (kinds of
     CELERY_QUEUES_BY_KIND), as `make up` runs one worker per queue."""
 
-    def __init__(self, extra_env: dict[str, str], *, queues: tuple[str, ...] | None = None, name: str = ""):
+    def __init__(
+        self,
+        extra_env: dict[str, str],
+        *,
+        queues: tuple[str, ...] | None = None,
+        name: str = "",
+        pool: str = "solo",
+    ):
         self.extra_env = extra_env
+        # "prefork" (one child, as in production) where time limits must be enforced: the
+        # solo pool runs tasks in the worker's own process, which no limit can interrupt.
+        self.pool = pool
         self.queues = queues or tuple(settings.CELERY_QUEUES_BY_KIND)
         self.name = name or "all"
         self.process: subprocess.Popen | None = None
@@ -54,7 +64,8 @@ class WorkerProcess:
         self.log_path.parent.mkdir(exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "nexus", "worker", "--pool", "solo",
+            [sys.executable, "-m", "celery", "-A", "nexus", "worker",
+             "--pool", self.pool, "--concurrency", "1",
              "--queues", ",".join(settings.CELERY_QUEUES_BY_KIND[kind] for kind in self.queues),
              "--hostname", f"{self.name}-{os.getpid()}@%h",
              "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
