@@ -72,6 +72,7 @@ class RunOutput(serializers.ModelSerializer):
             "skipped",
             "quarantined",
             "drift_warnings",
+            "slices",
             "checkpoint_before",
             "checkpoint_after",
             "error",

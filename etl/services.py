@@ -313,6 +313,14 @@ def etl_run_source(
         checkpoint, _ = Checkpoint.objects.get_or_create(source=source)
         if run is None:
             run = EtlRun.objects.create(source=source, trigger=_resume_if_failed(source, trigger))
+        # A run waiting for its next slice whose task was lost (or an operator's run started
+        # meanwhile): this run goes on from the same checkpoint, so that one is over. Should
+        # its task still arrive, it finds the run no longer queued and does nothing.
+        EtlRun.objects.filter(source=source, status=RunStatus.QUEUED, slices__gt=0).exclude(pk=run.pk).update(
+            status=RunStatus.FAILED,
+            error="Superseded: a later run continued from its checkpoint.",
+            finished_at=timezone.now(),
+        )
         run.status = RunStatus.RUNNING
         if not run.slices:  # a later slice continues the run: its starting point stays
             run.checkpoint_before = checkpoint.cursor

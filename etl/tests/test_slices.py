@@ -195,3 +195,18 @@ def test_the_slot_of_a_run_is_free_again_after_it(world, files):
                 etl_run_slice(run=EtlRun.objects.create(source=source, trigger="manual")).status
                 == "succeeded"
             )
+
+
+def test_a_run_whose_next_slice_was_lost_is_superseded_by_the_next_run(org_a, mock_api, settings):
+    settings.ETL_SLICE_PAGES = 1
+    source = _api_source(mock_api.url)
+    lost = etl_run_source(source=source, one_slice=True)  # its continuation never reaches a worker
+    assert lost.status == "queued"
+    later = etl_run_source(source=source)
+    assert (later.status, later.inserted) == ("succeeded", 150)  # from the lost run's checkpoint
+    lost.refresh_from_db()
+    assert lost.status == "failed" and lost.error == "Superseded: a later run continued from its checkpoint."
+    # Its task, arriving after all, does nothing.
+    tasks.execute_run.run(str(lost.pk))
+    lost.refresh_from_db()
+    assert lost.status == "failed" and Record.objects.count() == 250
