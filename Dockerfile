@@ -1,4 +1,4 @@
-# NexusAPI image: one image for web (gunicorn), worker and beat (Celery).
+# NexusAPI image: one image for web (gunicorn), the workers (one per queue) and beat (Celery).
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -36,9 +36,11 @@ up: $(RUNTIME_STAMP)
 down:
 	@scripts/down.sh
 
+LOG_FILES := $(addprefix .data/logs/,web.log worker-jobs.log worker-webhooks.log worker-etl.log worker-periodic.log beat.log)
+
 logs:
-	@mkdir -p .data/logs && touch .data/logs/web.log .data/logs/worker.log .data/logs/beat.log
-	tail -n 50 -F .data/logs/web.log .data/logs/worker.log .data/logs/beat.log
+	@mkdir -p .data/logs && touch $(LOG_FILES)
+	tail -n 50 -F $(LOG_FILES)
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .

@@ -127,9 +127,7 @@ def live_db(django_db_setup, django_db_blocker):
         connection.set_schema_to_public()
 
 
-@pytest.fixture
-def live_org(live_db):
-    """A committed organisation with an admin (and `grant(n)` to fund it); removed after."""
+def _live_org_create() -> Organisation:
     from billing.services import credits_grant
     from tenants.services import organisation_create, user_create
 
@@ -143,7 +141,10 @@ def live_org(live_db):
 
     org.admin = admin
     org.grant = grant
-    yield org
+    return org
+
+
+def _live_org_drop(org: Organisation) -> None:
     connections.close_all()
     connection.set_schema_to_public()
     from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
@@ -156,6 +157,22 @@ def live_org(live_db):
     # which would look for those tables in public.
     User.objects.filter(organisation=org)._raw_delete(using="default")
     Organisation.objects.filter(pk=org.pk)._raw_delete(using="default")
+
+
+@pytest.fixture
+def live_org(live_db):
+    """A committed organisation with an admin (and `grant(n)` to fund it); removed after."""
+    org = _live_org_create()
+    yield org
+    _live_org_drop(org)
+
+
+@pytest.fixture
+def other_live_org(live_org):
+    """A second committed organisation, for tests of one organisation against another."""
+    org = _live_org_create()
+    yield org
+    _live_org_drop(org)
 
 
 @pytest.fixture(scope="session")

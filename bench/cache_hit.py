@@ -13,7 +13,7 @@ TEXT = "Benchmarks measure. " * 20  # the text bench.jobs_api._load posts
 
 
 def main() -> None:
-    os.environ["CELERY_QUEUE"] = f"bench-{uuid.uuid4().hex[:8]}"
+    os.environ["CELERY_QUEUE_PREFIX"] = f"bench-{uuid.uuid4().hex[:8]}."
     os.environ["SECRET_KEY"] = BENCH_SECRET_KEY
     os.environ["CACHE_KEY_PREFIX"] = f"bench-{uuid.uuid4().hex[:8]}"
     setup_django()

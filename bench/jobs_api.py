@@ -38,7 +38,7 @@ def _env(queue: str) -> dict[str, str]:
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DJANGO_SETTINGS_MODULE": "nexus.settings",
         "LOG_LEVEL": "WARNING",
-        "CELERY_QUEUE": queue,
+        "CELERY_QUEUE_PREFIX": f"{queue}.",
         "GEMINI_API_KEY": "",
     }
 
@@ -50,7 +50,8 @@ def running_server():
     server = subprocess.Popen(  # nosec B603
         [sys.executable, "-m", "gunicorn", "nexus.wsgi:application", "-c", "nexus/gunicorn.conf.py",
          "--bind", f"127.0.0.1:{port}", "--workers", "4", "--threads", "8"],
-        cwd=ROOT, env=_env(os.environ["CELERY_QUEUE"]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT, env=_env(os.environ["CELERY_QUEUE_PREFIX"].rstrip(".")),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         _wait_http(port)
@@ -121,7 +122,7 @@ def measure(port: int, token: str, levels: dict[int, int], label: str) -> None:
 
 def main() -> None:
     queue = f"bench-{uuid.uuid4().hex[:8]}"
-    os.environ["CELERY_QUEUE"] = queue
+    os.environ["CELERY_QUEUE_PREFIX"] = f"{queue}."
     os.environ["SECRET_KEY"] = BENCH_SECRET_KEY  # tokens minted here must verify on the server
     setup_django()
     from django_tenants.utils import tenant_context
@@ -148,7 +149,7 @@ def main() -> None:
         pending = Job.objects.filter(status=JobStatus.PENDING).count()
     worker = subprocess.Popen(  # nosec B603
         [sys.executable, "-m", "celery", "-A", "nexus", "worker", "--pool", "solo", "--loglevel", "WARNING",
-         "--without-gossip", "--without-mingle", "--without-heartbeat"],
+         "--queues", f"{queue}.jobs", "--without-gossip", "--without-mingle", "--without-heartbeat"],
         cwd=ROOT, env=_env(queue), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:

@@ -100,7 +100,13 @@ class RunDrift:
     """
 
     def __init__(
-        self, *, mapping: dict[str, str], required: list[str], threshold: float, known: Iterable[str] = ()
+        self,
+        *,
+        mapping: dict[str, str],
+        required: list[str],
+        threshold: float,
+        known: Iterable[str] = (),
+        reported: Iterable[tuple[str, str, str]] | None = None,
     ):
         self.mapping = mapping
         self.required = required
@@ -108,7 +114,8 @@ class RunDrift:
         self.known = frozenset(known)  # fields seen by earlier runs: not new any more
         self._plans: dict[frozenset[str], MappingPlan] = {}
         self._matched: set[str] = set()  # incoming names used for a renamed field this run
-        self._reported: set[tuple[str, str, str]] = set()
+        # (kind, field, matched_to) already stored for this run, by this or an earlier slice.
+        self._reported: set[tuple[str, str, str]] = set(reported or ())
 
     def effective(self, fields: frozenset[str]) -> dict[str, str]:
         """unified field -> incoming field name, for items with exactly these fields."""

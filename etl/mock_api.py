@@ -86,7 +86,14 @@ class MockApi:
                 parts = urlsplit(self.path)
                 query = {k: v[0] for k, v in parse_qs(parts.query).items()}
                 with api.lock:
-                    api.requests.append({"path": parts.path, "query": query, "at": datetime.now(UTC)})
+                    api.requests.append(
+                        {
+                            "path": parts.path,
+                            "query": query,
+                            "at": datetime.now(UTC),
+                            "api_key": self.headers.get("X-API-Key"),
+                        }
+                    )
                     scripted = api.scripted.pop(0) if api.scripted else None
                     throttle = api.rate_429 and api.random.random() < api.rate_429
                 if parts.path != "/items":

@@ -88,6 +88,9 @@ class EtlRun(models.Model):
     checkpoint_before = models.JSONField(default=dict)
     checkpoint_after = models.JSONField(default=dict)
     error = models.TextField(blank=True)
+    # A worker processes a run in slices; between two it is queued again.
+    slices = models.PositiveIntegerField(default=0)
+    slice_queued_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-started_at"]

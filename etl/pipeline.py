@@ -92,8 +92,11 @@ def prepare(
     threshold: float,
     batch_size: int,
     fail_after: int | None,
+    reported_drift: set[tuple[str, str, str]] | None = None,
 ) -> Iterator[PreparedBatch]:
-    drift = RunDrift(mapping=mapping, required=required, threshold=threshold, known=known_fields)
+    drift = RunDrift(
+        mapping=mapping, required=required, threshold=threshold, known=known_fields, reported=reported_drift
+    )
     processed = 0
     pending: list[tuple[dict, dict]] = []
 
@@ -148,11 +151,15 @@ def prepare(
 _DONE = object()
 
 
-def in_background(batches: Iterator[PreparedBatch], *, depth: int = 2) -> Iterator[PreparedBatch]:
+def in_background(
+    batches: Iterator[PreparedBatch], *, depth: int = 2, stop: threading.Event | None = None
+) -> Iterator[PreparedBatch]:
     """Run `batches` in a producer thread, `depth` batches ahead of the consumer. An error
-    in the producer is raised in the consumer; closing the consumer stops the producer."""
+    in the producer is raised in the consumer; closing the consumer stops the producer.
+    Pass the `stop` event the item stream also watches, so that a consumer leaving early
+    (an error, a time limit) stops the producer at its next item, not at its next batch."""
     handoff: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+    stop = stop or threading.Event()
 
     def produce() -> None:
         try:

@@ -1,6 +1,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from etl.connectors.base import server_key, server_key_name
 from etl.models import DataSource, DriftEvent, EtlRun, QuarantinedItem, Record, SourceKind
 
 
@@ -13,7 +14,7 @@ class SourceInput(serializers.Serializer):
     api_key = serializers.CharField(required=False, allow_blank=True, write_only=True, max_length=1000)
     schedule_minutes = serializers.IntegerField(min_value=1, max_value=10080, required=False, default=60)
     enabled = serializers.BooleanField(required=False, default=True)
-    requests_per_second = serializers.FloatField(min_value=0.1, max_value=100, required=False, default=5.0)
+    requests_per_second = serializers.FloatField(min_value=0.2, max_value=100, required=False, default=5.0)
 
 
 class SourcePatchInput(SourceInput):
@@ -63,7 +64,10 @@ class SourceOutput(serializers.ModelSerializer):
         return SourceFileOutput(source).data if source.file_key else None
 
     def get_api_key_set(self, source) -> bool:
-        return bool(source.api_key_encrypted or source.config.get("api_key_env"))
+        # A name only counts while it names one of this organisation's keys (a row with
+        # another organisation's variable shows, and runs, without a key).
+        name = server_key_name(source)
+        return bool(source.api_key_encrypted or (name and server_key(name)))
 
 
 class RunOutput(serializers.ModelSerializer):
@@ -87,6 +91,7 @@ class RunOutput(serializers.ModelSerializer):
             "skipped",
             "quarantined",
             "drift_warnings",
+            "slices",
             "checkpoint_before",
             "checkpoint_after",
             "error",

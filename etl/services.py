@@ -11,20 +11,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
+import time
+from collections.abc import Iterator
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import structlog
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from etl import bulk, uploads
 from etl.connectors import connector_for, local_file
-from etl.connectors.base import NO_SUCH_FILE
+from etl.connectors.base import API_KEY_NAME, API_KEY_NAME_MAX, NO_SUCH_FILE, SliceBudget, server_key
 from etl.http import FetchError
 from etl.models import (
     RAW_MODELS,
@@ -44,11 +48,13 @@ from nexus.celery import send_on_commit
 from nexus.crypto import encrypt
 from nexus.net import UnsafeURL, resolve_public_url
 from nexus.redis import get_redis, redis_key
+from tenants.services import organisation_cap, organisation_cap_check
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_REQUIRED = ["external_id", "title"]
-API_KEY_ENV = re.compile(r"^ETL_SOURCE_KEY_[A-Z0-9_]{1,64}$")
+MIN_REQUESTS_PER_SECOND = 0.2
+MAX_REQUESTS_PER_SECOND = 100.0
 STALE_QUEUED_AFTER = timedelta(minutes=10)
 
 
@@ -88,18 +94,75 @@ def _clean_config(kind: str, config: dict) -> dict:
             raise _invalid("config", str(exc)) from None
     if "api_key" in config:
         raise _invalid("config", "Send the API key as api_key, not inside config.")
-    env_name = config.get("api_key_env")
-    if env_name is not None and not (isinstance(env_name, str) and API_KEY_ENV.match(env_name)):
-        # Any other variable would let a source send the server's own secrets to its URL.
-        raise _invalid("config", "config.api_key_env must name a variable starting with ETL_SOURCE_KEY_.")
+    if "api_key_env" in config:
+        # It named any variable of the server: an organisation could borrow another's key.
+        raise _invalid(
+            "config",
+            "config.api_key_env is no longer accepted; name a server-held key of this "
+            "organisation with config.api_key_name.",
+        )
+    if "api_key_name" in config:
+        _check_key_name(config["api_key_name"])
     if kind == SourceKind.API:
-        try:
-            page_size = int(config.get("page_size", 100))
-        except (TypeError, ValueError):
-            page_size = 0
-        if not 1 <= page_size <= 1000:
+        page_size = _whole(config.get("page_size", 100))
+        if page_size is None or not 1 <= page_size <= 1000:
             raise _invalid("config", "config.page_size must be a whole number from 1 to 1000.")
+        if "max_pages" in config:
+            max_pages = _whole(config["max_pages"])
+            if max_pages is None or not 1 <= max_pages <= settings.ETL_MAX_PAGES:
+                raise _invalid(
+                    "config", f"config.max_pages must be a whole number from 1 to {settings.ETL_MAX_PAGES}."
+                )
     return config
+
+
+def _whole(value) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _check_key_name(name) -> None:
+    if not isinstance(name, str) or len(name) > API_KEY_NAME_MAX or not API_KEY_NAME.match(name):
+        raise _invalid(
+            "config",
+            "config.api_key_name is the short name of a server-held key: capital letters and "
+            "digits, words joined by single underscores, at most 64 characters (e.g. WEATHER).",
+        )
+    # One message whether the name is unknown or another organisation's: no oracle of names.
+    if server_key(name) is None:
+        raise _invalid(
+            "config",
+            "config.api_key_name: no server-held key of this organisation has that name.",
+            reason="unknown_key_name",
+        )
+
+
+def _check_pace(requests_per_second) -> float:
+    try:
+        pace = float(requests_per_second)
+    except (TypeError, ValueError):
+        pace = 0.0
+    if not MIN_REQUESTS_PER_SECOND <= pace <= MAX_REQUESTS_PER_SECOND:
+        # Slower than this, a source's page budget could hold its runs for days.
+        raise _invalid(
+            "requests_per_second",
+            f"requests_per_second must be from {MIN_REQUESTS_PER_SECOND} to {MAX_REQUESTS_PER_SECOND}.",
+        )
+    return pace
+
+
+def _origin(url) -> tuple[str, str, int | None]:
+    parts = urlsplit(str(url or ""))
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
 
 
 def _clean_mapping(mapping, required) -> tuple[dict, list[str]]:
@@ -131,26 +194,41 @@ def etl_source_create(
     enabled: bool = True,
     requests_per_second: float = 5.0,
 ) -> DataSource:
+    """Connect a source. LimitReached (409) at the organisation's cap of sources."""
     mapping, required = _clean_mapping(field_mapping, required_fields)
-    source = DataSource.objects.create(
-        name=name.strip(),
-        kind=kind,
-        config=_clean_config(kind, config),
-        api_key_encrypted=encrypt(api_key) if api_key else "",
-        field_mapping=mapping,
-        required_fields=required,
-        schedule_minutes=schedule_minutes,
-        enabled=enabled,
-        requests_per_second=requests_per_second,
-        next_run_at=timezone.now(),
-    )
+    config = _clean_config(kind, config)
+    if api_key and config.get("api_key_name"):
+        raise _invalid("api_key", "Give either api_key or config.api_key_name, not both.")
+    pace = _check_pace(requests_per_second)
+    with transaction.atomic():
+        organisation_cap_check(cap="max_sources", existing=DataSource.objects.all(), what="data sources")
+        source = DataSource.objects.create(
+            name=name.strip(),
+            kind=kind,
+            config=config,
+            api_key_encrypted=encrypt(api_key) if api_key else "",
+            field_mapping=mapping,
+            required_fields=required,
+            schedule_minutes=schedule_minutes,
+            enabled=enabled,
+            requests_per_second=pace,
+            next_run_at=timezone.now(),
+        )
     log.info("etl.source_created", source_id=str(source.pk), kind=kind)
     return source
 
 
 def etl_source_update(*, source: DataSource, **changes) -> DataSource:
     if "config" in changes:
-        source.config = _clean_config(source.kind, changes["config"])
+        config = _clean_config(source.kind, changes["config"])
+        if source.kind == SourceKind.API and _origin(config.get("url")) != _origin(source.config.get("url")):
+            # A key was given for one server: it must never follow the source to another.
+            # A server-held key may be named again by a later change that keeps the origin.
+            config = {k: v for k, v in config.items() if k != "api_key_name"}
+            if not changes.get("api_key"):
+                source.api_key_encrypted = ""
+            log.info("etl.source_key_cleared", source_id=str(source.pk), reason="origin_changed")
+        source.config = config
     if "field_mapping" in changes or "required_fields" in changes:
         source.field_mapping, source.required_fields = _clean_mapping(
             changes.get("field_mapping", source.field_mapping),
@@ -158,6 +236,8 @@ def etl_source_update(*, source: DataSource, **changes) -> DataSource:
         )
     if "api_key" in changes:
         source.api_key_encrypted = encrypt(changes["api_key"]) if changes["api_key"] else ""
+    if "requests_per_second" in changes:
+        changes["requests_per_second"] = _check_pace(changes["requests_per_second"])
     for field in ("name", "schedule_minutes", "enabled", "requests_per_second"):
         if field in changes:
             setattr(source, field, changes[field])
@@ -263,8 +343,10 @@ def etl_run_queue(*, source: DataSource, trigger: str) -> EtlRun:
             "This source is running now; wait for the run to finish.", details={"reason": "running"}
         )
     _unlock(source)
-    waiting = EtlRun.objects.filter(
-        source=source, status=RunStatus.QUEUED, started_at__gte=timezone.now() - STALE_QUEUED_AFTER
+    recent = timezone.now() - STALE_QUEUED_AFTER
+    # A run between two of its slices is queued too, however long ago it started.
+    waiting = EtlRun.objects.filter(source=source, status=RunStatus.QUEUED).filter(
+        Q(started_at__gte=recent) | Q(slice_queued_at__gte=recent)
     )
     if waiting.exists():
         raise Conflict("A run of this source is already queued.", details={"reason": "queued"})
@@ -290,8 +372,14 @@ def etl_run_source(
     trigger: str = RunTrigger.MANUAL,
     fail_after: int | None = None,
     run: EtlRun | None = None,
+    one_slice: bool = False,
 ) -> EtlRun:
-    """Run a source now, in this process. Conflict (409) when it is already running."""
+    """Run a source now, in this process. Conflict (409) when it is already running.
+
+    The run proceeds in slices of at most ETL_SLICE_SECONDS / ETL_SLICE_PAGES, each ending
+    with its checkpoint committed. With `one_slice` (a worker's task) only one slice is
+    processed: a run with more to do is put back to `queued`, for the caller to continue;
+    otherwise slices follow each other here until the run ends."""
     if not _try_lock(source):
         if run is not None:
             _finish(run, RunStatus.FAILED, "Skipped: the source was already running.")
@@ -306,30 +394,132 @@ def etl_run_source(
         checkpoint, _ = Checkpoint.objects.get_or_create(source=source)
         if run is None:
             run = EtlRun.objects.create(source=source, trigger=_resume_if_failed(source, trigger))
+        # A run waiting for its next slice whose task was lost (or an operator's run started
+        # meanwhile): this run goes on from the same checkpoint, so that one is over. Should
+        # its task still arrive, it finds the run no longer queued and does nothing.
+        EtlRun.objects.filter(source=source, status=RunStatus.QUEUED, slices__gt=0).exclude(pk=run.pk).update(
+            status=RunStatus.FAILED,
+            error="Superseded: a later run continued from its checkpoint.",
+            finished_at=timezone.now(),
+        )
         run.status = RunStatus.RUNNING
-        run.checkpoint_before = checkpoint.cursor
+        if not run.slices:  # a later slice continues the run: its starting point stays
+            run.checkpoint_before = checkpoint.cursor
         run.save(update_fields=["status", "checkpoint_before"])
-        log.info("etl.run_started", run_id=str(run.pk), source_id=str(source.pk), trigger=run.trigger)
-        try:
-            _ingest(source, run, checkpoint, fail_after)
-        except (FetchError, InjectedFailure) as exc:
-            _finish(run, RunStatus.FAILED, str(exc), committed_counts_only=True)
-        except Exception as exc:
-            log.exception("etl.run_crashed", run_id=str(run.pk))
-            _finish(
-                run,
-                RunStatus.FAILED,
-                f"Internal error while ingesting ({type(exc).__name__}).",
-                committed_counts_only=True,
-            )
-        else:
-            _finish(run, RunStatus.SUCCEEDED, "")
+        log.info(
+            "etl.run_started",
+            run_id=str(run.pk),
+            source_id=str(source.pk),
+            trigger=run.trigger,
+            slice=run.slices + 1,
+        )
+        while True:
+            finished = _run_slice(source, run, checkpoint, fail_after)
+            if finished or run.status != RunStatus.RUNNING:
+                break
+            if one_slice:
+                run.status = RunStatus.QUEUED
+                run.slice_queued_at = timezone.now()
+                run.save(update_fields=["status", "slice_queued_at", "slices"])
+                log.info("etl.slice_ended", run_id=str(run.pk), slices=run.slices, cursor=checkpoint.cursor)
+                break
+            time.sleep(_pause_between_slices(source))
     finally:
         _unlock(source)
         DataSource.objects.filter(pk=source.pk).update(
             next_run_at=timezone.now() + timedelta(minutes=source.schedule_minutes)
         )
     return run
+
+
+def etl_run_slice(*, run: EtlRun, fail_after: int | None = None) -> EtlRun:
+    """One slice of a queued run, on a worker. The organisation runs at most its
+    `max_concurrent_runs` slices at once: without a free slot the run stays queued and is
+    sent again after ETL_SLOT_RETRY_SECONDS. A run with more to do after its slice is sent
+    again, after one interval of the source's pace, to continue from its checkpoint."""
+    from etl.tasks import execute_run
+
+    slot = _take_slot()
+    if slot is None:
+        log.info("etl.run_waiting_for_slot", run_id=str(run.pk))
+        send_on_commit(
+            execute_run,
+            str(run.pk),
+            countdown=settings.ETL_SLOT_RETRY_SECONDS,
+            log_event="etl.enqueue_failed",
+        )
+        return run
+    try:
+        run = etl_run_source(
+            source=run.source, trigger=run.trigger, fail_after=fail_after, run=run, one_slice=True
+        )
+    finally:
+        _release_slot(slot)
+    if run.status == RunStatus.QUEUED:
+        send_on_commit(
+            execute_run,
+            str(run.pk),
+            countdown=_pause_between_slices(run.source),
+            log_event="etl.enqueue_failed",
+        )
+    return run
+
+
+def _slot_key(index: int) -> str:
+    return f"etl-slot:{connection.schema_name}:{index}"
+
+
+def _take_slot() -> int | None:
+    """A free run slot of the current organisation, held by this database session (a
+    worker that dies frees its slot with its connection)."""
+    cap = organisation_cap(cap="max_concurrent_runs")
+    with connection.cursor() as cursor:
+        for index in range(cap):
+            cursor.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [_slot_key(index)])
+            if cursor.fetchone()[0]:
+                return index
+    return None
+
+
+def _release_slot(index: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [_slot_key(index)])
+
+
+def _pause_between_slices(source: DataSource) -> float:
+    """The source's own pace also holds from one slice to the next."""
+    return 1.0 / source.requests_per_second if source.requests_per_second > 0 else 0.0
+
+
+def _run_slice(source: DataSource, run: EtlRun, checkpoint: Checkpoint, fail_after: int | None) -> bool:
+    """One slice; True when the source was read to its end (the run is then finished)."""
+    budget = SliceBudget(seconds=settings.ETL_SLICE_SECONDS, pages=settings.ETL_SLICE_PAGES)
+    try:
+        finished = _ingest(source, run, checkpoint, fail_after, budget)
+    except (FetchError, InjectedFailure) as exc:
+        _finish(run, RunStatus.FAILED, str(exc), committed_counts_only=True)
+        return True
+    except SoftTimeLimitExceeded:
+        _finish(
+            run,
+            RunStatus.FAILED,
+            "The run stopped at its time limit; the next run resumes from the checkpoint.",
+            committed_counts_only=True,
+        )
+        return True
+    except Exception as exc:
+        log.exception("etl.run_crashed", run_id=str(run.pk))
+        _finish(
+            run,
+            RunStatus.FAILED,
+            f"Internal error while ingesting ({type(exc).__name__}).",
+            committed_counts_only=True,
+        )
+        return True
+    run.slices += 1
+    if finished:
+        _finish(run, RunStatus.SUCCEEDED, "")
+    return finished
 
 
 RUN_COUNTERS = (
@@ -371,14 +561,20 @@ def _finish(run: EtlRun, status: str, error: str, *, committed_counts_only: bool
         log.warning("etl.last_run_unrecorded")
 
 
-def _ingest(source: DataSource, run: EtlRun, checkpoint: Checkpoint, fail_after: int | None) -> None:
+def _ingest(
+    source: DataSource, run: EtlRun, checkpoint: Checkpoint, fail_after: int | None, budget: SliceBudget
+) -> bool:
+    """Fetch and store from the checkpoint on, until the source ends (True) or the slice's
+    budget is spent (False; the checkpoint is where the next slice starts)."""
     connector = connector_for(source)
+    connector.budget = budget
     raw_table = RAW_MODELS[source.kind]._meta.db_table
     seen_fields: set[str] = set(checkpoint.known_fields)
     processed = 0
+    items = _within(connector.items(checkpoint.cursor), budget, by_time=not connector.manages_budget)
     batches = in_background(
         prepare(
-            connector.items(checkpoint.cursor),
+            items,
             source_id=source.pk,
             run_id=run.pk,
             mapping=source.field_mapping,
@@ -387,7 +583,9 @@ def _ingest(source: DataSource, run: EtlRun, checkpoint: Checkpoint, fail_after:
             threshold=settings.ETL_DRIFT_THRESHOLD,
             batch_size=settings.ETL_BATCH_SIZE,
             fail_after=fail_after,
-        )
+            reported_drift=_reported_drift(run),
+        ),
+        stop=budget.abandoned,
     )
     try:
         for batch in batches:
@@ -397,10 +595,37 @@ def _ingest(source: DataSource, run: EtlRun, checkpoint: Checkpoint, fail_after:
                 raise InjectedFailure(
                     f"Stopped on purpose after {processed} items (fail-after {fail_after})."
                 )
+        if budget.cut:
+            if connector.resume_cursor is not None:
+                _commit_batch(
+                    source, run, checkpoint, None, seen_fields, raw_table, cursor=connector.resume_cursor
+                )
+            return False
         _commit_batch(source, run, checkpoint, None, seen_fields, raw_table, cursor=connector.final_cursor)
+        return True
     finally:
         batches.close()
         connector.close()
+
+
+def _within(items: Iterator[tuple[dict, dict]], budget: SliceBudget, *, by_time: bool):
+    """The connector's items until the slice is abandoned, or (`by_time`, for connectors
+    that cannot stop by themselves: one file, one feed) until its time is spent. Each
+    item's cursor is a valid place to resume."""
+    for item in items:
+        if budget.abandoned.is_set():
+            return
+        yield item
+        if by_time and budget.out_of_time():
+            budget.cut = True
+            return
+
+
+def _reported_drift(run: EtlRun) -> set[tuple[str, str, str]]:
+    """Drift an earlier slice of this run stored: each drift is reported once per run."""
+    if not run.slices:
+        return set()
+    return set(DriftEvent.objects.filter(run=run).values_list("kind", "field", "matched_to"))
 
 
 def _commit_batch(

@@ -15,8 +15,16 @@ from tenants.models import Organisation
 log = structlog.get_logger(__name__)
 
 
-@shared_task(name="etl.execute_run", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@shared_task(
+    name="etl.execute_run",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    soft_time_limit=settings.ETL_SLICE_TIME_LIMIT,
+    time_limit=settings.ETL_SLICE_TIME_LIMIT + 60,
+)
 def execute_run(run_id: str) -> None:
+    """One slice of a queued run; the service queues the next slice, or waits for a slot."""
     run = EtlRun.objects.select_related("source").filter(pk=run_id, status=RunStatus.QUEUED).first()
     if run is None:
         return
@@ -25,7 +33,7 @@ def execute_run(run_id: str) -> None:
     # while the setting is on.
     fail_after = settings.ETL_SCHEDULED_FAIL_AFTER if run.trigger == RunTrigger.SCHEDULE else None
     try:
-        services.etl_run_source(source=run.source, trigger=run.trigger, fail_after=fail_after, run=run)
+        services.etl_run_slice(run=run, fail_after=fail_after)
     except Conflict:
         log.info("etl.run_skipped_running", run_id=run_id)
 

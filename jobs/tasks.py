@@ -14,7 +14,15 @@ from tenants.models import Organisation
 log = structlog.get_logger(__name__)
 
 
-@shared_task(name="jobs.run_job", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+# Below JOB_RUNNING_TIMEOUT_SECONDS, after which the sweep treats a running job as lost.
+@shared_task(
+    name="jobs.run_job",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    soft_time_limit=240,
+    time_limit=270,
+)
 def run_job(job_id: str) -> None:
     job = services.job_claim(job_id=job_id)
     if job is None:

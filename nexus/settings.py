@@ -199,7 +199,40 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
-CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", "celery")
+# One queue per kind of work, each consumed by its own worker process, so slow work of one
+# kind (an organisation's ETL run) never waits in front of another (everyone's AI jobs).
+# The prefix keeps deployments sharing a Redis apart.
+CELERY_QUEUE_PREFIX = env("CELERY_QUEUE_PREFIX", "")
+CELERY_QUEUES_BY_KIND = {
+    kind: f"{CELERY_QUEUE_PREFIX}{kind}" for kind in ("jobs", "webhooks", "etl", "periodic")
+}
+CELERY_TASK_DEFAULT_QUEUE = CELERY_QUEUES_BY_KIND["periodic"]
+_ROUTED = {
+    "jobs": ["jobs.run_job"],
+    "webhooks": ["webhooks.deliver"],
+    "etl": ["etl.execute_run"],
+    # Beat's tasks and the per-organisation tasks they fan out to: short bookkeeping.
+    "periodic": [
+        "jobs.sweep",
+        "jobs.sweep_organisation",
+        "webhooks.sweep",
+        "webhooks.sweep_organisation",
+        "etl.dispatch_due",
+        "etl.dispatch_organisation",
+        "billing.reconcile",
+        "billing.reconcile_organisation",
+        "nexus.purge_idempotency_keys",
+        "nexus.purge_organisation_idempotency_keys",
+        "tenants.flush_expired_tokens",
+    ],
+}
+CELERY_TASK_ROUTES = {
+    name: {"queue": CELERY_QUEUES_BY_KIND[kind]} for kind, names in _ROUTED.items() for name in names
+}
+# Every task has a soft limit (an exception it can clean up after) and a hard one (the
+# worker process is replaced). Tasks that need another bound declare their own.
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 300)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 360)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
@@ -484,9 +517,25 @@ ETL_MAX_FILE_BYTES = env_int("ETL_MAX_FILE_BYTES", 200 * 1024 * 1024)
 ETL_MAX_UPLOAD_BYTES = env_int("ETL_MAX_UPLOAD_BYTES", 20 * 1024 * 1024)
 # An API source that never reports its last page is stopped after this many pages.
 ETL_MAX_PAGES = env_int("ETL_MAX_PAGES", 10_000)
+# A run processed by a worker proceeds in slices: each stops after this many seconds or API
+# pages, commits its checkpoint and queues the rest of the run, so no task holds a worker
+# for long and other organisations' runs take turns.
+ETL_SLICE_SECONDS = float(env("ETL_SLICE_SECONDS", "60"))
+ETL_SLICE_PAGES = env_int("ETL_SLICE_PAGES", 100)
+# The soft time limit of one slice's task (the hard one is a minute later): the slice time
+# plus room for the request in flight and its retries. A slice stopped here fails the run;
+# the next run resumes from the checkpoint.
+ETL_SLICE_TIME_LIMIT = env_int("ETL_SLICE_TIME_LIMIT", 600)
+# A run over its organisation's concurrent-runs cap stays queued and tries again this often.
+ETL_SLOT_RETRY_SECONDS = float(env("ETL_SLOT_RETRY_SECONDS", "5"))
 # Testing the resume path on the scheduled runs: stop each run the schedule starts after this
 # many items. Resume runs (the next run after a failure) and manual runs are never stopped.
 ETL_SCHEDULED_FAIL_AFTER = env_int("ETL_SCHEDULED_FAIL_AFTER", 0) or None
+
+# --- Fairness caps (per organisation; an operator overrides them per organisation in the admin)
+ORG_MAX_SOURCES = env_int("ORG_MAX_SOURCES", 20)
+ORG_MAX_WEBHOOK_ENDPOINTS = env_int("ORG_MAX_WEBHOOK_ENDPOINTS", 10)
+ORG_MAX_CONCURRENT_RUNS = env_int("ORG_MAX_CONCURRENT_RUNS", 2)
 
 # --- Rate limits (per organisation, on /api/) --------------------------------------------------
 RATE_LIMIT_ENABLED = env_bool("RATE_LIMIT_ENABLED", True)

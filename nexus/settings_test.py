@@ -33,6 +33,9 @@ _test_queue = os.environ.get("CELERY_TEST_QUEUE") or (
     f"nexus-test-{os.environ['CELERY_TEST_RUN']}-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 )
 
+# Every queue of this test process is named after it (see CELERY_TASK_ROUTES).
+os.environ.setdefault("CELERY_QUEUE_PREFIX", f"{_test_queue}.")
+
 from nexus.settings import *  # noqa: E402, F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -40,4 +43,5 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CACHES["default"]["KEY_PREFIX"] = (  # noqa: F405
     f"nexus-test-{os.environ['CELERY_TEST_RUN']}-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 )
-CELERY_TASK_DEFAULT_QUEUE = _test_queue
+# The name the test process and the workers it starts derive their queue names from.
+CELERY_TEST_QUEUE = _test_queue

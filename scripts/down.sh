@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stop what `make up` started: web, worker, beat, and the embedded services it started.
+# Stop what `make up` started: web, the workers, beat, and the embedded services it started.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 RUN=.data/run
@@ -18,7 +18,8 @@ stop() {
 
 stop web
 stop beat
-stop worker
+for queue in jobs webhooks etl periodic; do stop "worker-$queue"; done
+stop worker  # the single worker of earlier versions
 if [ -f "$RUN/embedded-redis" ]; then
   .venv/bin/python scripts/devservices.py stop-redis && echo "stopped embedded redis"
   rm -f "$RUN/embedded-redis"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Start the whole system in the background: web (gunicorn), worker and beat (Celery).
+# Start the whole system in the background: web (gunicorn), one Celery worker per queue
+# (jobs, webhooks, etl, periodic) and beat.
 # Uses DATABASE_URL / REDIS_URL when set; otherwise starts the embedded PostgreSQL and
 # Redis (scripts/devservices.py). Running it again is harmless: what runs is left alone.
 set -euo pipefail
@@ -63,11 +64,18 @@ start_bg() {
   setsid nohup "$@" >> "$LOGS/$name.log" 2>&1 < /dev/null &
   echo $! > "$RUN/$name.pid"
 }
-if alive "$RUN/worker.pid"; then
-  echo "worker already running (pid $(cat "$RUN/worker.pid"))"
-else
-  start_bg worker .venv/bin/celery -A nexus worker --loglevel INFO --concurrency 2
-fi
+# One worker per queue, so a slow kind of work (an organisation's long ETL run) never
+# holds the workers of another (AI jobs, webhook deliveries, beat's periodic tasks).
+PREFIX="${CELERY_QUEUE_PREFIX:-}"
+for queue in jobs webhooks etl periodic; do
+  case $queue in jobs|etl) concurrency=2 ;; *) concurrency=1 ;; esac
+  if alive "$RUN/worker-$queue.pid"; then
+    echo "worker-$queue already running (pid $(cat "$RUN/worker-$queue.pid"))"
+  else
+    start_bg "worker-$queue" .venv/bin/celery -A nexus worker --loglevel INFO \
+      --queues "$PREFIX$queue" --hostname "$queue@%h" --concurrency "$concurrency"
+  fi
+done
 if alive "$RUN/beat.pid"; then
   echo "beat already running (pid $(cat "$RUN/beat.pid"))"
 else

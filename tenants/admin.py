@@ -52,6 +52,9 @@ class OrganisationAdmin(admin.ModelAdmin):
         "plan",
         "is_active",
         "api_rate_limit",
+        "max_sources",
+        "max_webhook_endpoints",
+        "max_concurrent_runs",
         "created_at",
     ]
 
@@ -77,9 +80,12 @@ class OrganisationAdmin(admin.ModelAdmin):
         except AppError as exc:
             messages.error(request, exc.message)
             raise
-        if obj.api_rate_limit != created.api_rate_limit:
-            created.api_rate_limit = obj.api_rate_limit
-            created.save(update_fields=["api_rate_limit"])
+        operator_set = ["api_rate_limit", "max_sources", "max_webhook_endpoints", "max_concurrent_runs"]
+        changed = [name for name in operator_set if getattr(obj, name) != getattr(created, name)]
+        if changed:
+            for name in changed:
+                setattr(created, name, getattr(obj, name))
+            created.save(update_fields=changed)
         obj.pk = created.pk
         obj.slug = created.slug
         obj.schema_name = created.schema_name

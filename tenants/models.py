@@ -44,6 +44,20 @@ class Organisation(TenantMixin):
     api_rate_limit = models.PositiveIntegerField(
         default=default_rate_limit, validators=[MinValueValidator(1)]
     )
+    # Fairness caps set by an operator for this organisation; empty means the deployment's
+    # default (ORG_MAX_SOURCES, ORG_MAX_WEBHOOK_ENDPOINTS, ORG_MAX_CONCURRENT_RUNS).
+    max_sources = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Data sources it may have. Empty: ORG_MAX_SOURCES."
+    )
+    max_webhook_endpoints = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Webhook endpoints it may have. Empty: ORG_MAX_WEBHOOK_ENDPOINTS."
+    )
+    max_concurrent_runs = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="ETL runs processed at once; more wait queued. Empty: ORG_MAX_CONCURRENT_RUNS.",
+    )
 
     # Never drop an organisation's data as a side effect of deleting a row by accident.
     auto_drop_schema = False

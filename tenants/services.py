@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from ipaddress import ip_address
 
 import structlog
+from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
@@ -25,7 +26,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from nexus.api.errors import Conflict, Unauthorized, ValidationFailed
+from nexus.api.errors import Conflict, LimitReached, Unauthorized, ValidationFailed
 from tenants.authentication import family_id_of, refresh_token_for
 from tenants.freemail import is_free_mail_domain, normalise_domain
 from tenants.managers import normalize_email_address
@@ -410,3 +411,40 @@ def user_record_login(*, user: User, ip: str | None) -> None:
     except ValueError:
         cleaned = None
     User.objects.filter(pk=user.pk).update(last_login_ip=cleaned)
+
+
+# --- Fairness caps ------------------------------------------------------------------------------
+
+CAP_DEFAULTS = {
+    "max_sources": "ORG_MAX_SOURCES",
+    "max_webhook_endpoints": "ORG_MAX_WEBHOOK_ENDPOINTS",
+    "max_concurrent_runs": "ORG_MAX_CONCURRENT_RUNS",
+}
+
+
+def organisation_cap(*, cap: str, schema_name: str | None = None) -> int:
+    """The current organisation's value of `cap` (one of CAP_DEFAULTS): the operator's own
+    setting for it, else the deployment's default. Read fresh, so an operator's change in
+    the admin applies to the next request or task."""
+    schema_name = schema_name or connection.schema_name
+    own = Organisation.objects.filter(schema_name=schema_name).values_list(cap, flat=True).first()
+    return own if own is not None else int(getattr(settings, CAP_DEFAULTS[cap]))
+
+
+def organisation_cap_check(*, cap: str, existing, what: str) -> None:
+    """Raise LimitReached when the organisation already has its cap of `existing` rows.
+
+    Call inside the transaction that creates the new row: a transaction-scoped advisory
+    lock per organisation and cap serialises concurrent creations, so two requests racing
+    for the last place cannot both get it."""
+    schema_name = connection.schema_name
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"cap:{schema_name}:{cap}"])
+    limit = organisation_cap(cap=cap, schema_name=schema_name)
+    count = existing.count()
+    if count >= limit:
+        raise LimitReached(
+            f"This organisation may have at most {limit} {what}; delete one or ask an operator "
+            "to raise the limit.",
+            details={"limit": cap.removeprefix("max_"), "cap": limit, "current": count},
+        )

@@ -26,6 +26,7 @@ from nexus.api.errors import Conflict, ValidationFailed
 from nexus.celery import send_on_commit
 from nexus.crypto import decrypt, encrypt
 from nexus.net import UnsafeURL, pinned, read_limited, resolve_public_url
+from tenants.services import organisation_cap_check
 from webhooks.events import SUBSCRIBABLE_EVENTS, TEST_EVENT
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
@@ -75,15 +76,21 @@ def _clean_event_types(event_types) -> list[str]:
 def webhook_endpoint_create(
     *, url: str, event_types: list[str], description: str = "", active: bool = True
 ) -> tuple[WebhookEndpoint, str]:
-    """Register an endpoint. Returns it with its signing secret, which is never shown again."""
+    """Register an endpoint. Returns it with its signing secret, which is never shown again.
+    LimitReached (409) at the organisation's cap of endpoints."""
     secret = _new_secret()
-    endpoint = WebhookEndpoint.objects.create(
-        url=_clean_url(url),
-        event_types=_clean_event_types(event_types),
-        description=(description or "").strip()[:255],
-        active=active,
-        secret_encrypted=encrypt(secret),
-    )
+    url, event_types = _clean_url(url), _clean_event_types(event_types)
+    with transaction.atomic():
+        organisation_cap_check(
+            cap="max_webhook_endpoints", existing=WebhookEndpoint.objects.all(), what="webhook endpoints"
+        )
+        endpoint = WebhookEndpoint.objects.create(
+            url=url,
+            event_types=event_types,
+            description=(description or "").strip()[:255],
+            active=active,
+            secret_encrypted=encrypt(secret),
+        )
     log.info("webhook.endpoint_created", endpoint_id=str(endpoint.pk))
     return endpoint, secret
 

@@ -9,7 +9,15 @@ from tenants.models import Organisation
 from webhooks import services
 
 
-@shared_task(name="webhooks.deliver", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+# One attempt is one HTTP request bounded by WEBHOOK_TIMEOUT_SECONDS; far less than the default.
+@shared_task(
+    name="webhooks.deliver",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    soft_time_limit=60,
+    time_limit=90,
+)
 def deliver(delivery_id: str) -> None:
     services.webhook_attempt(delivery_id=delivery_id)
 

@@ -22,6 +22,8 @@ def _dig(body, path: str):
 
 
 class ApiConnector(Connector):
+    manages_budget = True
+
     def headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json"}
         key = api_key_for(self.source)
@@ -40,14 +42,24 @@ class ApiConnector(Connector):
         offset = int(cursor.get("offset") or 0)
         newest = cursor.get("max_seen") or since
         updated_field = config.get("updated_field") or "updated_at"
+        # Counted from the run's first page, not from where a slice or a resume picked up,
+        # so a run cannot fetch more than its budget by being continued.
+        max_pages = min(int(config.get("max_pages") or settings.ETL_MAX_PAGES), settings.ETL_MAX_PAGES)
         previous_page: list | None = None
-        pages = 0
+        budget = self.budget
         while True:
-            pages += 1
-            if pages > settings.ETL_MAX_PAGES:
-                raise FetchError(
-                    f"Stopped after {settings.ETL_MAX_PAGES} pages; the API never reported its last page."
-                )
+            if page > max_pages:
+                raise FetchError(f"Stopped after {max_pages} pages; the API never reported its last page.")
+            if budget.abandoned.is_set() or (budget.pages_fetched and budget.spent()):
+                # Stop between pages (each slice fetches at least one, so a run always moves on).
+                budget.cut = True
+                self.resume_cursor = {
+                    "updated_since": since,
+                    "page": page,
+                    "offset": offset,
+                    "max_seen": newest,
+                }
+                return
             params = {
                 config.get("page_param") or "page": page,
                 config.get("page_size_param") or "per_page": size,
@@ -55,6 +67,7 @@ class ApiConnector(Connector):
             if since:
                 params[config.get("updated_since_param") or "updated_since"] = since
             response = self.http.get(url, params=params)
+            budget.pages_fetched += 1
             try:
                 body = response.json()
             except ValueError as exc:

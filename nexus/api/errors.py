@@ -59,6 +59,13 @@ class PayloadTooLarge(AppError):
     default_message = "The request body is larger than this endpoint accepts."
 
 
+class LimitReached(Conflict):
+    """The organisation is at one of its fairness caps (sources, webhook endpoints, ...)."""
+
+    code = "LIMIT_REACHED"
+    default_message = "This organisation has reached one of its limits."
+
+
 class RateLimited(AppError):
     status_code = 429
     code = "RATE_LIMITED"

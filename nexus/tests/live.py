@@ -32,25 +32,42 @@ def live_env(extra: dict[str, str]) -> dict[str, str]:
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "nexus.settings_test",
         "DATABASE_URL": database_url(),
-        "CELERY_TEST_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
+        "CELERY_TEST_QUEUE": settings.CELERY_TEST_QUEUE,
         **extra,
     }
 
 
 class WorkerProcess:
-    """A real `celery worker` in a subprocess, on this test process's database and queue."""
+    """A real `celery worker` in a subprocess, on this test process's database and queues:
+    by default every queue (one worker does all the work), or only `queues` (kinds of
+    CELERY_QUEUES_BY_KIND), as `make up` runs one worker per queue."""
 
-    def __init__(self, extra_env: dict[str, str]):
+    def __init__(
+        self,
+        extra_env: dict[str, str],
+        *,
+        queues: tuple[str, ...] | None = None,
+        name: str = "",
+        pool: str = "solo",
+    ):
         self.extra_env = extra_env
+        # "prefork" (one child, as in production) where time limits must be enforced: the
+        # solo pool runs tasks in the worker's own process, which no limit can interrupt.
+        self.pool = pool
+        self.queues = queues or tuple(settings.CELERY_QUEUES_BY_KIND)
+        self.name = name or "all"
         self.process: subprocess.Popen | None = None
-        self.log_path = ARTIFACTS / f"worker-{os.getpid()}.log"
+        self.log_path = ARTIFACTS / f"worker-{os.getpid()}-{self.name}.log"
 
     def start(self) -> None:
         env = live_env(self.extra_env)
         self.log_path.parent.mkdir(exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "nexus", "worker", "--pool", "solo",
+            [sys.executable, "-m", "celery", "-A", "nexus", "worker",
+             "--pool", self.pool, "--concurrency", "1",
+             "--queues", ",".join(settings.CELERY_QUEUES_BY_KIND[kind] for kind in self.queues),
+             "--hostname", f"{self.name}-{os.getpid()}@%h",
              "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
