@@ -11,8 +11,9 @@ from rest_framework.test import APIClient
 
 from etl.mock_api import MockApi
 from etl.models import EtlRun
+from etl.samples import sample_source_create
 from etl.services import etl_source_create
-from etl.tests.conftest import API_MAPPING, CSV_MAPPING, SAMPLE
+from etl.tests.conftest import API_MAPPING, CSV_MAPPING
 from jobs.models import Job
 from nexus.tests.live import WorkerProcess
 from tenants.tests.helpers import bearer_for
@@ -82,11 +83,8 @@ def test_a_slow_endless_source_of_one_organisation_does_not_delay_another(
         # The victim's ETL run shares the one ETL worker, yet waits at most one slice of the
         # hostile run (its slice time plus one paced request), not the hostile run's hours.
         with tenant_context(victim):
-            csv = etl_source_create(
-                name="Articles",
-                kind="csv",
-                config={"path": str(SAMPLE / "articles.csv")},
-                field_mapping=CSV_MAPPING,
+            csv = sample_source_create(
+                name="Articles", kind="csv", sample="articles.csv", field_mapping=CSV_MAPPING
             )
         started = time.monotonic()
         run_id = _client(victim).post(f"/api/v1/etl/sources/{csv.pk}/run").json()["data"]["run_id"]
@@ -153,11 +151,8 @@ def test_a_slice_stopped_at_its_soft_time_limit_fails_the_run_cleanly_and_frees_
 
             # The worker is free again: the next run is taken at once.
             with tenant_context(live_org):
-                csv = etl_source_create(
-                    name="Articles",
-                    kind="csv",
-                    config={"path": str(SAMPLE / "articles.csv")},
-                    field_mapping=CSV_MAPPING,
+                csv = sample_source_create(
+                    name="Articles", kind="csv", sample="articles.csv", field_mapping=CSV_MAPPING
                 )
             next_id = _client(live_org).post(f"/api/v1/etl/sources/{csv.pk}/run").json()["data"]["run_id"]
             finished = _wait(

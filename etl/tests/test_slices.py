@@ -70,7 +70,7 @@ def test_a_csv_run_cut_after_every_item_stores_the_same_records(org_a, files, se
     source = etl_source_create(
         name="Articles",
         kind="csv",
-        config={"path": str(files / "articles.csv")},
+        config={"path": "articles.csv"},
         field_mapping=CSV_MAPPING,
         requests_per_second=100,
     )
@@ -152,7 +152,7 @@ def test_a_run_over_the_concurrent_runs_cap_waits_queued_then_runs(
         source = etl_source_create(
             name="Articles",
             kind="csv",
-            config={"path": str(files / "articles.csv")},
+            config={"path": "articles.csv"},
             field_mapping=CSV_MAPPING,
         )
         run = EtlRun.objects.create(source=source, trigger="manual")
@@ -169,7 +169,7 @@ def test_a_run_over_the_concurrent_runs_cap_waits_queued_then_runs(
                 other = etl_source_create(
                     name="B",
                     kind="csv",
-                    config={"path": str(files / "articles.csv")},
+                    config={"path": "articles.csv"},
                     field_mapping=CSV_MAPPING,
                 )
                 assert (
@@ -187,7 +187,7 @@ def test_the_slot_of_a_run_is_free_again_after_it(world, files):
         source = etl_source_create(
             name="Articles",
             kind="csv",
-            config={"path": str(files / "articles.csv")},
+            config={"path": "articles.csv"},
             field_mapping=CSV_MAPPING,
         )
         for _ in range(2):
