@@ -403,6 +403,9 @@ WEBHOOK_REQUIRE_HTTPS = env_bool("WEBHOOK_REQUIRE_HTTPS", not DEBUG)
 # Development and tests only: lets webhooks and data sources call private addresses.
 WEBHOOK_ALLOW_PRIVATE_NETWORKS = env_bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", False)
 WEBHOOK_SECRET_OVERLAP_HOURS = env_int("WEBHOOK_SECRET_OVERLAP_HOURS", 24)
+# CA bundle outbound https (webhooks, data sources) trusts; unset: the default trust store.
+# Tests point it at a CA of their own.
+OUTBOUND_TLS_CA_FILE = env("OUTBOUND_TLS_CA_FILE", "")
 
 # --- Billing (Stripe) --------------------------------------------------------------------------
 # Unset: buying is refused with 503 BILLING_UNAVAILABLE; operators grant credits instead.
