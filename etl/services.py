@@ -9,7 +9,6 @@ last checkpoint with no duplicates and no gaps.
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import timedelta
 
@@ -18,7 +17,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from etl import bulk
+from etl import bulk, scheduler_stats
 from etl.connectors import connector_for, local_file
 from etl.http import FetchError
 from etl.models import (
@@ -38,7 +37,6 @@ from nexus.api.errors import Conflict, ValidationFailed
 from nexus.celery import send_on_commit
 from nexus.crypto import encrypt
 from nexus.net import UnsafeURL, resolve_public_url
-from nexus.redis import get_redis, redis_key
 
 log = structlog.get_logger(__name__)
 
@@ -282,11 +280,7 @@ def _finish(run: EtlRun, status: str, error: str, *, committed_counts_only: bool
         duration_ms=run.duration_ms,
         error=error or None,
     )
-    try:
-        summary = {"status": status, "finished_at": run.finished_at.isoformat()}
-        get_redis().set(redis_key("etl", "last_run"), json.dumps(summary))
-    except Exception:  # /health loses one line of detail; the run itself is recorded
-        log.warning("etl.last_run_unrecorded")
+    scheduler_stats.record_run_finished(status=status)
 
 
 def _ingest(source: DataSource, run: EtlRun, checkpoint: Checkpoint, fail_after: int | None) -> None:

@@ -6,6 +6,7 @@ stops the process at start-up instead of running with a guessable value.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from datetime import timedelta
@@ -378,9 +379,16 @@ if SENTRY_DSN and not TESTING:
     )
 
 PROMETHEUS_EXPORT_MIGRATIONS = False
-# Only these client addresses may read /metrics (comma separated); empty means anyone who
-# can reach the port, which is how a scrape inside a private network usually works.
+# /metrics fails closed outside DEBUG: the scraper sends METRICS_TOKEN as a bearer token
+# and/or calls from one of METRICS_ALLOWED_IPS (addresses or CIDR networks, comma
+# separated); every configured check must pass. Neither configured: 404 (DEBUG: open).
+METRICS_TOKEN = env("METRICS_TOKEN", "")
 METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS")
+for _network in METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"METRICS_ALLOWED_IPS: {_network!r} is not an address or network") from exc
 
 # --- Product settings ---------------------------------------------------------------------
 DEMO_PASSWORD = env("DEMO_PASSWORD", "nexus-demo-password")
