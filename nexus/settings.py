@@ -447,12 +447,16 @@ ETL_MAX_PAGES = env_int("ETL_MAX_PAGES", 10_000)
 # many items. Resume runs (the next run after a failure) and manual runs are never stopped.
 ETL_SCHEDULED_FAIL_AFTER = env_int("ETL_SCHEDULED_FAIL_AFTER", 0) or None
 
-# --- Rate limits (per organisation, on /api/) --------------------------------------------------
+# --- Rate limits (per organisation: /api/ and costly pages; per address otherwise) ------------
 RATE_LIMIT_ENABLED = env_bool("RATE_LIMIT_ENABLED", True)
 RATE_LIMIT_WINDOW_SECONDS = env_int("RATE_LIMIT_WINDOW_SECONDS", 900)
 RATE_LIMIT_DEFAULT = env_int("RATE_LIMIT_DEFAULT", 100)
 # Requests with no organisation (sign-in, token refresh, bad tokens), per client address.
 RATE_LIMIT_ANONYMOUS = env_int("RATE_LIMIT_ANONYMOUS", 100)
+# Google sign-in (/auth/login and /auth/callback together) and Stripe's webhook, per
+# client address: neither has a caller to count against yet.
+RATE_LIMIT_SIGNIN = env_int("RATE_LIMIT_SIGNIN", 30)
+RATE_LIMIT_STRIPE_WEBHOOK = env_int("RATE_LIMIT_STRIPE_WEBHOOK", 600)
 # How many proxies in front of the app append to X-Forwarded-For (0: use REMOTE_ADDR).
 RATE_LIMIT_TRUSTED_PROXIES = env_int("RATE_LIMIT_TRUSTED_PROXIES", 0)
 
