@@ -43,8 +43,8 @@ _NOT_PUBLIC_V6 = tuple(
 # IANA IPv4 and IPv6 special-purpose address registries: every block that is not globally
 # reachable, plus whole blocks whose few "global" members are anycast services, never a
 # customer's receiver. Listed although the standard library's is_global covers most of
-# them: which ones it covers has changed between Python releases (192.0.0.0/24,
-# 3fff::/20 and 5f00::/16 were once "global").
+# them: its list differs between Python releases (3.11.7 calls 192.0.0.9, 192.88.99.1,
+# 3fff::1 and 5f00::1 global).
 _SPECIAL_PURPOSE = tuple(
     ipaddress.ip_network(prefix)
     for prefix in (
