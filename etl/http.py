@@ -1,6 +1,7 @@
-"""HTTP for data sources: SSRF-checked URLs, a per-source rate limit, and retries with
-exponential backoff and jitter on 429, 5xx, timeouts and connection errors, honouring
-Retry-After. Every retry is logged."""
+"""HTTP for data sources: SSRF-checked URLs (connections pinned to the checked address), a
+per-source rate limit, and retries with exponential backoff and jitter on 429, 5xx,
+timeouts and connection errors, honouring Retry-After. Every retry is logged. Redirects
+are not followed: a 3xx is an error, or a moved source would look like an empty one."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import httpx
 import structlog
 from django.conf import settings
 
-from nexus.net import UnsafeURL, pinned, read_limited, resolve_public_url
+from nexus.net import Pinned, UnsafeURL, outbound_verify, pinned, read_limited, resolve_public_url
 
 log = structlog.get_logger(__name__)
 
@@ -40,7 +41,10 @@ class SourceHttp:
         self.headers = headers or {}
         self._last_request = 0.0
         self._client = httpx.Client(
-            timeout=settings.ETL_HTTP_TIMEOUT_SECONDS, follow_redirects=False, trust_env=False
+            timeout=settings.ETL_HTTP_TIMEOUT_SECONDS,
+            follow_redirects=False,
+            trust_env=False,
+            verify=outbound_verify(),
         )
 
     def close(self) -> None:
@@ -68,19 +72,25 @@ class SourceHttp:
             addresses = resolve_public_url(url, require_https=settings.ETL_REQUIRE_HTTPS)
         except UnsafeURL as exc:
             raise FetchError(str(exc)) from exc
-        target, host_header = pinned(url, addresses)
+        target = pinned(url, addresses)
         retries = settings.ETL_HTTP_RETRIES
         for attempt in range(retries + 1):
             self._pace()
             retry_after = None
             try:
-                fetched = self._fetch(target, params, host_header)
+                fetched = self._fetch(url, target, params)
             except httpx.TimeoutException:
                 problem = "timeout"
             except httpx.TransportError as exc:
                 problem = f"connection error ({type(exc).__name__})"
             else:
                 if fetched.status_code not in RETRYABLE_STATUS:
+                    if 300 <= fetched.status_code < 400:
+                        location = fetched.headers.get("location", "")[:300] or "an unnamed location"
+                        raise FetchError(
+                            f"The source redirected to {location} (HTTP {fetched.status_code}) from {url}; "
+                            "redirects are not followed. Use the final URL."
+                        )
                     if fetched.status_code >= 400:
                         raise FetchError(f"The source answered HTTP {fetched.status_code} for {url}.")
                     return fetched
@@ -95,13 +105,17 @@ class SourceHttp:
             time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _fetch(self, url: str, params: dict | None, host_header: dict[str, str]) -> Fetched:
+    def _fetch(self, url: str, target: Pinned, params: dict | None) -> Fetched:
         """One request, its body capped at ETL_MAX_FILE_BYTES and read within a total
         deadline: a huge or trickling answer cannot exhaust or hold a worker."""
         allowed = settings.ETL_HTTP_TIMEOUT_SECONDS * 4
         deadline = time.monotonic() + allowed
         with self._client.stream(
-            "GET", url, params=params, headers={**self.headers, **host_header}
+            "GET",
+            target.url,
+            params=params,
+            headers={**self.headers, **target.headers},
+            extensions=target.extensions,
         ) as response:
             body, cut = read_limited(response, limit=settings.ETL_MAX_FILE_BYTES + 1, deadline=deadline)
             status, headers = response.status_code, {k.lower(): v for k, v in response.headers.items()}

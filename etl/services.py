@@ -10,7 +10,6 @@ last checkpoint with no duplicates and no gaps.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -26,7 +25,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from etl import bulk, uploads
+from etl import bulk, scheduler_stats, uploads
 from etl.connectors import connector_for, local_file
 from etl.connectors.base import API_KEY_NAME, API_KEY_NAME_MAX, NO_SUCH_FILE, SliceBudget, server_key
 from etl.http import FetchError
@@ -47,7 +46,6 @@ from nexus.api.errors import Conflict, ValidationFailed
 from nexus.celery import send_on_commit
 from nexus.crypto import encrypt
 from nexus.net import UnsafeURL, resolve_public_url
-from nexus.redis import get_redis, redis_key
 from tenants.services import organisation_cap, organisation_cap_check
 
 log = structlog.get_logger(__name__)
@@ -554,11 +552,7 @@ def _finish(run: EtlRun, status: str, error: str, *, committed_counts_only: bool
         duration_ms=run.duration_ms,
         error=error or None,
     )
-    try:
-        summary = {"status": status, "finished_at": run.finished_at.isoformat()}
-        get_redis().set(redis_key("etl", "last_run"), json.dumps(summary))
-    except Exception:  # /health loses one line of detail; the run itself is recorded
-        log.warning("etl.last_run_unrecorded")
+    scheduler_stats.record_run_finished(status=status)
 
 
 def _ingest(

@@ -7,7 +7,7 @@ from celery import shared_task
 from django.conf import settings
 from django_tenants.utils import tenant_context
 
-from etl import services
+from etl import scheduler_stats, services
 from etl.models import EtlRun, RunStatus, RunTrigger
 from nexus.api.errors import Conflict
 from tenants.models import Organisation
@@ -43,6 +43,7 @@ def dispatch_due() -> None:
     for org in Organisation.objects.filter(is_active=True).exclude(schema_name="public"):
         with tenant_context(org):
             dispatch_organisation.delay()
+    scheduler_stats.record_dispatch()  # after the fan-out: a dispatch that died is not stamped
 
 
 @shared_task(name="etl.dispatch_organisation", ignore_result=True)

@@ -1,6 +1,8 @@
 """Outbound URLs chosen by customers (webhook endpoints, ETL sources) must not reach our
 own network: the host is resolved and every address it resolves to must be a public one.
-Checked when the URL is saved and again right before each request (DNS can change).
+Checked when the URL is saved and again right before each request (DNS can change), and
+the request then connects to the address that was checked, for http and https alike, so
+a second DNS answer (rebinding) cannot move it.
 
 WEBHOOK_ALLOW_PRIVATE_NETWORKS=true lifts the address check, for development and tests
 only (a receiver on 127.0.0.1).
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -36,15 +40,58 @@ _NOT_PUBLIC_V6 = tuple(
 )
 
 
+# IANA IPv4 and IPv6 special-purpose address registries: every block that is not globally
+# reachable, plus whole blocks whose few "global" members are anycast services, never a
+# customer's receiver. Listed although the standard library's is_global covers most of
+# them: its list differs between Python releases (3.11.7 calls 192.0.0.9, 192.88.99.1,
+# 3fff::1 and 5f00::1 global).
+_SPECIAL_PURPOSE = tuple(
+    ipaddress.ip_network(prefix)
+    for prefix in (
+        "0.0.0.0/8",  # "this network"
+        "10.0.0.0/8",
+        "100.64.0.0/10",  # shared address space (carrier-grade NAT)
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",  # IETF protocol assignments
+        "192.0.2.0/24",  # TEST-NET-1
+        "192.88.99.0/24",  # deprecated 6to4 relay anycast
+        "192.168.0.0/16",
+        "198.18.0.0/15",  # benchmarking
+        "198.51.100.0/24",  # TEST-NET-2
+        "203.0.113.0/24",  # TEST-NET-3
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved, includes 255.255.255.255/32
+        "::/128",
+        "::1/128",
+        "::ffff:0:0/96",  # IPv4-mapped: a real host's AAAA record never holds one
+        "100::/64",  # discard-only
+        "100:0:0:1::/64",  # dummy prefix
+        "2001::/23",  # IETF protocol assignments, includes Teredo 2001::/32
+        "2001:db8::/32",  # documentation
+        "3fff::/20",  # documentation
+        "5f00::/16",  # segment routing SIDs
+        "fc00::/7",  # unique local
+        "fe80::/10",  # link-local
+        "ff00::/8",  # multicast
+    )
+)
+
+
 def _address_is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if isinstance(address, ipaddress.IPv6Address):
         if any(address in network for network in _NOT_PUBLIC_V6):
+            return False
+        if any(address in network for network in _SPECIAL_PURPOSE if network.version == 6):
             return False
         embedded = address.ipv4_mapped or address.sixtofour
         if embedded is None and address in _NAT64:
             embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if embedded is not None:
             address = embedded
+    if any(address in network for network in _SPECIAL_PURPOSE if network.version == address.version):
+        return False
     return address.is_global and address not in METADATA_ADDRESSES and not address.is_multicast
 
 
@@ -79,18 +126,41 @@ def resolve_public_url(url: str, *, require_https: bool) -> list[str]:
     return addresses
 
 
-def pinned(url: str, addresses: list[str]) -> tuple[str, dict[str, str]]:
-    """For plain http, the URL rewritten to the address that passed the check (with the
-    original Host header), so a second DNS answer cannot send the request elsewhere. https
-    is left alone: certificate verification ties the connection to the name."""
+@dataclass(frozen=True)
+class Pinned:
+    """How to send a request to the checked address: the URL with the address in place of
+    the name, the Host header naming the original host, and for https the httpx request
+    extension that makes TLS send that name (SNI) and verify the certificate against it."""
+
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    extensions: dict[str, str] = field(default_factory=dict)
+
+
+def pinned(url: str, addresses: list[str]) -> Pinned:
+    """`url` pinned to the first address that passed the check, so a second DNS answer
+    cannot send the request elsewhere. For https the certificate is still verified against
+    the original host name (sent as SNI), never against the address."""
     parts = urlsplit(url)
-    if parts.scheme != "http" or not addresses:
-        return url, {}
+    if parts.scheme not in ("http", "https") or not addresses or not parts.hostname:
+        return Pinned(url)
     address = addresses[0].split("%")[0]
     host = f"[{address}]" if ":" in address else address
     netloc = f"{host}:{parts.port}" if parts.port else host
-    host_header = parts.hostname + (f":{parts.port}" if parts.port else "")
-    return parts._replace(netloc=netloc).geturl(), {"Host": host_header}
+    try:  # headers and SNI carry the ASCII (IDNA) form of an international name
+        name = parts.hostname.encode("idna").decode("ascii")
+    except UnicodeError:
+        name = parts.hostname
+    host_header = name + (f":{parts.port}" if parts.port else "")
+    extensions = {"sni_hostname": name} if parts.scheme == "https" else {}
+    return Pinned(parts._replace(netloc=netloc).geturl(), {"Host": host_header}, extensions)
+
+
+def outbound_verify() -> ssl.SSLContext | bool:
+    """The certificate check for outbound https: the default trust store, or only the CA
+    bundle in OUTBOUND_TLS_CA_FILE (tests trust their own CA this way)."""
+    cafile = settings.OUTBOUND_TLS_CA_FILE
+    return ssl.create_default_context(cafile=cafile) if cafile else True
 
 
 def read_limited(response, *, limit: int, deadline: float) -> tuple[bytes, bool]:

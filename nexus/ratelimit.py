@@ -1,7 +1,10 @@
-"""Rate limits on /api/: a sliding window in a Redis sorted set, per organisation for its
-callers (a token refresh counts for the organisation its refresh token names) and per
-client address for requests with no organisation (a missing or bad token), so every API
-response carries the limit it is under.
+"""Rate limits: a sliding window in a Redis sorted set. Every /api/ request and every page
+action that costs money or work (a job, a record job, a run, a purchase, a webhook test or
+redelivery) counts against its organisation's one budget (a token refresh counts for the
+organisation its refresh token names); requests with no organisation count per client
+address: /api/ with a missing or bad token, Google sign-in (/auth/login, /auth/callback)
+and Stripe's webhook, each with their own budget. A page over its limit is a friendly 429
+page (an HTMX fragment for HTMX), never a charge.
 
 One Lua script trims the window, counts and records the request, so concurrent requests
 can never both take the last slot. Redis being unreachable lets requests through (the
@@ -13,12 +16,14 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 import uuid
 from dataclasses import dataclass
 
 import structlog
 from django.conf import settings
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import render
 from prometheus_client import Counter
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
@@ -126,43 +131,107 @@ def _refreshing_organisation(request) -> Organisation | None:
     return Organisation.objects.filter(pk=org_id, is_active=True).first() if org_id else None
 
 
+# Page actions that spend credits, start a Stripe checkout or queue work: the same budget
+# as the API, or the pages would be a way round it. Safe methods (GET) only read.
+_COSTLY_PAGE = re.compile(
+    r"^/(?:jobs/submit|billing/buy|data/records/[^/]+/job|data/sources/[^/]+/run"
+    r"|webhooks/[^/]+/action|webhooks/deliveries/[^/]+/redeliver)$"
+)
+_SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+# Routes that have no caller yet, each with a per-address budget of its own.
+_ADDRESS_ROUTES = {
+    "/auth/login": ("signin", "RATE_LIMIT_SIGNIN"),
+    "/auth/callback": ("signin", "RATE_LIMIT_SIGNIN"),
+    "/stripe/webhook": ("stripe-webhook", "RATE_LIMIT_STRIPE_WEBHOOK"),
+}
+
+
+@dataclass(frozen=True)
+class Budget:
+    policy: str  # the RateLimit-Policy name
+    who: str  # for the message: whose budget ran out
+    bucket: str
+    limit: int
+    answer: str  # how a refusal is told: "api" (envelope), "page" (HTML) or "plain"
+
+
+def _budget_for(request) -> Budget | None:
+    path = request.path
+    if path.startswith("/api/"):
+        tenant = getattr(request, "tenant", None) or _refreshing_organisation(request)
+        if tenant is not None:
+            return Budget("org", "organisation", str(tenant.id), tenant.api_rate_limit, "api")
+        return Budget(
+            "anonymous",
+            "this address",
+            f"anonymous:{client_address(request)}",
+            settings.RATE_LIMIT_ANONYMOUS,
+            "api",
+        )
+    if path in _ADDRESS_ROUTES:
+        policy, setting = _ADDRESS_ROUTES[path]
+        answer = "plain" if policy == "stripe-webhook" else "page"
+        return Budget(
+            policy, "this address", f"{policy}:{client_address(request)}", getattr(settings, setting), answer
+        )
+    if request.method not in _SAFE_METHODS and _COSTLY_PAGE.match(path):
+        tenant = getattr(request, "tenant", None)
+        if tenant is None:  # not signed in: the view sends them to sign in, nothing is spent
+            return None
+        return Budget("org", "your organisation", str(tenant.id), tenant.api_rate_limit, "page")
+    return None
+
+
+def _refusal(request, budget: Budget, decision: Decision, window: int):
+    minutes = window // 60
+    message = (
+        f"Rate limit of {decision.limit} requests per {minutes} minutes reached for {budget.who}; "
+        f"retry in {decision.reset_seconds} s."
+    )
+    if budget.answer == "api":
+        body = error_body(
+            "RATE_LIMITED",
+            message,
+            {"limit": decision.limit, "window_seconds": window, "retry_after": decision.reset_seconds},
+        )
+        body["meta"] = {"request_id": getattr(request, "request_id", None)}
+        return JsonResponse(body, status=429)
+    if budget.answer == "plain":
+        return HttpResponse(message + "\n", status=429, content_type="text/plain")
+    context = {
+        "limit": decision.limit,
+        "minutes": minutes,
+        "retry_after": decision.reset_seconds,
+        "who": budget.who,
+    }
+    if request.headers.get("HX-Request") == "true":
+        response = render(request, "_rate_limited.html", context, status=429)
+        # The message goes inside whatever the request targeted, which stays in place.
+        response["HX-Reswap"] = "innerHTML"
+        return response
+    return render(request, "429.html", context, status=429)
+
+
 class RateLimitMiddleware:
-    """Counts every /api/ request: an organisation's caller against the organisation's
-    limit, anyone else against their address's. Runs after the tenant middleware, which has
-    identified the caller."""
+    """Counts what _budget_for names: an organisation's API calls and costly page actions
+    against the organisation's limit, anyone else against their address's. Runs after the
+    tenant middleware, which has identified the caller."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        if not settings.RATE_LIMIT_ENABLED or not request.path.startswith("/api/"):
+        budget = _budget_for(request) if settings.RATE_LIMIT_ENABLED else None
+        if budget is None:
             return self.get_response(request)
-        tenant = getattr(request, "tenant", None) or _refreshing_organisation(request)
         window = settings.RATE_LIMIT_WINDOW_SECONDS
-        if tenant is not None:
-            policy, who = "org", "organisation"
-            decision = check(bucket=str(tenant.id), limit=tenant.api_rate_limit, window_seconds=window)
-        else:
-            policy, who = "anonymous", "this address"
-            decision = check(
-                bucket=f"anonymous:{client_address(request)}",
-                limit=settings.RATE_LIMIT_ANONYMOUS,
-                window_seconds=window,
-            )
+        decision = check(bucket=budget.bucket, limit=budget.limit, window_seconds=window)
         if decision.allowed:
             response = self.get_response(request)
         else:
             RATELIMIT_REJECTED.inc()
-            minutes = window // 60
-            body = error_body(
-                "RATE_LIMITED",
-                f"Rate limit of {decision.limit} requests per {minutes} minutes reached for {who}; "
-                f"retry in {decision.reset_seconds} s.",
-                {"limit": decision.limit, "window_seconds": window, "retry_after": decision.reset_seconds},
-            )
-            body["meta"] = {"request_id": getattr(request, "request_id", None)}
-            response = JsonResponse(body, status=429)
+            response = _refusal(request, budget, decision, window)
             response["Retry-After"] = str(decision.reset_seconds)
-        for name, value in _headers(policy, decision, window).items():
+        for name, value in _headers(budget.policy, decision, window).items():
             response[name] = value
         return response

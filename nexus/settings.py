@@ -6,6 +6,7 @@ stops the process at start-up instead of running with a guessable value.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from datetime import timedelta
@@ -117,6 +118,7 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "nexus.middleware.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "nexus.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -322,6 +324,19 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# HSTS on every response to a secure request (SecurityMiddleware sends it only then): a
+# year outside DEBUG, so a browser that has seen us once never tries plain http again.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# Every asset is vendored and no page has inline script, handler or style: 'self' only.
+# data: images are the icons inside Pico's and Swagger UI's stylesheets.
+CONTENT_SECURITY_POLICY = env(
+    "CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'self'; "
+    "frame-ancestors 'none'",
+)
 SECURE_REDIRECT_EXEMPT = [r"^health$", r"^metrics$"]
 
 # --- Internationalisation, static files ---------------------------------------------------
@@ -410,6 +425,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # No validator badge: it would load an image from swagger.io (and tell it our schema URL).
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
@@ -463,9 +480,16 @@ if SENTRY_DSN and not TESTING:
     )
 
 PROMETHEUS_EXPORT_MIGRATIONS = False
-# Only these client addresses may read /metrics (comma separated); empty means anyone who
-# can reach the port, which is how a scrape inside a private network usually works.
+# /metrics fails closed outside DEBUG: the scraper sends METRICS_TOKEN as a bearer token
+# and/or calls from one of METRICS_ALLOWED_IPS (addresses or CIDR networks, comma
+# separated); every configured check must pass. Neither configured: 404 (DEBUG: open).
+METRICS_TOKEN = env("METRICS_TOKEN", "")
 METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS")
+for _network in METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"METRICS_ALLOWED_IPS: {_network!r} is not an address or network") from exc
 
 # --- Product settings ---------------------------------------------------------------------
 DEMO_PASSWORD = env("DEMO_PASSWORD", "nexus-demo-password")
@@ -488,6 +512,9 @@ WEBHOOK_REQUIRE_HTTPS = env_bool("WEBHOOK_REQUIRE_HTTPS", not DEBUG)
 # Development and tests only: lets webhooks and data sources call private addresses.
 WEBHOOK_ALLOW_PRIVATE_NETWORKS = env_bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", False)
 WEBHOOK_SECRET_OVERLAP_HOURS = env_int("WEBHOOK_SECRET_OVERLAP_HOURS", 24)
+# CA bundle outbound https (webhooks, data sources) trusts; unset: the default trust store.
+# Tests point it at a CA of their own.
+OUTBOUND_TLS_CA_FILE = env("OUTBOUND_TLS_CA_FILE", "")
 
 # --- Billing (Stripe) --------------------------------------------------------------------------
 # Unset: buying is refused with 503 BILLING_UNAVAILABLE; operators grant credits instead.
@@ -537,12 +564,16 @@ ORG_MAX_SOURCES = env_int("ORG_MAX_SOURCES", 20)
 ORG_MAX_WEBHOOK_ENDPOINTS = env_int("ORG_MAX_WEBHOOK_ENDPOINTS", 10)
 ORG_MAX_CONCURRENT_RUNS = env_int("ORG_MAX_CONCURRENT_RUNS", 2)
 
-# --- Rate limits (per organisation, on /api/) --------------------------------------------------
+# --- Rate limits (per organisation: /api/ and costly pages; per address otherwise) ------------
 RATE_LIMIT_ENABLED = env_bool("RATE_LIMIT_ENABLED", True)
 RATE_LIMIT_WINDOW_SECONDS = env_int("RATE_LIMIT_WINDOW_SECONDS", 900)
 RATE_LIMIT_DEFAULT = env_int("RATE_LIMIT_DEFAULT", 100)
 # Requests with no organisation (sign-in, token refresh, bad tokens), per client address.
 RATE_LIMIT_ANONYMOUS = env_int("RATE_LIMIT_ANONYMOUS", 100)
+# Google sign-in (/auth/login and /auth/callback together) and Stripe's webhook, per
+# client address: neither has a caller to count against yet.
+RATE_LIMIT_SIGNIN = env_int("RATE_LIMIT_SIGNIN", 30)
+RATE_LIMIT_STRIPE_WEBHOOK = env_int("RATE_LIMIT_STRIPE_WEBHOOK", 600)
 # How many proxies in front of the app append to X-Forwarded-For (0: use REMOTE_ADDR).
 RATE_LIMIT_TRUSTED_PROXIES = env_int("RATE_LIMIT_TRUSTED_PROXIES", 0)
 

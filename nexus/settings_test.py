@@ -14,6 +14,8 @@ os.environ.setdefault("JOB_RETRY_DELAY_SECONDS", "0.2")
 # tests give their own organisation the production limit.
 os.environ.setdefault("RATE_LIMIT_DEFAULT", "1000000")
 os.environ.setdefault("RATE_LIMIT_ANONYMOUS", "1000000")
+os.environ.setdefault("RATE_LIMIT_SIGNIN", "1000000")
+os.environ.setdefault("RATE_LIMIT_STRIPE_WEBHOOK", "1000000")
 # Local stand-in receivers listen on 127.0.0.1 over plain HTTP; the SSRF tests turn the
 # protection back on for themselves.
 os.environ.setdefault("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true")

@@ -25,7 +25,7 @@ from standardwebhooks.webhooks import Webhook
 from nexus.api.errors import Conflict, ValidationFailed
 from nexus.celery import send_on_commit
 from nexus.crypto import decrypt, encrypt
-from nexus.net import UnsafeURL, pinned, read_limited, resolve_public_url
+from nexus.net import UnsafeURL, outbound_verify, pinned, read_limited, resolve_public_url
 from tenants.services import organisation_cap_check
 from webhooks.events import SUBSCRIBABLE_EVENTS, TEST_EVENT
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -258,20 +258,24 @@ def _send(delivery: WebhookDelivery) -> tuple[int | None, str, str]:
         addresses = resolve_public_url(endpoint.url, require_https=settings.WEBHOOK_REQUIRE_HTTPS)
     except UnsafeURL as exc:
         return None, f"Refused: {exc}", ""
-    url, host_header = pinned(endpoint.url, addresses)
+    target = pinned(endpoint.url, addresses)
     body = json.dumps(delivery.payload, separators=(",", ":"))
     headers = {
         "content-type": "application/json",
         "user-agent": USER_AGENT,
-        **host_header,
+        **target.headers,
         **signed_headers(message_id=delivery.pk, body=body, secrets_=_secrets_for(endpoint)),
     }
     timeout = settings.WEBHOOK_TIMEOUT_SECONDS
     deadline = time.monotonic() + timeout
     try:
         with (
-            httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client,
-            client.stream("POST", url, content=body.encode(), headers=headers) as response,
+            httpx.Client(
+                timeout=timeout, follow_redirects=False, trust_env=False, verify=outbound_verify()
+            ) as client,
+            client.stream(
+                "POST", target.url, content=body.encode(), headers=headers, extensions=target.extensions
+            ) as response,
         ):
             # Only the first 1 KB is kept, and no receiver may hold a worker past the timeout.
             excerpt, _cut = read_limited(response, limit=RESPONSE_EXCERPT_BYTES, deadline=deadline)

@@ -206,7 +206,8 @@ def test_another_organisations_sources_runs_and_records_are_invisible(world, api
     assert client.get("/api/v1/etl/stats").json()["data"] == []
 
 
-def test_health_shows_the_last_etl_run(world, client, files):
+def test_health_counts_a_finished_run_and_names_nothing_of_it(world, client, files):
+    before = client.get("/health").json()["etl"]["runs_last_hour"]
     with tenant_context(world.org_a):
         source = etl_source_create(
             name="Articles",
@@ -215,7 +216,11 @@ def test_health_shows_the_last_etl_run(world, client, files):
             field_mapping=CSV_MAPPING,
         )
         etl_run_source(source=source)
-    assert client.get("/health").json()["etl_last_run"]["status"] == "succeeded"
+    response = client.get("/health")
+    after = response.json()["etl"]["runs_last_hour"]
+    assert after == {"succeeded": before["succeeded"] + 1, "failed": before["failed"]}
+    for secret in (str(source.pk), "Articles", world.org_a.name, world.org_a.schema_name, "articles.csv"):
+        assert secret not in response.content.decode()
 
 
 @pytest.mark.parametrize(

@@ -1,26 +1,92 @@
-"""Outbound URL checks: which addresses count as public, and pinning plain-http requests
-to the address that was checked."""
+"""Outbound URL checks: which addresses count as public, and pinning requests to the
+address that was checked (the https handshake is proven in test_net_tls.py)."""
 
 import ipaddress
 
 import pytest
 
-from nexus.net import _address_is_public, pinned
+from nexus.net import Pinned, _address_is_public, pinned
 
 
 def test_plain_http_is_pinned_to_the_checked_address():
-    assert pinned("http://hooks.example:8080/x?y=1", ["93.184.216.34"]) == (
-        "http://93.184.216.34:8080/x?y=1",
-        {"Host": "hooks.example:8080"},
+    assert pinned("http://hooks.example:8080/x?y=1", ["93.184.216.34"]) == Pinned(
+        "http://93.184.216.34:8080/x?y=1", {"Host": "hooks.example:8080"}
     )
-    assert pinned("http://hooks.example/x", ["2606:2800:220:1::1"]) == (
-        "http://[2606:2800:220:1::1]/x",
-        {"Host": "hooks.example"},
+    assert pinned("http://hooks.example/x", ["2606:2800:220:1::1"]) == Pinned(
+        "http://[2606:2800:220:1::1]/x", {"Host": "hooks.example"}
     )
 
 
-def test_https_is_left_to_certificate_verification():
-    assert pinned("https://hooks.example/x", ["93.184.216.34"]) == ("https://hooks.example/x", {})
+def test_https_is_pinned_too_and_tls_is_told_the_original_name():
+    assert pinned("https://hooks.example/x", ["93.184.216.34"]) == Pinned(
+        "https://93.184.216.34/x", {"Host": "hooks.example"}, {"sni_hostname": "hooks.example"}
+    )
+    assert pinned("https://Bücher.example:8443/x", ["93.184.216.34"]) == Pinned(
+        "https://93.184.216.34:8443/x",
+        {"Host": "xn--bcher-kva.example:8443"},
+        {"sni_hostname": "xn--bcher-kva.example"},
+    )
+
+
+# The IANA IPv4 and IPv6 special-purpose registries: every block that is not globally
+# reachable (first, last and one inner address of each), and the anycast blocks refused whole.
+SPECIAL_PURPOSE = [
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",
+    "192.0.0.0/29",
+    "192.0.0.8/32",
+    "192.0.0.9/32",
+    "192.0.0.10/32",
+    "192.0.0.170/31",
+    "192.0.2.0/24",
+    "192.88.99.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+    "255.255.255.255/32",
+    "::/128",
+    "::1/128",
+    "::ffff:0:0/96",
+    "64:ff9b:1::/48",
+    "100::/64",
+    "100:0:0:1::/64",
+    "2001::/23",
+    "2001::/32",
+    "2001:1::1/128",
+    "2001:1::2/128",
+    "2001:1::3/128",
+    "2001:2::/48",
+    "2001:3::/32",
+    "2001:4:112::/48",
+    "2001:10::/28",
+    "2001:20::/28",
+    "2001:30::/28",
+    "2001:db8::/32",
+    "3fff::/20",
+    "5f00::/16",
+    "fc00::/7",
+    "fe80::/10",
+    "fec0::/10",
+    "ff00::/8",
+]
+
+
+def _samples(prefix):
+    network = ipaddress.ip_network(prefix)
+    return sorted({network[0], network[-1], network[network.num_addresses // 2]})
+
+
+@pytest.mark.parametrize("address", [str(a) for prefix in SPECIAL_PURPOSE for a in _samples(prefix)])
+def test_every_special_purpose_address_is_refused(address):
+    assert not _address_is_public(ipaddress.ip_address(address))
 
 
 @pytest.mark.parametrize(

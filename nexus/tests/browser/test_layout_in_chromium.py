@@ -87,7 +87,7 @@ def test_a_wide_table_on_a_phone_says_it_scrolls(phone, live_web, busy_person):
     scroller.focus()
     phone.keyboard.press("ArrowRight")
     phone.wait_for_function(
-        "document.querySelector('.table-scroll[aria-labelledby=records-heading]').scrollLeft > 0"
+        "() => document.querySelector('.table-scroll[aria-labelledby=records-heading]').scrollLeft > 0"
     )
 
 

@@ -44,7 +44,7 @@ def test_signed_out_visitor_is_sent_to_sign_in_and_back(page, live_web, person):
 def test_dashboard_balance_updates_by_itself(page, live_web, person):
     person.grant(100)
     sign_in(page, live_web, person)
-    page.wait_for_function("document.querySelector('[data-balance]').innerText === '100'")
+    page.wait_for_function("() => document.querySelector('[data-balance]').innerText === '100'")
     page.evaluate("window.__notReloaded = true")
     response = httpx.post(
         f"{live_web.url}/api/v1/summarize",
@@ -52,14 +52,16 @@ def test_dashboard_balance_updates_by_itself(page, live_web, person):
         headers={"Authorization": f"Bearer {bearer_for(person.admin)}"},
     )
     assert response.status_code == 202
-    page.wait_for_function("document.querySelector('[data-balance]').innerText === '90'", timeout=10_000)
+    page.wait_for_function(
+        "() => document.querySelector('[data-balance]').innerText === '90'", timeout=10_000
+    )
     assert page.evaluate("window.__notReloaded") is True
 
 
 def test_server_stopped_keeps_the_last_known_balance(page, live_web, person):
     person.grant(70)
     sign_in(page, live_web, person)
-    page.wait_for_function("document.querySelector('[data-balance]').innerText === '70'")
+    page.wait_for_function("() => document.querySelector('[data-balance]').innerText === '70'")
     live_web.stop()
     warning = page.locator("[data-stale-warning]")
     warning.wait_for(state="visible", timeout=10_000)
@@ -164,7 +166,7 @@ def test_both_buttons_are_disabled_and_focus_moves_to_the_result_while_sending(p
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == SUMMARISE
     page.keyboard.press("Enter")
-    page.wait_for_function("document.querySelectorAll('[data-job-button]:disabled').length === 2")
+    page.wait_for_function("() => document.querySelectorAll('[data-job-button]:disabled').length === 2")
     assert page.locator("[data-job-button][aria-busy=true]").count() == 2
     assert page.evaluate("document.activeElement.id") == "job-result"
     assert "Sending your job" in page.locator("#job-result").inner_text()
@@ -217,7 +219,7 @@ def test_sending_a_job_offline_says_so_and_charges_nothing(page, live_web, perso
         "Could not reach the server to send your job. Check your connection and try again; "
         "if it went through after all, it appears in the history below with its cost."
     )
-    page.wait_for_function("document.querySelectorAll('[data-job-button]:disabled').length === 0")
+    page.wait_for_function("() => document.querySelectorAll('[data-job-button]:disabled').length === 0")
     assert buttons_enabled(page)
     assert page.locator("[data-job-button][aria-busy]").count() == 0
     page.context.set_offline(False)
@@ -238,7 +240,7 @@ def test_a_server_error_when_sending_a_job_is_explained(page, live_web, person):
     problem.wait_for(state="visible", timeout=10_000)
     assert "server had a problem" in problem.inner_text() and "error 502" in problem.inner_text()
     assert "Bad gateway" not in page.content()
-    page.wait_for_function("document.querySelectorAll('[data-job-button]:disabled').length === 0")
+    page.wait_for_function("() => document.querySelectorAll('[data-job-button]:disabled').length === 0")
 
 
 def test_a_result_that_is_gone_stops_polling_and_says_so(page, live_web, person):
@@ -256,7 +258,7 @@ def test_a_result_that_is_gone_stops_polling_and_says_so(page, live_web, person)
     assert "can no longer be found" in problem.inner_text()
     assert "could not reach the server" not in page.content()
     assert page.locator("#job-result[data-job-active]").count() == 0
-    page.wait_for_function("document.querySelectorAll('[data-job-button]:disabled').length === 0")
+    page.wait_for_function("() => document.querySelectorAll('[data-job-button]:disabled').length === 0")
     seen = len(polls)
     page.wait_for_timeout(4_500)  # two polling periods
     assert len(polls) == seen == 1
