@@ -116,6 +116,7 @@ SITE_ID = 1
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "nexus.middleware.RequestContextMiddleware",
+    "nexus.middleware.ApiInputGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -308,7 +309,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["nexus.api.permissions.IsOrganisationMember"],
     "DEFAULT_RENDERER_CLASSES": ["nexus.api.renderers.EnvelopeJSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["nexus.api.parsers.StrictJSONParser"],
     "DEFAULT_VERSIONING_CLASS": "rest_framework.versioning.URLPathVersioning",
     "DEFAULT_VERSION": "v1",
     "ALLOWED_VERSIONS": ["v1", "v2"],
@@ -318,6 +319,14 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "nexus.api.versioning.VersionedAutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+# Request bodies under /api/ (docs/specs/input-validation.md). Larger: 413 PAYLOAD_TOO_LARGE.
+# A view raises or lowers its own limit with a `max_body_bytes` attribute; API_BODY_LIMITS
+# (JSON: {"path regex": bytes}) does it for a path whose view cannot carry one.
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1024 * 1024)
+API_BODY_LIMITS = json.loads(env("API_BODY_LIMITS", "{}") or "{}")
+# A refused body is read and discarded up to this many bytes so the client can read the 413.
+API_BODY_DRAIN_BYTES = env_int("API_BODY_DRAIN_BYTES", 8 * 1024 * 1024)
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "NexusAPI",
     "DESCRIPTION": "Multi-tenant AI jobs, credits, webhooks and data ingestion.",

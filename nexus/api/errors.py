@@ -63,3 +63,15 @@ class ServiceUnavailable(AppError):
     status_code = 503
     code = "SERVICE_UNAVAILABLE"
     default_message = "The service is temporarily unavailable."
+
+
+class MalformedRequest(AppError):
+    status_code = 400
+    code = "MALFORMED_REQUEST"
+    default_message = "The request could not be understood."
+
+
+class PayloadTooLarge(AppError):
+    status_code = 413
+    code = "PAYLOAD_TOO_LARGE"
+    default_message = "The request body is larger than this endpoint accepts."
