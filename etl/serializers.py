@@ -1,10 +1,27 @@
 from rest_framework import serializers
 
 from etl.models import DataSource, DriftEvent, EtlRun, QuarantinedItem, Record, SourceKind
+from etl.normalise import UNIFIED_FIELDS
 from nexus.api.fields import PlainTextField
 
 
 class SourceInput(serializers.Serializer):
+    # Published in the OpenAPI document; etl.services enforces them (and what depends on the
+    # kind: an API source needs config.url, whose host must resolve to a public address).
+    openapi_request_rules = {
+        "allOf": [
+            {"properties": {"config": {"not": {"required": ["path", "url"]}}}},
+            {
+                "properties": {
+                    "field_mapping": {
+                        "required": ["external_id"],
+                        "propertyNames": {"enum": list(UNIFIED_FIELDS)},
+                        "additionalProperties": {"type": "string", "minLength": 1},
+                    }
+                }
+            },
+        ]
+    }
     name = PlainTextField(max_length=100)
     kind = serializers.ChoiceField(choices=SourceKind.choices)
     config = serializers.DictField()

@@ -1,3 +1,4 @@
+from django.conf import settings
 from rest_framework import serializers
 
 from jobs.models import Job, JobEvent
@@ -6,10 +7,15 @@ from nexus.api.versioning import register_version
 
 
 class JobInput(serializers.Serializer):
+    openapi_request_rules = {"oneOf": [{"required": ["text"]}, {"required": ["record_id"]}]}
+
     # Exactly one of the two. Which one, length and blankness are checked by jobs.services
     # (one rule for every caller).
     text = FreeTextField(
-        required=False, allow_blank=True, trim_whitespace=False, help_text="The text to process."
+        required=False,
+        trim_whitespace=False,
+        max_length=settings.JOB_MAX_TEXT_CHARS,
+        help_text="The text to process (not only whitespace).",
     )
     record_id = serializers.IntegerField(
         required=False,

@@ -349,6 +349,7 @@ SPECTACULAR_SETTINGS = {
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
+        "nexus.schema.document_contract",
         "nexus.schema.wrap_in_envelope",
     ],
 }

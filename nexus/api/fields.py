@@ -10,9 +10,18 @@ import re
 from rest_framework import serializers
 
 # Unicode category Cc plus the bidirectional embedding/override/isolate controls.
-_ANY_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_CONTROL = "\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
 # The same without tab (\x09), newline (\x0a) and carriage return (\x0d).
-_CONTROL_EXCEPT_WHITESPACE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_EXCEPT_WHITESPACE = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
+# What str.strip() removes, minus the control characters already refused above.
+_SPACE = " \t\n\r\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+# The OpenAPI documents publish these patterns (nexus.schema), so they are written in the
+# subset of regular expressions JSON Schema and Python share.
+PLAIN_TEXT_PATTERN = f"^[^{_CONTROL}]*$"
+_FREE = f"[^{_CONTROL_EXCEPT_WHITESPACE}]"
+_VISIBLE = f"[^{_CONTROL_EXCEPT_WHITESPACE}{_SPACE}]"
+FREE_TEXT_PATTERN = f"^{_FREE}*{_VISIBLE}{_FREE}*$"
 
 
 class PlainTextField(serializers.CharField):
@@ -21,7 +30,8 @@ class PlainTextField(serializers.CharField):
     default_error_messages = {
         "control_characters": "Control characters (including newlines and tabs) are not allowed.",
     }
-    _forbidden = _ANY_CONTROL
+    _forbidden = re.compile(f"[{_CONTROL}]")
+    pattern = PLAIN_TEXT_PATTERN
 
     def to_internal_value(self, data):
         # A number is not a name: DRF would otherwise store 5 as "5".
@@ -35,11 +45,13 @@ class PlainTextField(serializers.CharField):
 
 class FreeTextField(PlainTextField):
     """Multi-line free text: newlines, carriage returns and tabs are fine, other controls
-    are not."""
+    are not. Text that is only whitespace is refused by the services that take it, so the
+    published pattern requires one visible character."""
 
     default_error_messages = {
         "control_characters": (
             "Control characters other than newline, carriage return and tab are not allowed."
         ),
     }
-    _forbidden = _CONTROL_EXCEPT_WHITESPACE
+    _forbidden = re.compile(f"[{_CONTROL_EXCEPT_WHITESPACE}]")
+    pattern = FREE_TEXT_PATTERN
