@@ -28,7 +28,7 @@ from nexus.api.query import (
     sort_parameter,
 )
 from nexus.idempotency import IDEMPOTENCY_PARAMETER, idempotent
-from nexus.schema import COMPLETE_LIST
+from nexus.schema import COMPLETE_LIST, error_statuses
 
 
 class CreditsView(APIView):
@@ -97,6 +97,7 @@ class CheckoutView(APIView):
         parameters=[IDEMPOTENCY_PARAMETER],
         responses={201: PurchaseOutput},
         tags=["billing"],
+        extensions=error_statuses({502: "PAYMENT_PROVIDER_ERROR: Stripe refused or failed the request."}),
     )
     @idempotent
     def post(self, request, *args, **kwargs):

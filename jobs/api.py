@@ -23,7 +23,7 @@ from nexus.api.query import (
 )
 from nexus.api.versioning import versioned
 from nexus.idempotency import IDEMPOTENCY_PARAMETER, idempotent
-from nexus.schema import COMPLETE_LIST
+from nexus.schema import COMPLETE_LIST, error_statuses
 
 
 class _SubmitJobView(APIView):
@@ -58,6 +58,7 @@ class SummarizeView(_SubmitJobView):
         request=JobInput,
         parameters=[IDEMPOTENCY_PARAMETER],
         responses={201: JobOutput, 202: JobOutput},
+        extensions=error_statuses({402: "PAYMENT_REQUIRED: not enough credits for this job."}),
         tags=["jobs"],
     )
     def post(self, request, *args, **kwargs):
@@ -76,6 +77,7 @@ class AnalyzeView(_SubmitJobView):
         request=JobInput,
         parameters=[IDEMPOTENCY_PARAMETER],
         responses={201: JobOutput, 202: JobOutput},
+        extensions=error_statuses({402: "PAYMENT_REQUIRED: not enough credits for this job."}),
         tags=["jobs"],
     )
     def post(self, request, *args, **kwargs):

@@ -90,6 +90,12 @@ def wrap_in_envelope(result, generator, request, public):
     return result
 
 
+def error_statuses(statuses: dict[int, str]) -> dict:
+    """extend_schema(extensions=error_statuses({402: "PAYMENT_REQUIRED: ..."})): statuses
+    an operation answers beyond the shared ones, documented with the error envelope."""
+    return {"x-error-statuses": {str(status): text for status, text in statuses.items()}}
+
+
 # extend_schema(extensions=COMPLETE_LIST) on a list returned whole (a job's events, the
 # credit packs, per-source stats): it takes no page/limit.
 COMPLETE_LIST = {"x-complete-list": True}
@@ -165,6 +171,7 @@ def document_contract(result, generator, request, public):
             if "requestBody" in operation or method in ("post", "put", "patch"):
                 errors["413"] = _BODY_ERRORS["413"]
                 errors["415"] = _BODY_ERRORS["415"]
+            errors.update(operation.pop("x-error-statuses", {}))
             for status, description in errors.items():
                 operation["responses"].setdefault(status, _error_response(description))
     return result

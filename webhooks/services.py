@@ -23,6 +23,7 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from nexus.api.errors import Conflict, ValidationFailed
+from nexus.api.fields import plain_text
 from nexus.celery import send_on_commit
 from nexus.crypto import decrypt, encrypt
 from nexus.net import UnsafeURL, pinned, read_limited, resolve_public_url
@@ -76,11 +77,12 @@ def webhook_endpoint_create(
     *, url: str, event_types: list[str], description: str = "", active: bool = True
 ) -> tuple[WebhookEndpoint, str]:
     """Register an endpoint. Returns it with its signing secret, which is never shown again."""
+    description = plain_text(description or "", field="description")
     secret = _new_secret()
     endpoint = WebhookEndpoint.objects.create(
         url=_clean_url(url),
         event_types=_clean_event_types(event_types),
-        description=(description or "").strip()[:255],
+        description=description.strip()[:255],
         active=active,
         secret_encrypted=encrypt(secret),
     )
@@ -94,7 +96,7 @@ def webhook_endpoint_update(*, endpoint: WebhookEndpoint, **changes) -> WebhookE
     if "event_types" in changes:
         endpoint.event_types = _clean_event_types(changes["event_types"])
     if "description" in changes:
-        endpoint.description = (changes["description"] or "").strip()[:255]
+        endpoint.description = plain_text(changes["description"] or "", field="description").strip()[:255]
     if "active" in changes:
         if changes["active"] and not endpoint.active:
             # Re-enabling is the admin saying the receiver is fixed: start counting afresh.

@@ -7,8 +7,9 @@ from typing import Any
 
 
 class AppError(Exception):
+    # Never raised itself; a subclass without its own code still answers a documented one.
     status_code = 400
-    code = "BAD_REQUEST"
+    code = "MALFORMED_REQUEST"
     default_message = "The request could not be processed."
 
     def __init__(self, message: str | None = None, *, details: dict[str, Any] | None = None):

@@ -9,6 +9,8 @@ import re
 
 from rest_framework import serializers
 
+from nexus.api.errors import ValidationFailed
+
 # Unicode category Cc plus the bidirectional embedding/override/isolate controls.
 _CONTROL = "\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
 # The same without tab (\x09), newline (\x0a) and carriage return (\x0d).
@@ -37,10 +39,10 @@ class PlainTextField(serializers.CharField):
         # A number is not a name: DRF would otherwise store 5 as "5".
         if not isinstance(data, str):
             self.fail("invalid")
-        value = super().to_internal_value(data)
-        if self._forbidden.search(value):
+        # Checked before DRF trims the ends, so "name\n" is refused as the document says.
+        if self._forbidden.search(data):
             self.fail("control_characters")
-        return value
+        return super().to_internal_value(data)
 
 
 class FreeTextField(PlainTextField):
@@ -55,3 +57,11 @@ class FreeTextField(PlainTextField):
     }
     _forbidden = re.compile(f"[{_CONTROL_EXCEPT_WHITESPACE}]")
     pattern = FREE_TEXT_PATTERN
+
+
+def plain_text(value: str, *, field: str) -> str:
+    """The same rule as PlainTextField, for services that also take input from pages."""
+    if re.search(f"[{_CONTROL}]", value):
+        message = PlainTextField.default_error_messages["control_characters"]
+        raise ValidationFailed(message, details={"fields": {field: [message]}})
+    return value

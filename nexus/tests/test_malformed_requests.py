@@ -325,6 +325,24 @@ def test_control_characters_in_a_webhook_description_are_422(world, api_as):
     assert _endpoints(world.org_a) == 0
 
 
+def test_a_trailing_newline_in_a_name_is_refused_not_trimmed(world, api_as):
+    response = api_as(world.admin_a).post("/api/v1/etl/sources", {**SOURCE, "name": "Feed\n"}, format="json")
+    assert list(_error(response, 422, "VALIDATION_ERROR")["details"]["fields"]) == ["name"]
+
+
+def test_control_characters_in_a_webhook_description_from_the_page_are_refused(world):
+    client = Client()
+    client.force_login(world.admin_a)
+    response = client.post(
+        "/webhooks/create",
+        {"url": "https://hooks.example.com/x", "description": "ok\x1b[2J", "event_types": ["job.completed"]},
+    )
+    assert response.status_code == 302
+    assert _endpoints(world.org_a) == 0
+    page = client.get("/webhooks").content.decode()
+    assert "Control characters" in page
+
+
 def test_a_number_is_not_a_name(world, api_as):
     response = api_as(world.admin_a).post("/api/v1/etl/sources", {**SOURCE, "name": 5}, format="json")
     assert list(_error(response, 422, "VALIDATION_ERROR")["details"]["fields"]) == ["name"]
@@ -380,6 +398,26 @@ def test_nul_in_a_path_id_is_404(world, api_as, path):
     client = api_as(world.admin_a)
     _error(client.get(path), 404, "NOT_FOUND")
     _error(client.post(path, {}, format="json"), 404, "NOT_FOUND")
+
+
+def test_a_doubled_minus_in_sort_is_422(world, api_as):
+    error = _error(api_as(world.member_a).get("/api/v1/jobs?sort=--created_at"), 422, "VALIDATION_ERROR")
+    assert list(error["details"]["fields"]) == ["sort"]
+
+
+def test_spaces_around_filter_values_are_still_accepted(world, api_as):
+    response = api_as(world.member_a).get("/api/v1/jobs?status=pending, running&sort= -created_at")
+    assert response.status_code == 200, response.content
+
+
+def test_a_date_offset_postgresql_cannot_store_is_normalised_not_a_500(world, api_as):
+    response = api_as(world.member_a).get("/api/v1/jobs?from=2026-01-01T00:00:00%2B19:49")
+    assert response.status_code == 200, response.content
+
+
+def test_a_date_out_of_range_after_normalising_is_422(world, api_as):
+    response = api_as(world.member_a).get("/api/v1/jobs?to=9999-12-31T23:00:00-05:00")
+    assert list(_error(response, 422, "VALIDATION_ERROR")["details"]["fields"]) == ["to"]
 
 
 # --- Routing and Host -----------------------------------------------------------------------------
