@@ -100,20 +100,22 @@ def error_statuses(statuses: dict[int, str]) -> dict:
 # credit packs, per-source stats): it takes no page/limit.
 COMPLETE_LIST = {"x-complete-list": True}
 
+# An empty value (`?limit=`) is the default, like every empty query parameter.
+_EMPTY = {"type": "string", "maxLength": 0}
 _PAGINATION = [
     {
         "name": "page",
         "in": "query",
         "required": False,
-        "description": f"1 to {MAX_PAGE}; a page past the end is an empty list.",
-        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1},
+        "description": f"1 to {MAX_PAGE}, default 1; a page past the end is an empty list.",
+        "schema": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_PAGE}, _EMPTY]},
     },
     {
         "name": "limit",
         "in": "query",
         "required": False,
-        "description": f"Rows per page, 1 to {MAX_LIMIT}.",
-        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+        "description": f"Rows per page, 1 to {MAX_LIMIT}, default {DEFAULT_LIMIT}.",
+        "schema": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, _EMPTY]},
     },
 ]
 
