@@ -99,9 +99,11 @@ class StrictJSONParser(BaseParser):
         try:
             data = json.loads(text, object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant)
         except _DuplicateKey as exc:
+            # The key is echoed back, so it must be encodable (a lone surrogate is not).
+            key = exc.key.encode("utf-8", "backslashreplace").decode("utf-8")
             raise MalformedRequest(
-                f"The key {exc.key!r} appears more than once in one object.",
-                details={"duplicate_key": exc.key},
+                f"The key {key!r} appears more than once in one object.",
+                details={"duplicate_key": key},
             ) from exc
         except RecursionError as exc:  # a backstop: the depth check should have caught it
             raise MalformedRequest("JSON is nested too deeply.", details={"max_depth": MAX_DEPTH}) from exc

@@ -246,6 +246,12 @@ def test_duplicate_keys_are_refused_and_do_not_promote(world, api_as):
     assert world.member_a.role == Role.MEMBER
 
 
+def test_a_duplicate_key_that_cannot_be_encoded_is_still_a_400(world, api_as):
+    body = b'{"\\ud800": 1, "\\ud800": 2}'
+    response = _raw(api_as(world.admin_a), "PATCH", f"/api/v1/org/members/{world.member_a.pk}", body)
+    assert _error(response, 400, "MALFORMED_REQUEST")["details"] == {"duplicate_key": "\\ud800"}
+
+
 def test_nan_is_not_json(world, api_as):
     body = json.dumps({**SOURCE, "requests_per_second": 1}).replace("1}", "NaN}").encode()
     _error(_raw(api_as(world.admin_a), "POST", "/api/v1/etl/sources", body), 400, "MALFORMED_REQUEST")
