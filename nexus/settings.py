@@ -329,7 +329,14 @@ API_BODY_DRAIN_BYTES = env_int("API_BODY_DRAIN_BYTES", 8 * 1024 * 1024)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "NexusAPI",
-    "DESCRIPTION": "Multi-tenant AI jobs, credits, webhooks and data ingestion.",
+    "DESCRIPTION": (
+        "Multi-tenant AI jobs, credits, webhooks and data ingestion.\n\n"
+        "Rules for every request (docs/specs/input-validation.md): no string anywhere (body, "
+        "object keys, query) may contain NUL or an unpaired surrogate (422 VALIDATION_ERROR); "
+        "JSON may not repeat a key in one object, nest deeper than 64 levels or use NaN/Infinity "
+        "(400 MALFORMED_REQUEST); a body over the endpoint's limit is 413 PAYLOAD_TOO_LARGE; an "
+        "empty query parameter is the parameter absent."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
