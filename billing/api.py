@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,8 +19,16 @@ from billing.serializers import (
 )
 from nexus.api.pagination import PagePagination
 from nexus.api.permissions import IsOrganisationAdmin
-from nexus.api.query import apply_sort, date_range, multi_value
+from nexus.api.query import (
+    apply_sort,
+    date_parameter,
+    date_range,
+    multi_value,
+    multi_value_parameter,
+    sort_parameter,
+)
 from nexus.idempotency import IDEMPOTENCY_PARAMETER, idempotent
+from nexus.schema import COMPLETE_LIST, error_statuses
 
 
 class CreditsView(APIView):
@@ -44,16 +52,10 @@ class CreditTransactionListView(APIView):
     @extend_schema(
         summary="The credit ledger",
         parameters=[
-            OpenApiParameter(
-                "kind", str, description="grant, purchase, deduction, refund, adjustment (comma separated)"
-            ),
-            OpenApiParameter("from", str, description="ISO date or date-time, inclusive"),
-            OpenApiParameter("to", str, description="ISO date or date-time, inclusive"),
-            OpenApiParameter(
-                "sort",
-                str,
-                description="sequence, created_at or amount; '-' for descending (default -sequence)",
-            ),
+            multi_value_parameter("kind", allowed=set(TransactionKind.values)),
+            date_parameter("from", "ISO date or date-time, inclusive"),
+            date_parameter("to", "ISO date or date-time, inclusive; not before `from`"),
+            sort_parameter(allowed={"sequence", "created_at", "amount"}, default="-sequence"),
         ],
         responses={200: CreditTransactionOutput(many=True)},
         tags=["credits"],
@@ -72,7 +74,10 @@ class CreditTransactionListView(APIView):
 
 class CreditPackListView(APIView):
     @extend_schema(
-        summary="Credit packs on sale", responses={200: CreditPackOutput(many=True)}, tags=["billing"]
+        summary="Credit packs on sale",
+        responses={200: CreditPackOutput(many=True)},
+        tags=["billing"],
+        extensions=COMPLETE_LIST,
     )
     def get(self, request, *args, **kwargs):
         return Response(CreditPackOutput(CreditPack.objects.filter(active=True), many=True).data)
@@ -92,6 +97,7 @@ class CheckoutView(APIView):
         parameters=[IDEMPOTENCY_PARAMETER],
         responses={201: PurchaseOutput},
         tags=["billing"],
+        extensions=error_statuses({502: "PAYMENT_PROVIDER_ERROR: Stripe refused or failed the request."}),
     )
     @idempotent
     def post(self, request, *args, **kwargs):
@@ -106,7 +112,10 @@ class CheckoutView(APIView):
 class PurchaseListView(APIView):
     @extend_schema(
         summary="Purchases of credit packs, newest first",
-        parameters=[OpenApiParameter("status", str, description="pending, completed, expired, refunded")],
+        parameters=[
+            multi_value_parameter("status", allowed=set(PurchaseStatus.values)),
+            sort_parameter(allowed={"created_at", "amount_cents"}, default="-created_at"),
+        ],
         responses={200: PurchaseOutput(many=True)},
         tags=["billing"],
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.parsers import MultiPartParser
@@ -27,8 +28,16 @@ from etl.serializers import (
 from nexus.api.errors import ValidationFailed
 from nexus.api.pagination import PagePagination
 from nexus.api.permissions import AdminForWrites, IsOrganisationAdmin
-from nexus.api.query import apply_sort, date_range
+from nexus.api.query import (
+    UUID_LIST_PATTERN,
+    apply_sort,
+    date_parameter,
+    date_range,
+    sort_parameter,
+    uuid_parameter,
+)
 from nexus.idempotency import IDEMPOTENCY_PARAMETER, idempotent
+from nexus.schema import COMPLETE_LIST
 
 TAGS = ["data"]
 
@@ -114,6 +123,9 @@ class SourceFileView(APIView):
 
     permission_classes = [IsOrganisationAdmin]
     parser_classes = [MultiPartParser]
+    # The API's default body limit is for JSON; a file may be up to ETL_MAX_UPLOAD_BYTES
+    # plus its multipart framing (the upload handlers count the file's own bytes).
+    max_body_bytes = staticmethod(lambda: settings.ETL_MAX_UPLOAD_BYTES + uploads.FORM_FRAMING_ALLOWANCE)
 
     def initialize_request(self, request, *args, **kwargs):
         uploads.install_upload_handlers(request)
@@ -146,8 +158,7 @@ class RunListView(APIView):
     @extend_schema(
         summary="ETL runs, newest first",
         parameters=[
-            OpenApiParameter("limit", int, description="1 to 100, default 20"),
-            OpenApiParameter("source", str, description="Only this source's runs"),
+            uuid_parameter("source", "Only this source's runs"),
         ],
         responses={200: RunOutput(many=True)},
         tags=TAGS,
@@ -172,9 +183,9 @@ class RunCompareView(APIView):
     @extend_schema(
         summary="Compare two runs of a source (default: its latest two)",
         parameters=[
-            OpenApiParameter("source", str, description="Data source id (compares its latest two runs)"),
-            OpenApiParameter("a", str, description="Earlier run id"),
-            OpenApiParameter("b", str, description="Later run id"),
+            uuid_parameter("source", "Data source id (compares its latest two runs)"),
+            uuid_parameter("a", "Earlier run id (with b, instead of source)"),
+            uuid_parameter("b", "Later run id (with a, instead of source)"),
         ],
         responses={200: CompareOutput},
         tags=TAGS,
@@ -191,6 +202,7 @@ class StatsView(APIView):
     @extend_schema(
         summary="Per source: records, processed, last duration, last success and failure",
         responses={200: StatsOutput(many=True)},
+        extensions=COMPLETE_LIST,
         tags=TAGS,
     )
     def get(self, request, *args, **kwargs):
@@ -201,12 +213,18 @@ class DataView(APIView):
     @extend_schema(
         summary="The unified records",
         parameters=[
-            OpenApiParameter("source", str, description="Source ids, comma separated"),
-            OpenApiParameter("from", str, description="Published on or after (ISO date or date-time)"),
-            OpenApiParameter("to", str, description="Published on or before"),
-            OpenApiParameter("search", str, description="Text in the title or body"),
+            OpenApiParameter(
+                "source",
+                {"type": "string", "pattern": UUID_LIST_PATTERN},
+                description="Source ids, comma separated",
+            ),
+            date_parameter("from", "Published on or after (ISO date or date-time)"),
+            date_parameter("to", "Published on or before; not before `from`"),
+            OpenApiParameter(
+                "search", {"type": "string", "maxLength": 200}, description="Text in the title or body"
+            ),
             OpenApiParameter("tags", str, description="Any of these tags, comma separated"),
-            OpenApiParameter("sort", str, description="published_at, title, created_at; '-' for descending"),
+            sort_parameter(allowed={"published_at", "title", "created_at"}, default="-published_at"),
         ],
         responses={200: RecordOutput(many=True)},
         tags=TAGS,

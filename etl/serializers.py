@@ -3,14 +3,32 @@ from rest_framework import serializers
 
 from etl.connectors.base import server_key, server_key_name
 from etl.models import DataSource, DriftEvent, EtlRun, QuarantinedItem, Record, SourceKind
+from etl.normalise import UNIFIED_FIELDS
+from nexus.api.fields import PlainTextField
 
 
 class SourceInput(serializers.Serializer):
-    name = serializers.CharField(max_length=100)
+    # Published in the OpenAPI document; etl.services enforces them (and what depends on the
+    # kind: an API source needs config.url, whose host must resolve to a public address).
+    openapi_request_rules = {
+        "allOf": [
+            {"properties": {"config": {"not": {"required": ["path", "url"]}}}},
+            {
+                "properties": {
+                    "field_mapping": {
+                        "required": ["external_id"],
+                        "propertyNames": {"enum": list(UNIFIED_FIELDS)},
+                        "additionalProperties": {"type": "string", "minLength": 1},
+                    }
+                }
+            },
+        ]
+    }
+    name = PlainTextField(max_length=100)
     kind = serializers.ChoiceField(choices=SourceKind.choices)
     config = serializers.DictField()
-    field_mapping = serializers.DictField(child=serializers.CharField())
-    required_fields = serializers.ListField(child=serializers.CharField(), required=False)
+    field_mapping = serializers.DictField(child=PlainTextField())
+    required_fields = serializers.ListField(child=PlainTextField(), required=False)
     api_key = serializers.CharField(required=False, allow_blank=True, write_only=True, max_length=1000)
     schedule_minutes = serializers.IntegerField(min_value=1, max_value=10080, required=False, default=60)
     enabled = serializers.BooleanField(required=False, default=True)

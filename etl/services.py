@@ -43,6 +43,7 @@ from etl.models import (
 from etl.normalise import UNIFIED_FIELDS
 from etl.pipeline import PreparedBatch, in_background, prepare
 from nexus.api.errors import Conflict, ValidationFailed
+from nexus.api.fields import plain_text
 from nexus.celery import send_on_commit
 from nexus.crypto import encrypt
 from nexus.net import UnsafeURL, resolve_public_url
@@ -193,6 +194,8 @@ def etl_source_create(
     requests_per_second: float = 5.0,
 ) -> DataSource:
     """Connect a source. LimitReached (409) at the organisation's cap of sources."""
+    # Pages call this directly: the same rule as the API's name field.
+    name = plain_text(name, field="name")
     mapping, required = _clean_mapping(field_mapping, required_fields)
     config = _clean_config(kind, config)
     if api_key and config.get("api_key_name"):
@@ -217,6 +220,8 @@ def etl_source_create(
 
 
 def etl_source_update(*, source: DataSource, **changes) -> DataSource:
+    if "name" in changes:
+        changes["name"] = plain_text(changes["name"], field="name")
     if "config" in changes:
         config = _clean_config(source.kind, changes["config"])
         if source.kind == SourceKind.API and _origin(config.get("url")) != _origin(source.config.get("url")):

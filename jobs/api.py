@@ -13,9 +13,17 @@ from jobs.models import JobStatus, JobType
 from jobs.serializers import JobDetailOutput, JobEventOutput, JobInput, JobOutput, UsageOutput
 from nexus.api.errors import ValidationFailed
 from nexus.api.pagination import PagePagination
-from nexus.api.query import apply_sort, date_range, multi_value
+from nexus.api.query import (
+    apply_sort,
+    date_parameter,
+    date_range,
+    multi_value,
+    multi_value_parameter,
+    sort_parameter,
+)
 from nexus.api.versioning import versioned
 from nexus.idempotency import IDEMPOTENCY_PARAMETER, idempotent
+from nexus.schema import COMPLETE_LIST, error_statuses
 
 
 class _SubmitJobView(APIView):
@@ -50,6 +58,7 @@ class SummarizeView(_SubmitJobView):
         request=JobInput,
         parameters=[IDEMPOTENCY_PARAMETER],
         responses={201: JobOutput, 202: JobOutput},
+        extensions=error_statuses({402: "PAYMENT_REQUIRED: not enough credits for this job."}),
         tags=["jobs"],
     )
     def post(self, request, *args, **kwargs):
@@ -68,6 +77,7 @@ class AnalyzeView(_SubmitJobView):
         request=JobInput,
         parameters=[IDEMPOTENCY_PARAMETER],
         responses={201: JobOutput, 202: JobOutput},
+        extensions=error_statuses({402: "PAYMENT_REQUIRED: not enough credits for this job."}),
         tags=["jobs"],
     )
     def post(self, request, *args, **kwargs):
@@ -78,15 +88,11 @@ class JobListView(APIView):
     @extend_schema(
         summary="Jobs of the organisation",
         parameters=[
-            OpenApiParameter(
-                "status", str, description="pending, running, completed, failed (comma separated)"
-            ),
-            OpenApiParameter("job_type", str, description="summarize, analyze (comma separated)"),
-            OpenApiParameter("from", str, description="created on or after (ISO date or date-time)"),
-            OpenApiParameter("to", str, description="created on or before (ISO date or date-time)"),
-            OpenApiParameter(
-                "sort", str, description="created_at, status, job_type, cost; '-' for descending"
-            ),
+            multi_value_parameter("status", allowed=set(JobStatus.values)),
+            multi_value_parameter("job_type", allowed=set(JobType.values)),
+            date_parameter("from", "created on or after (ISO date or date-time)"),
+            date_parameter("to", "created on or before (ISO date or date-time); not before `from`"),
+            sort_parameter(allowed={"created_at", "status", "job_type", "cost"}, default="-created_at"),
         ],
         responses={200: JobOutput(many=True)},
         tags=["jobs"],
@@ -115,7 +121,10 @@ class JobDetailView(APIView):
 
 class JobEventListView(APIView):
     @extend_schema(
-        summary="The job's timeline, oldest first", responses={200: JobEventOutput(many=True)}, tags=["jobs"]
+        summary="The job's timeline, oldest first",
+        responses={200: JobEventOutput(many=True)},
+        tags=["jobs"],
+        extensions=COMPLETE_LIST,
     )
     def get(self, request, job_id, *args, **kwargs):
         job = selectors.job_get(job_id=job_id)
@@ -125,7 +134,11 @@ class JobEventListView(APIView):
 class UsageView(APIView):
     @extend_schema(
         summary="Credits spent per day and jobs by status and type",
-        parameters=[OpenApiParameter("days", int, description="1 to 90, default 7")],
+        parameters=[
+            OpenApiParameter(
+                "days", {"type": "integer", "minimum": 1, "maximum": 90, "default": 7}, description="1 to 90"
+            )
+        ],
         responses={200: UsageOutput},
         tags=["analytics"],
     )

@@ -1,23 +1,21 @@
+from django.conf import settings
 from rest_framework import serializers
 
 from jobs.models import Job, JobEvent
+from nexus.api.fields import FreeTextField
 from nexus.api.versioning import register_version
 
 
-class StrictCharField(serializers.CharField):
-    """A string, and only a string: DRF would otherwise turn 5 into "5"."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
 class JobInput(serializers.Serializer):
+    openapi_request_rules = {"oneOf": [{"required": ["text"]}, {"required": ["record_id"]}]}
+
     # Exactly one of the two. Which one, length and blankness are checked by jobs.services
     # (one rule for every caller).
-    text = StrictCharField(
-        required=False, allow_blank=True, trim_whitespace=False, help_text="The text to process."
+    text = FreeTextField(
+        required=False,
+        trim_whitespace=False,
+        max_length=settings.JOB_MAX_TEXT_CHARS,
+        help_text="The text to process (not only whitespace).",
     )
     record_id = serializers.IntegerField(
         required=False,

@@ -1,4 +1,5 @@
-"""Request id and the one log line per request.
+"""Request id and the one log line per request; the guard that refuses malformed /api/
+requests before any view sees them.
 
 Every response carries X-Request-ID (the client's, when it sent a well-formed one), and
 every log line written while handling the request carries it too, with org_id and user_id
@@ -7,11 +8,17 @@ once the caller is known.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 import uuid
 
 import structlog
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.urls import Resolver404, resolve
+
+from nexus.api.exceptions import json_error_response
 
 log = structlog.get_logger("nexus.request")
 
@@ -53,3 +60,118 @@ class RequestContextMiddleware:
         )
         structlog.contextvars.clear_contextvars()
         return response
+
+
+def _view_body_limit(request) -> int | None:
+    try:
+        match = resolve(request.path_info)
+    except Resolver404:
+        return None
+    view_class = getattr(match.func, "view_class", None) or getattr(match.func, "cls", None)
+    limit = getattr(view_class, "max_body_bytes", None) or getattr(match.func, "max_body_bytes", None)
+    if callable(limit):  # read at request time, so it follows a setting
+        limit = limit()
+    return int(limit) if limit else None
+
+
+def body_limit_for(request) -> int:
+    """The view's `max_body_bytes` (a number, or a function returning one), else the first
+    API_BODY_LIMITS pattern matching the path, else API_MAX_BODY_BYTES."""
+    limit = _view_body_limit(request)
+    if limit is not None:
+        return limit
+    for pattern, path_limit in settings.API_BODY_LIMITS.items():
+        if re.search(pattern, request.path_info):
+            return int(path_limit)
+    return settings.API_MAX_BODY_BYTES
+
+
+def _drain(request, declared: int) -> None:
+    """Read and discard a refused body (up to API_BODY_DRAIN_BYTES) so that a client still
+    sending is not reset before it has read our 413. Runs after the answer has been sent
+    (the server closes the response, then this), so a client that lies about the length
+    still gets the answer at once."""
+    remaining = min(declared, settings.API_BODY_DRAIN_BYTES)
+    stream = request.environ.get("wsgi.input")
+    try:
+        while remaining > 0 and stream is not None:
+            chunk = stream.read(min(remaining, 64 * 1024))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+    except (OSError, ValueError, AssertionError):
+        # The client went away, or a test payload is shorter than it claimed: nothing to drain.
+        pass
+
+
+class ApiInputGuardMiddleware:
+    """Refuses, before any view, session or CSRF code touches it, an /api/ request that no
+    endpoint could handle safely: a body over the endpoint's limit (413), a body that does
+    not match its Content-Length (400), NUL in the path (404) or in a query parameter (422).
+    See docs/specs/input-validation.md."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if not request.path.startswith("/api/"):
+            return self.get_response(request)
+        refusal = self._refusal(request)
+        return refusal if refusal is not None else self.get_response(request)
+
+    def _refusal(self, request):
+        if "\x00" in request.path_info:
+            return json_error_response(request, 404, "NOT_FOUND", "No such endpoint.")
+        for name, values in request.GET.lists():
+            if "\x00" in name or any("\x00" in value for value in values):
+                return json_error_response(
+                    request,
+                    422,
+                    "VALIDATION_ERROR",
+                    "The request contains invalid data.",
+                    {"fields": {name.replace("\x00", "\\u0000"): ["NUL characters are not allowed."]}},
+                )
+        return self._body_refusal(request)
+
+    def _body_refusal(self, request):
+        raw_length = request.META.get("CONTENT_LENGTH", "").strip()
+        if not raw_length:
+            return None
+        if not raw_length.isascii() or not raw_length.isdigit():
+            return json_error_response(
+                request, 400, "MALFORMED_REQUEST", "Content-Length must be a non-negative integer."
+            )
+        declared = int(raw_length)
+        limit = body_limit_for(request)
+        if declared > limit:
+            response = json_error_response(
+                request,
+                413,
+                "PAYLOAD_TOO_LARGE",
+                f"The request body is larger than this endpoint accepts ({limit} bytes).",
+                {"limit_bytes": limit},
+            )
+            response._resource_closers.append(functools.partial(_drain, request, declared))
+            return response
+        content_type = request.META.get("CONTENT_TYPE", "")
+        if declared == 0 or content_type.startswith("multipart/"):
+            # Uploads are streamed by Django's multipart parser, never held whole.
+            return None
+        memory_limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if memory_limit is not None and declared > memory_limit:
+            return None  # a view with a larger limit reads its body as a stream
+        try:
+            body = request.body
+        except (OSError, AssertionError, RequestDataTooBig):
+            # The client stopped sending (or, under the test client, sent less than it said).
+            body = b""
+        if len(body) < declared:
+            response = json_error_response(
+                request,
+                400,
+                "MALFORMED_REQUEST",
+                "The body ended before the length its Content-Length declared.",
+                {"content_length": declared, "received_bytes": len(body)},
+            )
+            return response
+        return None

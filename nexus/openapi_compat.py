@@ -98,14 +98,47 @@ _UPPER_BOUNDS = ("maxLength", "maximum", "maxItems", "exclusiveMaximum")
 _LOWER_BOUNDS = ("minLength", "minimum", "minItems", "exclusiveMinimum")
 
 
+def _branches(document: dict, schema: dict) -> list[dict]:
+    """The alternatives of a union without a type of its own (anyOf/oneOf: a date or a
+    date-time or empty), else the schema itself."""
+    union = schema.get("anyOf") or schema.get("oneOf")
+    if union and "type" not in schema:
+        return [_merged(document, branch) for branch in union]
+    return [schema]
+
+
+def _compare_union(old_doc, new_doc, old, new, where: str, problems: list[str], depth: int) -> None:
+    """Every form the old schema accepted must still be accepted by a form of the new one,
+    compared with the closest one (the same type, the same format if there is one)."""
+    new_branches = _branches(new_doc, new)
+    for branch in _branches(old_doc, old):
+        candidates = [b for b in new_branches if _type(b) == _type(branch) or _type(b) is None]
+        if not candidates:
+            problems.append(f"{where}: no longer accepts {_type(branch)}")
+            continue
+        attempts = []
+        for candidate in candidates:
+            found: list[str] = []
+            _compare_input(old_doc, new_doc, branch, candidate, where, found, depth + 1)
+            attempts.append(found)
+        problems.extend(min(attempts, key=len))
+
+
 def _compare_input(old_doc, new_doc, old, new, where: str, problems: list[str], depth: int = 0) -> None:
     """What a client sends (body fields and parameters): everything it could send before
     must still be accepted, with the same meaning."""
     if depth > 12:
         return
     old, new = _merged(old_doc, old), _merged(new_doc, new)
+    if len(_branches(old_doc, old)) > 1 or len(_branches(new_doc, new)) > 1:
+        _compare_union(old_doc, new_doc, old, new, where, problems, depth)
+        return
     if _type_or_format_changed(old, new, where, problems):
         return
+    if "pattern" in new and new["pattern"] != old.get("pattern"):
+        # Whether one pattern accepts all another did cannot be decided here: any change is
+        # reported, and a change that only documents an old rule is a reviewed refresh.
+        problems.append(f"{where}: pattern changed from {old.get('pattern')!r} to {new['pattern']!r}")
     if old.get("nullable") and not new.get("nullable"):
         problems.append(f"{where}: no longer accepts null")
     dropped = set(old.get("enum", [])) - set(new.get("enum", old.get("enum", [])))

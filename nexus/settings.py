@@ -117,6 +117,7 @@ SITE_ID = 1
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "nexus.middleware.RequestContextMiddleware",
+    "nexus.middleware.ApiInputGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "nexus.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -408,7 +409,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["nexus.api.permissions.IsOrganisationMember"],
     "DEFAULT_RENDERER_CLASSES": ["nexus.api.renderers.EnvelopeJSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["nexus.api.parsers.StrictJSONParser"],
     "DEFAULT_VERSIONING_CLASS": "rest_framework.versioning.URLPathVersioning",
     "DEFAULT_VERSION": "v1",
     "ALLOWED_VERSIONS": ["v1", "v2"],
@@ -418,9 +419,24 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "nexus.api.versioning.VersionedAutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+# Request bodies under /api/ (docs/specs/input-validation.md). Larger: 413 PAYLOAD_TOO_LARGE.
+# A view raises or lowers its own limit with a `max_body_bytes` attribute; API_BODY_LIMITS
+# (JSON: {"path regex": bytes}) does it for a path whose view cannot carry one.
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1024 * 1024)
+API_BODY_LIMITS = json.loads(env("API_BODY_LIMITS", "{}") or "{}")
+# A refused body is read and discarded up to this many bytes so the client can read the 413.
+API_BODY_DRAIN_BYTES = env_int("API_BODY_DRAIN_BYTES", 8 * 1024 * 1024)
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "NexusAPI",
-    "DESCRIPTION": "Multi-tenant AI jobs, credits, webhooks and data ingestion.",
+    "DESCRIPTION": (
+        "Multi-tenant AI jobs, credits, webhooks and data ingestion.\n\n"
+        "Rules for every request (docs/specs/input-validation.md): no string anywhere (body, "
+        "object keys, query) may contain NUL or an unpaired surrogate (422 VALIDATION_ERROR); "
+        "JSON may not repeat a key in one object, nest deeper than 64 levels or use NaN/Infinity "
+        "(400 MALFORMED_REQUEST); a body over the endpoint's limit is 413 PAYLOAD_TOO_LARGE; an "
+        "empty query parameter is the parameter absent."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -442,6 +458,7 @@ SPECTACULAR_SETTINGS = {
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
+        "nexus.schema.document_contract",
         "nexus.schema.wrap_in_envelope",
     ],
 }

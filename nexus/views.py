@@ -3,22 +3,23 @@ never receives an HTML page (or a trace) from an unknown URL or an unhandled err
 
 from __future__ import annotations
 
-from django.http import JsonResponse
 from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
 
-from nexus.api.exceptions import error_body
+from nexus.api.exceptions import json_error_response
 
 
 def _is_api(request) -> bool:
     return request.path.startswith("/api/")
 
 
-def _api_error(request, status: int, code: str, message: str) -> JsonResponse:
-    body = error_body(code, message)
-    body["meta"] = {"request_id": getattr(request, "request_id", None)}
-    return JsonResponse(body, status=status)
+def _api_error(request, status: int, code: str, message: str):
+    return json_error_response(request, status, code, message)
 
 
+# No view serves the path, so there is nothing a forged request could do: the answer to any
+# method is 404, not a CSRF refusal that would suggest the path exists.
+@csrf_exempt
 def not_found(request, exception=None):
     if _is_api(request):
         return _api_error(request, 404, "NOT_FOUND", "No such endpoint.")
@@ -44,7 +45,8 @@ def permission_denied(request, exception=None):
 
 def bad_request(request, exception=None):
     if _is_api(request):
-        return _api_error(request, 400, "BAD_REQUEST", "The request could not be understood.")
+        # A bad Host header lands here (DisallowedHost); the code is the documented one.
+        return _api_error(request, 400, "MALFORMED_REQUEST", "The request could not be understood.")
     return render(request, "400.html", status=400)
 
 

@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from nexus.api.pagination import PagePagination
 from nexus.api.permissions import IsOrganisationAdmin, IsOrganisationMember
-from nexus.api.query import apply_sort, multi_value
+from nexus.api.query import apply_sort, multi_value, multi_value_parameter, sort_parameter
 from tenants import selectors, services
 from tenants.models import Role
 from tenants.serializers import (
@@ -162,8 +162,8 @@ class MemberListView(APIView):
         summary="Members of the caller's organisation",
         parameters=[
             OpenApiParameter("search", str, description="Matches email or name."),
-            OpenApiParameter("role", str, description="admin, member, or both comma separated."),
-            OpenApiParameter("sort", str, description="email, name, role, date_joined; '-' for descending."),
+            multi_value_parameter("role", allowed=set(Role.values)),
+            sort_parameter(allowed={"email", "name", "role", "date_joined"}, default="email"),
         ],
         responses={200: MemberOutput(many=True)},
         tags=["organisation"],

@@ -35,4 +35,6 @@ class TokenOutput(serializers.Serializer):
 
 
 class RoleInput(serializers.Serializer):
+    # A PATCH, but the role is the whole change: the published document says so.
+    openapi_request_rules = {"required": ["role"]}
     role = serializers.ChoiceField(choices=Role.choices)

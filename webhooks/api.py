@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from nexus.api.pagination import PagePagination
 from nexus.api.permissions import AdminForWrites, IsOrganisationAdmin
-from nexus.api.query import apply_sort, multi_value
+from nexus.api.query import apply_sort, multi_value, multi_value_parameter, sort_parameter
 from nexus.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from webhooks import selectors, services
 from webhooks.events import ALL_EVENTS
@@ -132,8 +132,9 @@ class DeliveryListView(APIView):
     @extend_schema(
         summary="Deliveries of an endpoint, newest first, with their attempts",
         parameters=[
-            OpenApiParameter("status", str, description="pending, succeeded, failed (comma separated)"),
-            OpenApiParameter("event_type", str, description="e.g. job.completed (comma separated)"),
+            multi_value_parameter("status", allowed=set(DeliveryStatus.values)),
+            multi_value_parameter("event_type", allowed=ALL_EVENTS),
+            sort_parameter(allowed={"created_at"}, default="-created_at"),
         ],
         responses={200: DeliveryOutput(many=True)},
         tags=TAGS,

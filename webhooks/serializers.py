@@ -1,12 +1,13 @@
 from rest_framework import serializers
 
+from nexus.api.fields import PlainTextField
 from webhooks.events import SUBSCRIBABLE_EVENTS
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 
 class EndpointInput(serializers.Serializer):
     url = serializers.CharField(max_length=2048)
-    description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    description = PlainTextField(max_length=255, required=False, allow_blank=True, default="")
     event_types = serializers.ListField(
         child=serializers.ChoiceField(choices=sorted(SUBSCRIBABLE_EVENTS)), allow_empty=False
     )
@@ -15,7 +16,7 @@ class EndpointInput(serializers.Serializer):
 
 class EndpointPatchInput(serializers.Serializer):
     url = serializers.CharField(max_length=2048, required=False)
-    description = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    description = PlainTextField(max_length=255, required=False, allow_blank=True)
     event_types = serializers.ListField(
         child=serializers.ChoiceField(choices=sorted(SUBSCRIBABLE_EVENTS)), allow_empty=False, required=False
     )

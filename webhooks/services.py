@@ -23,6 +23,7 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from nexus.api.errors import Conflict, ValidationFailed
+from nexus.api.fields import plain_text
 from nexus.celery import send_on_commit
 from nexus.crypto import decrypt, encrypt
 from nexus.net import UnsafeURL, outbound_verify, pinned, read_limited, resolve_public_url
@@ -78,6 +79,7 @@ def webhook_endpoint_create(
 ) -> tuple[WebhookEndpoint, str]:
     """Register an endpoint. Returns it with its signing secret, which is never shown again.
     LimitReached (409) at the organisation's cap of endpoints."""
+    description = plain_text(description or "", field="description")
     secret = _new_secret()
     url, event_types = _clean_url(url), _clean_event_types(event_types)
     with transaction.atomic():
@@ -87,7 +89,7 @@ def webhook_endpoint_create(
         endpoint = WebhookEndpoint.objects.create(
             url=url,
             event_types=event_types,
-            description=(description or "").strip()[:255],
+            description=description.strip()[:255],
             active=active,
             secret_encrypted=encrypt(secret),
         )
@@ -101,7 +103,7 @@ def webhook_endpoint_update(*, endpoint: WebhookEndpoint, **changes) -> WebhookE
     if "event_types" in changes:
         endpoint.event_types = _clean_event_types(changes["event_types"])
     if "description" in changes:
-        endpoint.description = (changes["description"] or "").strip()[:255]
+        endpoint.description = plain_text(changes["description"] or "", field="description").strip()[:255]
     if "active" in changes:
         if changes["active"] and not endpoint.active:
             # Re-enabling is the admin saying the receiver is fixed: start counting afresh.

@@ -7,8 +7,9 @@ from typing import Any
 
 
 class AppError(Exception):
+    # Never raised itself; a subclass without its own code still answers a documented one.
     status_code = 400
-    code = "BAD_REQUEST"
+    code = "MALFORMED_REQUEST"
     default_message = "The request could not be processed."
 
     def __init__(self, message: str | None = None, *, details: dict[str, Any] | None = None):
@@ -76,3 +77,9 @@ class ServiceUnavailable(AppError):
     status_code = 503
     code = "SERVICE_UNAVAILABLE"
     default_message = "The service is temporarily unavailable."
+
+
+class MalformedRequest(AppError):
+    status_code = 400
+    code = "MALFORMED_REQUEST"
+    default_message = "The request could not be understood."

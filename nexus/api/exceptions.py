@@ -9,13 +9,15 @@ from typing import Any
 import sentry_sdk
 import structlog
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.db import DataError
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from nexus.api.errors import AppError
+from nexus.api.errors import AppError, MalformedRequest, PayloadTooLarge, ValidationFailed
 
 log = structlog.get_logger(__name__)
 
@@ -33,9 +35,35 @@ _DRF_CODES: list[tuple[type[Exception], int, str]] = [
     (drf.Throttled, 429, "RATE_LIMITED"),
 ]
 
+# For an APIException without an entry above: the documented code of its status.
+_CODE_BY_STATUS = {
+    400: "MALFORMED_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
+    422: "VALIDATION_ERROR",
+    429: "RATE_LIMITED",
+    503: "SERVICE_UNAVAILABLE",
+}
+
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict:
     return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def json_error_response(
+    request, status: int, code: str, message: str, details: dict[str, Any] | None = None
+) -> JsonResponse:
+    """The envelope outside DRF (middleware, Django's error views)."""
+    body = error_body(code, message, details)
+    body["meta"] = {"request_id": getattr(request, "request_id", None)}
+    response = JsonResponse(body, status=status)
+    # Set here because a refusal from early middleware never passes CommonMiddleware, and a
+    # client that keeps the connection open needs to know where the answer ends.
+    response["Content-Length"] = str(len(response.content))
+    return response
 
 
 def error_response(
@@ -58,8 +86,29 @@ def _validation_details(detail: Any) -> dict[str, Any]:
     return {"non_field_errors": [detail]}
 
 
+def _backstop(exc: Exception) -> AppError | None:
+    """Client-caused failures the input checks should have stopped earlier; if one gets
+    through it is still the client's 4xx, not our 500."""
+    if isinstance(exc, RecursionError):
+        return MalformedRequest("The request is nested too deeply.")
+    if isinstance(exc, RequestDataTooBig):
+        return PayloadTooLarge()
+    if isinstance(exc, DataError):
+        # A value PostgreSQL cannot store or compare (NUL, out of range); its text names
+        # tables and types, so it is logged, not sent.
+        log.warning("data_error_from_input", error=str(exc).splitlines()[0][:200])
+        return ValidationFailed("A value in the request cannot be stored.")
+    if isinstance(exc, UnicodeError):
+        return ValidationFailed("The request contains characters that cannot be encoded.")
+    return None
+
+
 def exception_handler(exc: Exception, context: dict) -> Response:
     set_rollback()
+
+    backstop = _backstop(exc)
+    if backstop is not None:
+        exc = backstop
 
     if isinstance(exc, AppError):
         headers = getattr(exc, "headers", None)
@@ -88,7 +137,10 @@ def exception_handler(exc: Exception, context: dict) -> Response:
             return error_response(status, code, message, details, headers)
 
     if isinstance(exc, drf.APIException):
-        return error_response(exc.status_code, "BAD_REQUEST", str(exc.detail))
+        # Only documented codes reach clients: an unnamed 400 is a malformed request.
+        fallback = "INTERNAL_ERROR" if exc.status_code >= 500 else "MALFORMED_REQUEST"
+        code = _CODE_BY_STATUS.get(exc.status_code, fallback)
+        return error_response(exc.status_code, code, str(exc.detail))
 
     # Anything else is a bug: record it fully for us, say nothing about it to the client.
     log.exception("unhandled_exception", exc_type=type(exc).__name__)

@@ -1,5 +1,6 @@
 """Page/limit pagination: `?page=1&limit=20`. The page's rows go in `data`; page, limit
-and total go in `meta`. A page past the end is an empty list, not an error."""
+and total go in `meta`. A page past the end is an empty list, not an error; a page past
+MAX_PAGE is a 422 (its offset would not fit PostgreSQL's bigint)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from nexus.api.errors import ValidationFailed
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
+MAX_PAGE = 1_000_000
 
 
 def _positive_int(request, name: str, default: int, maximum: int | None = None) -> int:
@@ -31,7 +33,7 @@ def _positive_int(request, name: str, default: int, maximum: int | None = None) 
 
 class PagePagination(BasePagination):
     def paginate_queryset(self, queryset, request, view=None):
-        self.page = _positive_int(request, "page", 1)
+        self.page = _positive_int(request, "page", 1, MAX_PAGE)
         self.limit = _positive_int(request, "limit", DEFAULT_LIMIT, MAX_LIMIT)
         self.total = queryset.count()
         start = (self.page - 1) * self.limit
@@ -51,7 +53,7 @@ class PagePagination(BasePagination):
                 "name": "page",
                 "in": "query",
                 "required": False,
-                "schema": {"type": "integer", "minimum": 1, "default": 1},
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1},
             },
             {
                 "name": "limit",

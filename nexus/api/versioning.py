@@ -8,6 +8,7 @@ generator uses the same registry, so each version's document shows its own shape
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
@@ -49,6 +50,15 @@ class VersionedAutoSchema(AutoSchema):
         if isinstance(serializer, type):
             return versioned_class(serializer, version)
         return serializer
+
+    def _map_basic_serializer(self, serializer, direction):
+        # Rules across fields (exactly one of text / record_id) cannot come from single
+        # fields: a request serializer states them in `openapi_request_rules`.
+        schema = super()._map_basic_serializer(serializer, direction)
+        rules = getattr(serializer, "openapi_request_rules", None)
+        if rules and direction == "request":
+            schema.update(copy.deepcopy(rules))
+        return schema
 
     # Hooked below extend_schema's override of get_response_serializers, which would
     # otherwise return the declared (base) serializers unchanged.

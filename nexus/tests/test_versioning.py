@@ -117,7 +117,8 @@ def test_check_reports_changed_and_removed_parameters(snapshot):
     next(p for p in parameters if p["name"] == "from")["schema"] = {"type": "integer"}
     parameters.remove(next(p for p in parameters if p["name"] == "sort"))
     problems = breaking_changes(snapshot, changed)
-    assert "GET /api/v1/jobs: query parameter 'from': type changed from string to integer" in problems
+    # `from` was a date, a date-time or empty: none of those is an integer.
+    assert "GET /api/v1/jobs: query parameter 'from': no longer accepts string" in problems
     assert "GET /api/v1/jobs: query parameter 'sort' removed" in problems
 
 
@@ -139,8 +140,36 @@ def test_check_reports_narrowed_and_removed_inputs_at_any_depth(snapshot):
         "POST /api/v1/summarize body.options.style: new required field",
         "POST /api/v1/summarize body.options.style: no longer accepts ['long']",
         "POST /api/v1/summarize body.options.words: no longer accepted",
-        "POST /api/v1/summarize body.text: maxLength narrowed from None to 100",
+        "POST /api/v1/summarize body.text: maxLength narrowed from 20000 to 100",
     ]
+
+
+def test_check_compares_each_form_of_a_union(snapshot):
+    changed = copy.deepcopy(snapshot)
+    parameters = changed["paths"]["/api/v1/jobs"]["get"]["parameters"]
+    limit = next(p for p in parameters if p["name"] == "limit")
+    limit["schema"]["anyOf"][0]["maximum"] = 50  # narrowed inside the union
+    date_from = next(p for p in parameters if p["name"] == "from")
+    date_from["schema"]["anyOf"] = date_from["schema"]["anyOf"][:2]  # empty no longer accepted
+    problems = breaking_changes(snapshot, changed)
+    assert "GET /api/v1/jobs: query parameter 'limit': maximum narrowed from 100 to 50" in problems
+    # The empty form's closest remaining form is a date, which "" is not.
+    assert "GET /api/v1/jobs: query parameter 'from': format changed from None to date" in problems
+
+
+def test_check_reports_a_changed_pattern(snapshot):
+    changed = copy.deepcopy(snapshot)
+    parameters = changed["paths"]["/api/v1/jobs"]["get"]["parameters"]
+    next(p for p in parameters if p["name"] == "status")["schema"]["pattern"] = "^(?:pending)?$"
+    problems = breaking_changes(snapshot, changed)
+    assert any(p.startswith("GET /api/v1/jobs: query parameter 'status': pattern changed") for p in problems)
+
+
+def test_widening_a_union_is_not_breaking(snapshot):
+    changed = copy.deepcopy(snapshot)
+    parameters = changed["paths"]["/api/v1/jobs"]["get"]["parameters"]
+    next(p for p in parameters if p["name"] == "limit")["schema"]["anyOf"][0]["maximum"] = 500
+    assert breaking_changes(snapshot, changed) == []
 
 
 def test_check_accepts_additions(snapshot):

@@ -1,5 +1,6 @@
-"""The product's URLs plus two probes used only by tests: one that fails with an
-unexpected exception, one that reports the schema the request ran in."""
+"""The product's URLs plus probes used only by tests: one that fails with an unexpected
+exception, one that reports the schema the request ran in, one that declares its own body
+limit."""
 
 from django.db import connection
 from django.urls import re_path
@@ -23,7 +24,15 @@ class WhichSchema(APIView):
         return Response({"schema": connection.schema_name})
 
 
+class BigBodyView(APIView):
+    max_body_bytes = 10_000
+
+    def post(self, request, *args, **kwargs):
+        return Response({"received": len(request.body)})
+
+
 urlpatterns = [
+    re_path(r"^api/(?P<version>v1)/test/big-body$", BigBodyView.as_view()),
     re_path(r"^api/(?P<version>v1)/test/boom$", Boom.as_view()),
     re_path(r"^api/(?P<version>v1)/test/schema$", WhichSchema.as_view()),
     *product_urlpatterns,
