@@ -126,6 +126,7 @@ class SourceFileView(APIView):
     # The API's default body limit is for JSON; a file may be up to ETL_MAX_UPLOAD_BYTES
     # plus its multipart framing (the upload handlers count the file's own bytes).
     max_body_bytes = staticmethod(lambda: settings.ETL_MAX_UPLOAD_BYTES + uploads.FORM_FRAMING_ALLOWANCE)
+    body_too_large = staticmethod(uploads.too_large)
 
     def initialize_request(self, request, *args, **kwargs):
         uploads.install_upload_handlers(request)

@@ -62,13 +62,17 @@ class RequestContextMiddleware:
         return response
 
 
-def _view_body_limit(request) -> int | None:
+def _view_attribute(request, name: str):
     try:
         match = resolve(request.path_info)
     except Resolver404:
         return None
     view_class = getattr(match.func, "view_class", None) or getattr(match.func, "cls", None)
-    limit = getattr(view_class, "max_body_bytes", None) or getattr(match.func, "max_body_bytes", None)
+    return getattr(view_class, name, None) or getattr(match.func, name, None)
+
+
+def _view_body_limit(request) -> int | None:
+    limit = _view_attribute(request, "max_body_bytes")
     if callable(limit):  # read at request time, so it follows a setting
         limit = limit()
     return int(limit) if limit else None
@@ -144,12 +148,19 @@ class ApiInputGuardMiddleware:
         declared = int(raw_length)
         limit = body_limit_for(request)
         if declared > limit:
-            response = json_error_response(
-                request,
-                413,
-                "PAYLOAD_TOO_LARGE",
-                f"The request body is larger than this endpoint accepts ({limit} bytes).",
-                {"limit_bytes": limit},
+            # A view may word the refusal in its own terms (a file upload names the file's limit).
+            too_large = _view_attribute(request, "body_too_large")
+            error = too_large() if callable(too_large) else None
+            response = (
+                json_error_response(request, 413, error.code, error.message, error.details)
+                if error is not None
+                else json_error_response(
+                    request,
+                    413,
+                    "PAYLOAD_TOO_LARGE",
+                    f"The request body is larger than this endpoint accepts ({limit} bytes).",
+                    {"limit_bytes": limit},
+                )
             )
             response._resource_closers.append(functools.partial(_drain, request, declared))
             return response

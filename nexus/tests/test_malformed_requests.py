@@ -186,6 +186,27 @@ def _read_response(stream) -> tuple[int, dict]:
     return status, json.loads(payload)
 
 
+def _committed_bearer(email: str) -> str:
+    """A token gunicorn can check: its sign-in family is written on a connection of its own,
+    outside this test's transaction (which gunicorn's connection cannot see)."""
+    import threading
+
+    from django.db import connection as thread_connection
+
+    tokens: list[str] = []
+
+    def issue() -> None:
+        try:
+            tokens.append(bearer_for(User.objects.get(email=email)))
+        finally:
+            thread_connection.close()
+
+    thread = threading.Thread(target=issue)
+    thread.start()
+    thread.join(30)
+    return tokens[0]
+
+
 def _head(address, token: str, length: int) -> str:
     return (
         f"POST /api/v1/etl/sources HTTP/1.1\r\nHost: {address[0]}\r\nContent-Type: application/json\r\n"
@@ -194,14 +215,14 @@ def _head(address, token: str, length: int) -> str:
 
 
 def test_under_gunicorn_an_oversized_body_gets_the_413_not_a_broken_pipe(gunicorn_url):
-    token = bearer_for(User.objects.get(email="admin@org-a.test"))
+    token = _committed_bearer("admin@org-a.test")
     body = b'{"name": "' + b"x" * (3 * 1024 * 1024) + b'"}'
     status, payload = _send(gunicorn_url, _head(gunicorn_url, token, len(body)), body)
     assert (status, payload["error"]["code"]) == (413, "PAYLOAD_TOO_LARGE")
 
 
 def test_under_gunicorn_a_content_length_larger_than_the_body_is_refused(gunicorn_url):
-    token = bearer_for(User.objects.get(email="admin@org-a.test"))
+    token = _committed_bearer("admin@org-a.test")
     body = json.dumps(SOURCE).encode()
     status, payload = _send(gunicorn_url, _head(gunicorn_url, token, 50_000_000), body)
     assert (status, payload["error"]["code"]) == (413, "PAYLOAD_TOO_LARGE")
@@ -210,7 +231,7 @@ def test_under_gunicorn_a_content_length_larger_than_the_body_is_refused(gunicor
 
 
 def test_under_gunicorn_a_content_length_smaller_than_an_oversized_body_is_refused(gunicorn_url):
-    token = bearer_for(User.objects.get(email="admin@org-a.test"))
+    token = _committed_bearer("admin@org-a.test")
     body = json.dumps({**SOURCE, "config": {"url": "https://x.example", "pad": "x" * 3_000_000}}).encode()
     status, payload = _send(gunicorn_url, _head(gunicorn_url, token, 60), body, tolerate_reset=True)
     assert (status, payload["error"]["code"]) == (400, "MALFORMED_REQUEST")
