@@ -35,8 +35,11 @@ _test_queue = os.environ.get("CELERY_TEST_QUEUE") or (
     f"nexus-test-{os.environ['CELERY_TEST_RUN']}-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
 )
 
-# Every queue of this test process is named after it (see CELERY_TASK_ROUTES).
-os.environ.setdefault("CELERY_QUEUE_PREFIX", f"{_test_queue}.")
+# Every queue of this test process is named after it (see CELERY_TASK_ROUTES). Set, not
+# defaulted: xdist workers inherit the controller's environment, and a prefix inherited from
+# it would give every worker the same queues (one process's Celery worker taking another's
+# tasks, in a database where their organisations do not exist).
+os.environ["CELERY_QUEUE_PREFIX"] = f"{_test_queue}."
 
 from nexus.settings import *  # noqa: E402, F403
 
