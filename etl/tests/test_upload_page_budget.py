@@ -45,7 +45,6 @@ def test_page_upload_counts_against_the_organisation_budget(world, admin_page):
     assert admin_page.post(f"/api/v1/etl/sources/{source.pk}/file", {"file": upload}).status_code == 429
 
     # The same upload through the page, with the same session, must be refused as well.
-    uploaded_before = DataSource.objects.none()
     with tenant_context(world.org_a):
         uploaded_before = DataSource.objects.get(pk=source.pk).file_uploaded_at
     statuses = []

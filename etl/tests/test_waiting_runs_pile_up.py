@@ -9,6 +9,7 @@ have at most one queued run."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
 import psycopg
@@ -34,7 +35,9 @@ def busy_slots(world):
     org.save(update_fields=["max_concurrent_runs"])
     params = connection.get_connection_params()
     params.pop("cursor_factory", None)
-    other = psycopg.connect(**{k: v for k, v in params.items() if k in ("dbname", "user", "host", "port", "password")})
+    other = psycopg.connect(
+        **{k: v for k, v in params.items() if k in ("dbname", "user", "host", "port", "password")}
+    )
     with tenant_context(org):
         key = _slot_key(0)
     other.execute("SELECT pg_advisory_lock(hashtext(%s))", [key])
@@ -54,9 +57,7 @@ def test_a_source_never_has_more_than_one_queued_run(world, files, busy_slots):
         # Ten minutes of waiting later the scheduler finds the source due again.
         EtlRun.objects.filter(pk=first.pk).update(started_at=timezone.now() - timedelta(minutes=11))
         assert EtlRun.objects.get(pk=first.pk).status == RunStatus.QUEUED
-        try:
+        with contextlib.suppress(Conflict):
             etl_run_queue(source=source, trigger="schedule")
-        except Conflict:
-            pass
         queued = EtlRun.objects.filter(source=source, status=RunStatus.QUEUED).count()
     assert queued == 1, f"{queued} runs of one source are queued, each re-sending itself forever"
