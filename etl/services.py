@@ -444,6 +444,20 @@ def etl_run_slice(*, run: EtlRun, fail_after: int | None = None) -> EtlRun:
 
     slot = _take_slot()
     if slot is None:
+        now = timezone.now()
+        if not run.slices and now - run.started_at > timedelta(seconds=settings.ETL_SLOT_WAIT_SECONDS):
+            # Bounded: a run that never got a slot ends, and the schedule queues the next one.
+            EtlRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+                status=RunStatus.FAILED,
+                error="The run waited too long for one of the organisation's run slots; the next "
+                "scheduled run takes its place.",
+                finished_at=now,
+            )
+            log.warning("etl.run_slot_wait_expired", run_id=str(run.pk))
+            run.refresh_from_db()
+            return run
+        # Stamped on every retry: the source's one waiting run, however long it waits.
+        EtlRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(slice_queued_at=now)
         log.info("etl.run_waiting_for_slot", run_id=str(run.pk))
         send_on_commit(
             execute_run,

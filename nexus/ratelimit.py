@@ -134,8 +134,8 @@ def _refreshing_organisation(request) -> Organisation | None:
 # Page actions that spend credits, start a Stripe checkout or queue work: the same budget
 # as the API, or the pages would be a way round it. Safe methods (GET) only read.
 _COSTLY_PAGE = re.compile(
-    r"^/(?:jobs/submit|billing/buy|data/records/[^/]+/job|data/sources/[^/]+/run"
-    r"|webhooks/[^/]+/action|webhooks/deliveries/[^/]+/redeliver)$"
+    r"^/(?:jobs/submit|billing/buy|data/records/[^/]+/job|data/sources/[^/]+/(?:run|file|edit)"
+    r"|data/sources/new|webhooks/create|webhooks/[^/]+/action|webhooks/deliveries/[^/]+/redeliver)$"
 )
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 # Routes that have no caller yet, each with a per-address budget of its own.

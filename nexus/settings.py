@@ -117,9 +117,10 @@ SITE_ID = 1
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "nexus.middleware.RequestContextMiddleware",
-    "nexus.middleware.ApiInputGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "nexus.csp.ContentSecurityPolicyMiddleware",
+    # After the security headers, so its early refusals carry HSTS, CSP and nosniff too.
+    "nexus.middleware.ApiInputGuardMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -572,6 +573,9 @@ ETL_SLICE_PAGES = env_int("ETL_SLICE_PAGES", 100)
 ETL_SLICE_TIME_LIMIT = env_int("ETL_SLICE_TIME_LIMIT", 600)
 # A run over its organisation's concurrent-runs cap stays queued and tries again this often.
 ETL_SLOT_RETRY_SECONDS = float(env("ETL_SLOT_RETRY_SECONDS", "5"))
+# ... but not for ever: a run that has not started after this long is failed (the next
+# scheduled run takes its place), so waiting runs cannot pile up on the shared etl queue.
+ETL_SLOT_WAIT_SECONDS = env_int("ETL_SLOT_WAIT_SECONDS", 3600)
 # Testing the resume path on the scheduled runs: stop each run the schedule starts after this
 # many items. Resume runs (the next run after a failure) and manual runs are never stopped.
 ETL_SCHEDULED_FAIL_AFTER = env_int("ETL_SCHEDULED_FAIL_AFTER", 0) or None

@@ -284,7 +284,7 @@ def test_a_request_whose_content_length_understates_its_body_stores_nothing_it_d
         ("csv", b"id,,title\n1,2,3\n", "The CSV header row has an empty column name (line 1)."),
         ("csv", b"id,title,id\n1,2,3\n", "The CSV header row repeats the column names ['id'] (line 1)."),
         ("csv", b'id,title\n1,ok\n2,"never closed\n', "The CSV cannot be parsed (line 3): unexpected end"),
-        ("rss", b"id,title\n1,not a feed\n", "The file is not a readable RSS or Atom feed"),
+        ("rss", b"id,title\n1,not a feed\n", "The file is not well-formed XML (line 1)"),
         ("rss", b"<html><body>hello</body></html>", "The file is not an RSS or Atom feed"),
         ("rss", b"<?xml version='1.0'?><nothing/>", "The file is not an RSS or Atom feed"),
     ],

@@ -1,10 +1,8 @@
 """Checking an uploaded CSV happens inside the web request (POST
-/api/v1/etl/sources/{id}/file). etl.uploads.check_csv looks for repeated header names with
-`names.count(name)` for every name: quadratic in the number of columns. Every Google
-account is the admin of a personal organisation, so anyone can upload a header row of
-distinct names: 20,000 columns (about 100 KB) already take seconds, and the 20 MiB limit
-allows millions (hours of CPU with the GIL held, until gunicorn kills the worker together
-with every other organisation's request on it). The check must be linear."""
+/api/v1/etl/sources/{id}/file), so it must be linear in the file: looking for repeated
+header names with `names.count(name)` for every name was quadratic in the number of
+columns (80,000 distinct columns, about 500 KB, took most of a minute; the 20 MiB limit
+allows millions). The bounds below guard against that class of cost, not a speed target."""
 
 from __future__ import annotations
 
@@ -20,13 +18,13 @@ from etl.uploads import check_csv
 
 pytestmark = pytest.mark.django_db
 
-WIDE_HEADER = (",".join(f"c{i}" for i in range(20_000)) + "\n1\n").encode()
+WIDE_HEADER = (",".join(f"c{i}" for i in range(80_000)) + "\n1\n").encode()
 
 
 def test_check_csv_is_linear_in_the_number_of_columns():
     started = time.monotonic()
     check_csv(WIDE_HEADER)
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 5.0
 
 
 def test_an_admin_cannot_hold_a_web_worker_with_a_wide_csv_header(world, files, api_as):
@@ -39,4 +37,4 @@ def test_an_admin_cannot_hold_a_web_worker_with_a_wide_csv_header(world, files, 
     )
     elapsed = time.monotonic() - started
     assert response.status_code in (200, 422)
-    assert elapsed < 1.0, f"checking a 20,000-column header took {elapsed:.1f} s"
+    assert elapsed < 5.0, f"checking a 80,000-column header took {elapsed:.1f} s"

@@ -61,3 +61,18 @@ def test_a_source_never_has_more_than_one_queued_run(world, files, busy_slots):
             etl_run_queue(source=source, trigger="schedule")
         queued = EtlRun.objects.filter(source=source, status=RunStatus.QUEUED).count()
     assert queued == 1, f"{queued} runs of one source are queued, each re-sending itself forever"
+
+
+def test_a_run_that_never_gets_a_slot_fails_after_the_wait_limit(world, files, busy_slots, settings):
+    settings.ETL_SLOT_WAIT_SECONDS = 60
+    with tenant_context(world.org_a):
+        source = etl_source_create(
+            name="Articles", kind="csv", config={"path": "articles.csv"}, field_mapping=CSV_MAPPING
+        )
+        run = etl_run_queue(source=source, trigger="schedule")
+        EtlRun.objects.filter(pk=run.pk).update(started_at=timezone.now() - timedelta(seconds=61))
+        waited = etl_run_slice(run=EtlRun.objects.get(pk=run.pk))
+        assert waited.status == RunStatus.FAILED
+        assert waited.error.startswith("The run waited too long for one of the organisation's run slots")
+        # The schedule may queue the next run at once.
+        assert etl_run_queue(source=source, trigger="schedule").status == RunStatus.QUEUED

@@ -18,7 +18,10 @@ from nexus.api.errors import MalformedRequest, ValidationFailed
 MAX_DEPTH = 64
 
 # Strings are removed before brackets are counted, so "[[[" inside a value is not nesting.
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# The repetition is possessive and an unterminated string runs to the end of the body, so
+# a match never fails and never restarts at a later quote: one pass over the body (a
+# backtracking form rescanned the rest from every quote of `"\"\"\"…`, quadratic time).
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)', re.DOTALL)
 _BRACKETS = re.compile(r"[\[\]{}]")
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 

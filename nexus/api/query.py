@@ -46,8 +46,11 @@ def sort_pattern(allowed: set[str]) -> str:
 
 
 def list_pattern(allowed: set[str]) -> str:
-    """Empty items are skipped, as they always were ("pending,,running,")."""
-    item = f"{_WS}(?:{_alternatives(allowed)})?{_WS}"
+    """Empty items are skipped, as they always were ("pending,,running,"). A blank item has
+    one way to match (the second branch), so a value that fails is refused in linear time;
+    `ws* value? ws*` could split each blank item's spaces k+1 ways and backtrack through
+    every combination of them."""
+    item = f"(?:{_WS}(?:{_alternatives(allowed)}){_WS}|{_WS})"
     return f"^{item}(?:,{item})*$"
 
 
