@@ -18,6 +18,7 @@ class SourceForm(forms.Form):
     name = forms.CharField(max_length=100)
     kind = forms.ChoiceField(choices=SourceKind.choices, initial=SourceKind.CSV)
     url = forms.CharField(
+        label="URL",
         required=False,
         max_length=2000,
         help_text="API sources: required. CSV/RSS: an https URL, or leave empty and upload a file.",
