@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import re
 from datetime import timedelta
 
@@ -47,14 +48,38 @@ class IdempotencyKeyReused(AppError):
     default_message = "This Idempotency-Key was already used with a different request."
 
 
-def request_fingerprint(method: str, path: str, body: bytes) -> str:
-    """What makes two requests "the same": method, path (which names the API version)
-    and the exact body."""
+def _canonical_body(body: bytes) -> bytes:
+    """The parsed request, not its bytes (as Stripe compares parameters): a JSON body is
+    re-serialised with sorted keys and no whitespace, so a client that re-encodes the same
+    JSON for its retry is still "the same request". A body that is not JSON (an upload)
+    is compared byte for byte; the prefixes keep the two kinds from ever colliding."""
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return b"raw:" + body
+    return b"json:" + json.dumps(parsed, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _digest(method: str, path: str, body: bytes) -> str:
     digest = hashlib.sha256()
     for part in (method.encode(), path.encode(), body):
         digest.update(part)
         digest.update(b"\0")
     return digest.hexdigest()
+
+
+def request_fingerprint(method: str, path: str, body: bytes) -> str:
+    """What makes two requests "the same": method, path (which names the API version)
+    and the parsed body."""
+    return _digest(method, path, _canonical_body(body))
+
+
+def _legacy_fingerprint(method: str, path: str, body: bytes) -> str:
+    """The fingerprint stored before bodies were compared parsed (SHA-256 of the exact
+    bytes). Records written then live at most IDEMPOTENCY_TTL_SECONDS (24 h); until they
+    expire, a byte-identical retry still matches them, so no client sees a spurious 422
+    across the upgrade. Remove once no such record can remain."""
+    return _digest(method, path, body)
 
 
 def _claim(key: str, fingerprint: str) -> tuple[IdempotencyRecord, bool]:
@@ -112,7 +137,10 @@ def idempotent(view_method=None, *, secret_fields: tuple[str, ...] = ()):
         fingerprint = request_fingerprint(django_request.method, django_request.path, django_request.body)
         record, created = _claim(key, fingerprint)
         if not created:
-            if record.fingerprint != fingerprint:
+            same_request = record.fingerprint == fingerprint or record.fingerprint == _legacy_fingerprint(
+                django_request.method, django_request.path, django_request.body
+            )
+            if not same_request:
                 raise IdempotencyKeyReused()
             if record.state == IdempotencyRecord.State.IN_PROGRESS:
                 raise Conflict(

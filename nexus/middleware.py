@@ -10,15 +10,22 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 import time
 import uuid
 
 import structlog
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.core.signals import got_request_exception
 from django.urls import Resolver404, resolve
 
-from nexus.api.exceptions import json_error_response
+from nexus.api.exceptions import (
+    is_dependency_outage,
+    json_error_response,
+    outage_json_response,
+)
+from nexus.views import outage_page
 
 log = structlog.get_logger("nexus.request")
 
@@ -186,3 +193,60 @@ class ApiInputGuardMiddleware:
             )
             return response
         return None
+
+
+def _record_uncaught_exception(sender, request=None, **kwargs) -> None:
+    """Django turns an exception raised in a middleware into a response at that
+    middleware's own boundary (a 500, or under DEBUG the debug page), so nothing above it
+    ever sees the exception. This receiver runs at that moment and leaves the exception on
+    the request for FailureEnvelopeMiddleware to answer properly."""
+    if request is not None:
+        request.uncaught_exception = sys.exc_info()[1]
+
+
+got_request_exception.connect(_record_uncaught_exception, dispatch_uid="nexus.uncaught_exception")
+
+
+class FailureEnvelopeMiddleware:
+    """Whatever fails below it, wherever (middleware included, DEBUG or not): an /api/
+    answer is the JSON envelope, a PostgreSQL or Redis outage is 503 SERVICE_UNAVAILABLE
+    with Retry-After, anything else a 500 INTERNAL_ERROR; Django's debug page, which shows
+    the caller's token and the settings, never reaches an /api/ client. A page answers a
+    dependency outage with a standalone 503 page (the usual pages need the database).
+    Sits just under RequestContextMiddleware, so its answers carry X-Request-ID."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        exc = getattr(request, "uncaught_exception", None)
+        if exc is None:
+            return response
+        return self._answer(request, exc) or response
+
+    def process_exception(self, request, exc):
+        # A view's exception (DRF views handle their own): answered here, before Django
+        # would render the debug page for it.
+        if _is_api(request) and not is_dependency_outage(exc):
+            return None  # left to Django, which signals Sentry; __call__ then answers it
+        return self._answer(request, exc)
+
+    def _answer(self, request, exc):
+        if is_dependency_outage(exc):
+            log.warning("dependency_outage", exc_type=type(exc).__name__, path=request.path)
+            if _is_api(request):
+                return outage_json_response(request)
+            return outage_page()
+        if _is_api(request):
+            return json_error_response(
+                request,
+                500,
+                "INTERNAL_ERROR",
+                "Something went wrong on our side. Quote the request id if you contact support.",
+            )
+        return None
+
+
+def _is_api(request) -> bool:
+    return request.path.startswith("/api/")

@@ -117,6 +117,9 @@ SITE_ID = 1
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "nexus.middleware.RequestContextMiddleware",
+    # Above everything that may touch PostgreSQL or Redis, so an outage anywhere below is a
+    # 503 envelope on /api/ (and never the debug page).
+    "nexus.middleware.FailureEnvelopeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "nexus.csp.ContentSecurityPolicyMiddleware",
     # After the security headers, so its early refusals carry HSTS, CSP and nosniff too.

@@ -3,10 +3,14 @@ never receives an HTML page (or a trace) from an unknown URL or an unhandled err
 
 from __future__ import annotations
 
+import sys
+
+from django.http import HttpResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.views.decorators.csrf import csrf_exempt
 
-from nexus.api.exceptions import json_error_response
+from nexus.api.exceptions import OUTAGE_RETRY_AFTER_SECONDS, is_dependency_outage, json_error_response
 
 
 def _is_api(request) -> bool:
@@ -34,7 +38,25 @@ def server_error(request):
             "INTERNAL_ERROR",
             "Something went wrong on our side. Quote the request id if you contact support.",
         )
-    return render(request, "500.html", status=500)
+    exc = sys.exc_info()[1]
+    if exc is not None and is_dependency_outage(exc):
+        return outage_page()
+    try:
+        return render(request, "500.html", status=500)
+    except Exception as render_failure:
+        # The page's base template reads the signed-in user; a failure there must not
+        # escape as a bare server error (or, under DEBUG, the debug page).
+        if is_dependency_outage(render_failure):
+            return outage_page()
+        raise
+
+
+def outage_page() -> HttpResponse:
+    """PostgreSQL or Redis is down: a standalone page, rendered without a request, so it
+    needs neither."""
+    response = HttpResponse(render_to_string("503.html"), status=503)
+    response["Retry-After"] = str(OUTAGE_RETRY_AFTER_SECONDS)
+    return response
 
 
 def permission_denied(request, exception=None):

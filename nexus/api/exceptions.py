@@ -11,8 +11,10 @@ import structlog
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import DataError
+from django.db import DataError, InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
@@ -47,6 +49,23 @@ _CODE_BY_STATUS = {
     429: "RATE_LIMITED",
     503: "SERVICE_UNAVAILABLE",
 }
+
+
+# A dependency that is down, not a bug: the client should retry, and is told when.
+_OUTAGE_ERRORS = (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError)
+OUTAGE_RETRY_AFTER_SECONDS = 5
+OUTAGE_MESSAGE = "The service is temporarily unavailable. Retry after the number of seconds in Retry-After."
+
+
+def is_dependency_outage(exc: BaseException) -> bool:
+    """PostgreSQL or Redis unreachable (or a statement cut off by it): a 503, never a 500."""
+    return isinstance(exc, _OUTAGE_ERRORS)
+
+
+def outage_json_response(request) -> JsonResponse:
+    response = json_error_response(request, 503, "SERVICE_UNAVAILABLE", OUTAGE_MESSAGE)
+    response["Retry-After"] = str(OUTAGE_RETRY_AFTER_SECONDS)
+    return response
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict:
@@ -105,6 +124,16 @@ def _backstop(exc: Exception) -> AppError | None:
 
 def exception_handler(exc: Exception, context: dict) -> Response:
     set_rollback()
+
+    if is_dependency_outage(exc):
+        # Logged without its text: a driver's message can name hosts and settings.
+        log.warning("dependency_outage", exc_type=type(exc).__name__)
+        return error_response(
+            503,
+            "SERVICE_UNAVAILABLE",
+            OUTAGE_MESSAGE,
+            headers={"Retry-After": str(OUTAGE_RETRY_AFTER_SECONDS)},
+        )
 
     backstop = _backstop(exc)
     if backstop is not None:

@@ -1,5 +1,6 @@
 """Idempotency keys: replay without redoing the work, refuse reuse, lock while running."""
 
+import hashlib
 from datetime import timedelta
 
 import pytest
@@ -39,6 +40,55 @@ def test_same_key_with_another_body_is_refused(funded, api_as):
     response = _post(client, "order-43", body={"text": "Something else entirely."})
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
+
+
+def _post_raw(client, key, raw: bytes):
+    return client.generic(
+        "POST", "/api/v1/summarize", raw, content_type="application/json", HTTP_IDEMPOTENCY_KEY=key
+    )
+
+
+def test_same_json_re_serialised_with_other_whitespace_and_key_order_replays(funded, api_as):
+    client = api_as(funded.member_a)
+    first = _post_raw(client, "order-50", b'{"text": "Charge me once.", "note": "retry"}')
+    second = _post_raw(client, "order-50", b'{\n  "note":"retry",\n  "text":"Charge me once."\n}\n')
+    assert first.status_code == second.status_code == 202
+    assert second["Idempotent-Replayed"] == "true"
+    assert second.json()["data"] == first.json()["data"]
+    with tenant_context(funded.org_a):
+        assert Job.objects.count() == 1
+        assert credits_balance() == 90
+
+
+def test_re_serialised_json_with_another_value_is_still_refused(funded, api_as):
+    client = api_as(funded.member_a)
+    _post_raw(client, "order-51", b'{"text": "Charge me once.", "note": "retry"}')
+    response = _post_raw(client, "order-51", b'{"note":"retry","text":"Charge me twice."}')
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
+
+
+def test_a_record_stored_with_the_byte_fingerprint_still_replays(funded, api_as):
+    # Records written before bodies were compared parsed hold SHA-256 of the exact bytes;
+    # until they expire, a byte-identical retry matches them.
+    raw = JSONRenderer().render(BODY)
+    digest = hashlib.sha256()
+    for part in (b"POST", b"/api/v1/summarize", raw):
+        digest.update(part)
+        digest.update(b"\0")
+    with tenant_context(funded.org_a):
+        IdempotencyRecord.objects.create(
+            key="order-52",
+            fingerprint=digest.hexdigest(),
+            state=IdempotencyRecord.State.COMPLETED,
+            response_status=202,
+            response_body={"id": "stored"},
+            expires_at=timezone.now() + timedelta(hours=24),
+        )
+    response = _post_raw(api_as(funded.member_a), "order-52", raw)
+    assert response.status_code == 202
+    assert response["Idempotent-Replayed"] == "true"
+    assert response.json()["data"] == {"id": "stored"}
 
 
 def test_same_key_on_another_endpoint_is_refused(funded, api_as):
