@@ -107,22 +107,33 @@ def webhook_endpoint_create(
 
 
 def webhook_endpoint_update(*, endpoint: WebhookEndpoint, **changes) -> WebhookEndpoint:
+    # Only the fields changed here are written: the health counters belong to the delivery
+    # workers, which may have moved them since this copy of the endpoint was read.
+    fields = ["updated_at"]
     if "url" in changes:
         endpoint.url = _clean_url(changes["url"])
+        fields.append("url")
     if "event_types" in changes:
         endpoint.event_types = _clean_event_types(changes["event_types"])
+        fields.append("event_types")
     if "description" in changes:
         endpoint.description = plain_text(changes["description"] or "", field="description").strip()[:255]
-    if "active" in changes:
-        if changes["active"] and not endpoint.active:
-            # Re-enabling is the admin saying the receiver is fixed: start counting afresh.
-            endpoint.consecutive_failures = 0
-            endpoint.failing_since = None
-            endpoint.disabled_at = None
-            endpoint.disabled_reason = ""
-            _resolve_notices(endpoint.pk)
-        endpoint.active = bool(changes["active"])
-    endpoint.save()
+        fields.append("description")
+    with transaction.atomic():
+        if "active" in changes:
+            if changes["active"] and not endpoint.active:
+                # Re-enabling is the admin saying the receiver is fixed: start counting afresh,
+                # and the dashboard's notices about it have been answered.
+                endpoint.consecutive_failures = 0
+                endpoint.failing_since = None
+                endpoint.disabled_at = None
+                endpoint.disabled_reason = ""
+                fields += ["consecutive_failures", "failing_since", "disabled_at", "disabled_reason"]
+                _resolve_notices(endpoint.pk)
+            endpoint.active = bool(changes["active"])
+            fields.append("active")
+        endpoint.save(update_fields=fields)
+    endpoint.refresh_from_db()
     return endpoint
 
 
@@ -393,7 +404,9 @@ def webhook_attempt(*, delivery_id: str) -> WebhookAttempt | None:
             _enqueue(delivery.pk, countdown=delay)
         else:
             _finish_failed(delivery)
-            failures = _count_failure(endpoint.pk, error)
+            # A disabled endpoint's leftovers fail without a request: the receiver's own last
+            # error stays the one shown.
+            failures = _count_failure(endpoint.pk, error if endpoint.active else None)
             # An endpoint an admin switched off is not news; one whose receiver is down is.
             if endpoint.active and failures >= settings.WEBHOOK_FAILING_AFTER_FAILURES:
                 _open_notice(
@@ -429,13 +442,15 @@ def _note_error(endpoint_id, error: str) -> None:
     WebhookEndpoint.objects.filter(pk=endpoint_id).update(last_error=error[:500])
 
 
-def _count_failure(endpoint_id, error: str) -> int:
+def _count_failure(endpoint_id, error: str | None) -> int:
     """One more failed delivery in a row; the first of a run stamps `failing_since`."""
-    WebhookEndpoint.objects.filter(pk=endpoint_id).update(
-        consecutive_failures=F("consecutive_failures") + 1,
-        failing_since=Coalesce(F("failing_since"), timezone.now()),
-        last_error=error[:500],
-    )
+    changes = {
+        "consecutive_failures": F("consecutive_failures") + 1,
+        "failing_since": Coalesce(F("failing_since"), timezone.now()),
+    }
+    if error is not None:
+        changes["last_error"] = error[:500]
+    WebhookEndpoint.objects.filter(pk=endpoint_id).update(**changes)
     return WebhookEndpoint.objects.values_list("consecutive_failures", flat=True).get(pk=endpoint_id)
 
 

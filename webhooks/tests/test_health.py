@@ -194,3 +194,17 @@ def test_another_organisation_never_sees_or_dismisses_the_notice(world, down, se
     with tenant_context(world.org_a):
         notice.refresh_from_db()
         assert notice.dismissed_at is None
+
+
+def test_deliveries_left_for_a_disabled_endpoint_keep_the_receivers_last_error(world, down, sent):
+    with tenant_context(world.org_a):
+        endpoint = _endpoint(down)
+        _deliver_one_event()
+        (delivery,) = services.webhook_publish(event_type="job.completed", data={})
+        services.webhook_endpoint_update(endpoint=endpoint, active=False)
+        attempt = services.webhook_attempt(delivery_id=delivery.pk)
+        assert attempt.error.startswith("Endpoint disabled")
+        endpoint.refresh_from_db()
+        assert endpoint.last_error == "Timed out after 0.2 s." and endpoint.consecutive_failures == 2
+        # Switched off by an admin: not news for the dashboard.
+        assert not WebhookNotice.objects.exists()
