@@ -12,6 +12,7 @@ from jobs import selectors, services
 from jobs.models import FINISHED_STATUSES, JobType
 from nexus.api.errors import AppError, NotFound, PaymentRequired, ValidationFailed
 from nexus.pages import is_htmx, org_page, page_context
+from webhooks import selectors as webhook_selectors
 
 # A narrow canvas: scaled down to a phone, its 13px labels stay readable.
 CHART_WIDTH, CHART_HEIGHT, CHART_BASE = 420, 230, 190
@@ -57,6 +58,7 @@ def dashboard(request):
         page_context(
             request,
             nav="dashboard",
+            webhook_notices=webhook_selectors.notice_list_open(),
             transactions=credits_recent(limit=10),
             chart=spending_chart(),
             **balance_context(),

@@ -529,6 +529,8 @@ ENCRYPTION_KEYS = env_list("ENCRYPTION_KEYS")
 WEBHOOK_RETRY_DELAYS = [float(v) for v in env_list("WEBHOOK_RETRY_DELAYS", "5,25,125")]
 WEBHOOK_TIMEOUT_SECONDS = float(env("WEBHOOK_TIMEOUT_SECONDS", "10"))
 WEBHOOK_DISABLE_AFTER_FAILURES = env_int("WEBHOOK_DISABLE_AFTER_FAILURES", 20)
+# Failed deliveries in a row after which an endpoint is shown as failing and admins are told.
+WEBHOOK_FAILING_AFTER_FAILURES = env_int("WEBHOOK_FAILING_AFTER_FAILURES", 3)
 WEBHOOK_REQUIRE_HTTPS = env_bool("WEBHOOK_REQUIRE_HTTPS", not DEBUG)
 # Development and tests only: lets webhooks and data sources call private addresses.
 WEBHOOK_ALLOW_PRIVATE_NETWORKS = env_bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", False)

@@ -68,6 +68,11 @@ urlpatterns = [
     path("webhooks/<uuid:endpoint_id>", webhook_views.webhook_deliveries_page, name="webhooks-deliveries"),
     path("webhooks/<uuid:endpoint_id>/action", webhook_views.webhook_action, name="webhooks-action"),
     path(
+        "webhooks/notices/<uuid:notice_id>/dismiss",
+        webhook_views.webhook_notice_dismiss,
+        name="webhooks-notice-dismiss",
+    ),
+    path(
         "webhooks/deliveries/<str:delivery_id>/redeliver",
         webhook_views.webhook_redeliver,
         name="webhooks-redeliver",

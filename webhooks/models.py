@@ -24,6 +24,11 @@ class WebhookEndpoint(models.Model):
     previous_secret_encrypted = models.TextField(blank=True)
     previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
     consecutive_failures = models.PositiveIntegerField(default=0)
+    # Health: when the current run of failed deliveries began (null after a success), the
+    # latest attempt's error, and the latest success. Owners see these in the API and pages.
+    failing_since = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
     disabled_at = models.DateTimeField(null=True, blank=True)
     disabled_reason = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -80,3 +85,37 @@ class WebhookAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.delivery_id} #{self.number}"
+
+
+class NoticeKind(models.TextChoices):
+    FAILING = "failing", "Failing"
+    DISABLED = "disabled", "Disabled"
+
+
+class WebhookNotice(models.Model):
+    """A dashboard notice that an endpoint started failing or was disabled. Open until a
+    success (or re-enabling) resolves it; shown until an admin dismisses it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="notices")
+    kind = models.CharField(max_length=20, choices=NoticeKind.choices)
+    message = models.CharField(max_length=1000)
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    dismissed_at = models.DateTimeField(null=True, blank=True)
+    # A public-schema user id, not a foreign key: users live in another schema.
+    dismissed_by_id = models.UUIDField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # A receiver that stays down is announced once, however many deliveries fail.
+            models.UniqueConstraint(
+                fields=["endpoint", "kind"],
+                condition=models.Q(resolved_at__isnull=True),
+                name="webhook_notice_one_open_per_kind",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.endpoint_id}"

@@ -3,10 +3,11 @@ ids do not exist here, so they are the same 404 as unknown ones."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db.models import Prefetch, QuerySet
 
 from nexus.api.errors import NotFound
-from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookNotice
 
 
 def endpoint_list() -> QuerySet[WebhookEndpoint]:
@@ -40,3 +41,34 @@ def delivery_get(*, delivery_id: str) -> WebhookDelivery:
     if delivery is None:
         raise NotFound("No such webhook delivery.")
     return delivery
+
+
+def endpoint_health(endpoint: WebhookEndpoint) -> dict:
+    """What the owner needs to know about an endpoint's receiver, from its stored counters."""
+    if not endpoint.active:
+        status = "disabled"
+    elif endpoint.consecutive_failures >= settings.WEBHOOK_FAILING_AFTER_FAILURES:
+        status = "failing"
+    else:
+        status = "healthy"
+    return {
+        "status": status,
+        "failing_since": endpoint.failing_since,
+        "consecutive_failures": endpoint.consecutive_failures,
+        "last_error": endpoint.last_error,
+        "last_success_at": endpoint.last_success_at,
+    }
+
+
+def notice_list_open() -> QuerySet[WebhookNotice]:
+    """Notices for the dashboard: not resolved by a recovery and not dismissed by an admin."""
+    return WebhookNotice.objects.select_related("endpoint").filter(
+        resolved_at__isnull=True, dismissed_at__isnull=True
+    )
+
+
+def notice_get(*, notice_id) -> WebhookNotice:
+    try:
+        return WebhookNotice.objects.get(pk=notice_id)
+    except (WebhookNotice.DoesNotExist, ValueError):
+        raise NotFound("No such notice.") from None

@@ -1,8 +1,10 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from nexus.api.fields import PlainTextField
 from webhooks.events import SUBSCRIBABLE_EVENTS
 from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from webhooks.selectors import endpoint_health
 
 
 class EndpointInput(serializers.Serializer):
@@ -23,7 +25,26 @@ class EndpointPatchInput(serializers.Serializer):
     active = serializers.BooleanField(required=False)
 
 
+class HealthOutput(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=["healthy", "failing", "disabled"],
+        help_text="failing: the last WEBHOOK_FAILING_AFTER_FAILURES (3) deliveries or more all failed.",
+    )
+    failing_since = serializers.DateTimeField(
+        allow_null=True, help_text="When the current run of failed deliveries began; null after a success."
+    )
+    consecutive_failures = serializers.IntegerField()
+    last_error = serializers.CharField(help_text="The latest failed attempt's error (kept after a recovery).")
+    last_success_at = serializers.DateTimeField(allow_null=True)
+
+
 class EndpointOutput(serializers.ModelSerializer):
+    health = serializers.SerializerMethodField()
+
+    @extend_schema_field(HealthOutput)
+    def get_health(self, endpoint: WebhookEndpoint) -> dict:
+        return HealthOutput(endpoint_health(endpoint)).data
+
     class Meta:
         model = WebhookEndpoint
         fields = [
@@ -35,6 +56,7 @@ class EndpointOutput(serializers.ModelSerializer):
             "consecutive_failures",
             "disabled_at",
             "disabled_reason",
+            "health",
             "previous_secret_expires_at",
             "created_at",
             "updated_at",

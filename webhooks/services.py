@@ -17,19 +17,28 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import structlog
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from nexus.api.errors import Conflict, ValidationFailed
+from nexus.api.errors import Conflict, Forbidden, ValidationFailed
 from nexus.api.fields import plain_text
 from nexus.celery import send_on_commit
 from nexus.crypto import decrypt, encrypt
 from nexus.net import UnsafeURL, outbound_verify, pinned, read_limited, resolve_public_url
+from tenants.models import Role
 from tenants.services import organisation_cap_check
 from webhooks.events import SUBSCRIBABLE_EVENTS, TEST_EVENT
-from webhooks.models import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from webhooks.models import (
+    DeliveryStatus,
+    NoticeKind,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookNotice,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -98,20 +107,33 @@ def webhook_endpoint_create(
 
 
 def webhook_endpoint_update(*, endpoint: WebhookEndpoint, **changes) -> WebhookEndpoint:
+    # Only the fields changed here are written: the health counters belong to the delivery
+    # workers, which may have moved them since this copy of the endpoint was read.
+    fields = ["updated_at"]
     if "url" in changes:
         endpoint.url = _clean_url(changes["url"])
+        fields.append("url")
     if "event_types" in changes:
         endpoint.event_types = _clean_event_types(changes["event_types"])
+        fields.append("event_types")
     if "description" in changes:
         endpoint.description = plain_text(changes["description"] or "", field="description").strip()[:255]
-    if "active" in changes:
-        if changes["active"] and not endpoint.active:
-            # Re-enabling is the admin saying the receiver is fixed: start counting afresh.
-            endpoint.consecutive_failures = 0
-            endpoint.disabled_at = None
-            endpoint.disabled_reason = ""
-        endpoint.active = bool(changes["active"])
-    endpoint.save()
+        fields.append("description")
+    with transaction.atomic():
+        if "active" in changes:
+            if changes["active"] and not endpoint.active:
+                # Re-enabling is the admin saying the receiver is fixed: start counting afresh,
+                # and the dashboard's notices about it have been answered.
+                endpoint.consecutive_failures = 0
+                endpoint.failing_since = None
+                endpoint.disabled_at = None
+                endpoint.disabled_reason = ""
+                fields += ["consecutive_failures", "failing_since", "disabled_at", "disabled_reason"]
+                _resolve_notices(endpoint.pk)
+            endpoint.active = bool(changes["active"])
+            fields.append("active")
+        endpoint.save(update_fields=fields)
+    endpoint.refresh_from_db()
     return endpoint
 
 
@@ -142,10 +164,49 @@ def webhook_secret_rotate(*, endpoint: WebhookEndpoint) -> str:
 
 
 def _disable(endpoint_id, reason: str) -> None:
-    WebhookEndpoint.objects.filter(pk=endpoint_id, active=True).update(
+    disabled = WebhookEndpoint.objects.filter(pk=endpoint_id, active=True).update(
         active=False, disabled_at=timezone.now(), disabled_reason=reason[:500]
     )
+    if disabled:
+        _open_notice(endpoint_id, NoticeKind.DISABLED, f"Disabled: {reason}")
     log.warning("webhook.endpoint_disabled", endpoint_id=str(endpoint_id), reason=reason)
+
+
+# --- Health notices ----------------------------------------------------------------------------
+
+
+def _open_notice(endpoint_id, kind: str, message: str) -> None:
+    """Write the endpoint's open notice of `kind` unless one is open already: a receiver
+    that stays down is announced once. Runs in the caller's transaction; the constraint
+    settles a race between two workers (the loser's savepoint rolls back, nothing else)."""
+    open_notices = WebhookNotice.objects.filter(endpoint_id=endpoint_id, kind=kind, resolved_at__isnull=True)
+    if open_notices.exists():
+        return
+    try:
+        with transaction.atomic():
+            WebhookNotice.objects.create(endpoint_id=endpoint_id, kind=kind, message=message[:1000])
+    except IntegrityError:
+        return
+    log.warning("webhook.notice_opened", endpoint_id=str(endpoint_id), kind=kind)
+
+
+def _resolve_notices(endpoint_id) -> None:
+    resolved = WebhookNotice.objects.filter(endpoint_id=endpoint_id, resolved_at__isnull=True).update(
+        resolved_at=timezone.now()
+    )
+    if resolved:
+        log.info("webhook.notices_resolved", endpoint_id=str(endpoint_id), notices=resolved)
+
+
+def webhook_notice_dismiss(*, notice: WebhookNotice, user) -> WebhookNotice:
+    """An admin has seen the notice: it leaves the dashboard. A second dismissal keeps the first."""
+    if user.role != Role.ADMIN:
+        raise Forbidden("Only an admin of your organisation can dismiss a notice.")
+    WebhookNotice.objects.filter(pk=notice.pk, dismissed_at__isnull=True).update(
+        dismissed_at=timezone.now(), dismissed_by_id=user.pk
+    )
+    notice.refresh_from_db()
+    return notice
 
 
 # --- Publishing (the outbox) -------------------------------------------------------------------
@@ -326,11 +387,16 @@ def webhook_attempt(*, delivery_id: str) -> WebhookAttempt | None:
             delivery.status = DeliveryStatus.SUCCEEDED
             delivery.completed_at = timezone.now()
             delivery.save(update_fields=["status", "completed_at"])
-            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(consecutive_failures=0)
+            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
+                consecutive_failures=0, failing_since=None, last_success_at=delivery.completed_at
+            )
+            _resolve_notices(endpoint.pk)
         elif status_code == 410:
             _finish_failed(delivery)
+            _note_error(endpoint.pk, error)
             _disable(endpoint.pk, "The receiver answered 410 Gone. Fix the URL, then re-enable the endpoint.")
         elif endpoint.active and delivery.attempt_count < delivery.attempt_limit:
+            _note_error(endpoint.pk, error)
             cycle_position = delivery.attempt_count - (delivery.attempt_limit - _attempts_per_cycle())
             delay = settings.WEBHOOK_RETRY_DELAYS[cycle_position - 1]
             delivery.next_attempt_at = timezone.now() + timedelta(seconds=delay)
@@ -338,7 +404,16 @@ def webhook_attempt(*, delivery_id: str) -> WebhookAttempt | None:
             _enqueue(delivery.pk, countdown=delay)
         else:
             _finish_failed(delivery)
-            failures = _count_failure(endpoint.pk)
+            # A disabled endpoint's leftovers fail without a request: the receiver's own last
+            # error stays the one shown.
+            failures = _count_failure(endpoint.pk, error if endpoint.active else None)
+            # An endpoint an admin switched off is not news; one whose receiver is down is.
+            if endpoint.active and failures >= settings.WEBHOOK_FAILING_AFTER_FAILURES:
+                _open_notice(
+                    endpoint.pk,
+                    NoticeKind.FAILING,
+                    f"The last {failures} deliveries to {endpoint.url} all failed (latest: {error}).",
+                )
             if failures >= settings.WEBHOOK_DISABLE_AFTER_FAILURES:
                 _disable(
                     endpoint.pk,
@@ -363,8 +438,19 @@ def _finish_failed(delivery: WebhookDelivery) -> None:
     delivery.save(update_fields=["status", "completed_at"])
 
 
-def _count_failure(endpoint_id) -> int:
-    WebhookEndpoint.objects.filter(pk=endpoint_id).update(consecutive_failures=F("consecutive_failures") + 1)
+def _note_error(endpoint_id, error: str) -> None:
+    WebhookEndpoint.objects.filter(pk=endpoint_id).update(last_error=error[:500])
+
+
+def _count_failure(endpoint_id, error: str | None) -> int:
+    """One more failed delivery in a row; the first of a run stamps `failing_since`."""
+    changes = {
+        "consecutive_failures": F("consecutive_failures") + 1,
+        "failing_since": Coalesce(F("failing_since"), timezone.now()),
+    }
+    if error is not None:
+        changes["last_error"] = error[:500]
+    WebhookEndpoint.objects.filter(pk=endpoint_id).update(**changes)
     return WebhookEndpoint.objects.values_list("consecutive_failures", flat=True).get(pk=endpoint_id)
 
 

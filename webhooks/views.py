@@ -1,4 +1,5 @@
-"""Webhook pages: endpoints, registration (secret shown once), rotation, tests, deliveries."""
+"""Webhook pages: endpoints with their health, registration (secret shown once), rotation,
+tests, deliveries, and dismissing a dashboard notice."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ from webhooks import selectors, services
 from webhooks.events import SUBSCRIBABLE_EVENTS
 
 
+def _with_health(endpoint):
+    endpoint.health = selectors.endpoint_health(endpoint)
+    return endpoint
+
+
 @org_page
 def webhooks_page(request):
     return render(
@@ -20,7 +26,7 @@ def webhooks_page(request):
         page_context(
             request,
             nav="webhooks",
-            endpoints=selectors.endpoint_list(),
+            endpoints=[_with_health(e) for e in selectors.endpoint_list()],
             events=SUBSCRIBABLE_EVENTS,
             secret=request.session.pop("webhook_secret", None),
         ),
@@ -90,7 +96,7 @@ def webhook_deliveries_page(request, endpoint_id):
         page_context(
             request,
             nav="webhooks",
-            endpoint=endpoint,
+            endpoint=_with_health(endpoint),
             deliveries=selectors.delivery_list(endpoint=endpoint).order_by("-created_at")[:50],
         ),
     )
@@ -106,3 +112,12 @@ def webhook_redeliver(request, delivery_id):
     except AppError as exc:
         messages.error(request, exc.message)
     return redirect(f"/webhooks/{delivery.endpoint_id}")
+
+
+@require_POST
+@org_page(admin=True)
+def webhook_notice_dismiss(request, notice_id):
+    notice = selectors.notice_get(notice_id=notice_id)
+    services.webhook_notice_dismiss(notice=notice, user=request.user)
+    messages.success(request, "Notice dismissed.")
+    return redirect("/")

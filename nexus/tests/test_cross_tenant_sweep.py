@@ -54,6 +54,7 @@ from jobs.models import Job
 from jobs.services import job_create
 from tenants.models import Organisation, User
 from tenants.tests.helpers import bearer_for
+from webhooks.models import WebhookNotice
 from webhooks.services import webhook_endpoint_create, webhook_send_test
 
 pytestmark = pytest.mark.django_db
@@ -169,7 +170,7 @@ CASES: dict[str, ById | Lists | Refers | NoIds] = {
     "api/docs/v2/": NoIds("Swagger UI for v2"),
     "api/": NoIds("the JSON 404 for unknown API paths"),
     # Pages (session sign-in).
-    "": Lists("credit"),
+    "": Lists("credit", "notice"),
     "partials/balance": Lists("balance"),
     "jobs": Lists(queries=("", "job={job}"), check=_history_rows_are_a_jobs),
     "jobs/submit": NoIds("creates a job from the submitted text"),
@@ -189,6 +190,7 @@ CASES: dict[str, ById | Lists | Refers | NoIds] = {
     "webhooks/<uuid:endpoint_id>": ById(endpoint_id="endpoint", methods="GET"),
     "webhooks/<uuid:endpoint_id>/action": ById(endpoint_id="endpoint", methods="POST", body=WEBHOOK_ACTIONS),
     "webhooks/deliveries/<str:delivery_id>/redeliver": ById(delivery_id="delivery", methods="POST"),
+    "webhooks/notices/<uuid:notice_id>/dismiss": ById(notice_id="notice", methods="POST"),
     "data": Lists("source", "record"),  # its runs are shown by their source's name
     "data/sources/<uuid:source_id>/run": ById(source_id="source", methods="POST"),
     "data/sources/new": NoIds("adds a source to the caller's organisation"),
@@ -301,6 +303,9 @@ def _seed(org: Organisation, admin: User, member: User, *, name: str, grant: int
             url=f"http://127.0.0.1:9/{marker}", event_types=["job.completed"], description=f"{marker} hook"
         )
         delivery = webhook_send_test(endpoint=endpoint)
+        notice = WebhookNotice.objects.create(
+            endpoint=endpoint, kind="failing", message=f"{marker} receiver down"
+        )
         purchase = Purchase.objects.create(
             pack_id=uuid.uuid4(),
             pack_name=f"{marker} pack",
@@ -350,6 +355,7 @@ def _seed(org: Organisation, admin: User, member: User, *, name: str, grant: int
         "job": jobs[0].pk,
         "endpoint": endpoint.pk,
         "delivery": delivery.pk,
+        "notice": notice.pk,
         "purchase": purchase.pk,
         "source": source.pk,
         "run": run.pk,
@@ -363,6 +369,7 @@ def _seed(org: Organisation, admin: User, member: User, *, name: str, grant: int
         "member": {str(member.pk), member.email},
         "job": {str(jobs[0].pk), jobs[0].text},
         "endpoint": {str(endpoint.pk), endpoint.url},
+        "notice": {str(notice.pk), notice.message},
         "purchase": {str(purchase.pk), purchase.pack_name},
         "source": {str(source.pk), source.name},
         "run": {str(run.pk)},
