@@ -223,6 +223,8 @@ _ROUTED = {
         "webhooks.sweep_organisation",
         "etl.dispatch_due",
         "etl.dispatch_organisation",
+        "etl.sweep",
+        "etl.sweep_organisation",
         "billing.reconcile",
         "billing.reconcile_organisation",
         "nexus.purge_idempotency_keys",
@@ -628,6 +630,12 @@ CELERY_BEAT_SCHEDULE["jobs-sweep"] = {
 }
 CELERY_BEAT_SCHEDULE["billing-reconcile"] = {"task": "billing.reconcile", "schedule": 300.0}
 CELERY_BEAT_SCHEDULE["etl-dispatch-due"] = {"task": "etl.dispatch_due", "schedule": 60.0}
+# Finds runs left `running` by a worker that died (their source's lock is free).
+CELERY_BEAT_SCHEDULE["etl-sweep"] = {
+    "task": "etl.sweep",
+    "schedule": JOB_SWEEP_SECONDS,
+    "options": {"expires": JOB_SWEEP_SECONDS},
+}
 CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {"task": "webhooks.sweep", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["purge-idempotency-keys"] = {"task": "nexus.purge_idempotency_keys", "schedule": 3600.0}
 
