@@ -333,6 +333,7 @@ def jobs_sweep() -> dict[str, int]:
     - unsent: pending jobs due JOB_RESEND_GRACE_SECONDS ago and not known to be queued
       (the send failed while the broker was down, or a retry's delayed message was lost
       with its worker or with Redis) are sent now;
+    - upcoming retries (due before the next sweep) get a copy of their delayed message;
     - not picked up: pending jobs queued more than JOB_REQUEUE_AFTER_SECONDS ago and still
       pending (the broker lost the message) are sent again;
     - orphaned: running jobs whose worker has not heartbeated for
@@ -350,6 +351,19 @@ def jobs_sweep() -> dict[str, int]:
         message="due and not queued (the send failed or the delayed message was lost); sent",
         reason="unsent",
     )
+    # Retries due before the next sweep get a copy of their delayed message now, timed to
+    # their due time: should the original be lost with its worker, the copy runs the retry
+    # on time instead of one sweep late. Nothing is stamped (the copy may be lost too, and
+    # the rule above covers that); the claim runs the retry once whichever arrives first.
+    upcoming = Job.objects.filter(
+        status=JobStatus.PENDING,
+        enqueued_at__isnull=True,
+        attempt_count__gt=0,
+        next_attempt_at__gt=now,
+        next_attempt_at__lte=now + timedelta(seconds=settings.JOB_SWEEP_SECONDS),
+    ).values_list("pk", "next_attempt_at")[:500]
+    for job_id, due in upcoming:
+        _enqueue(job_id, countdown=max((due - now).total_seconds(), 0.01))
     requeued = _jobs_resend(
         Job.objects.filter(
             status=JobStatus.PENDING,

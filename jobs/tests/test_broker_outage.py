@@ -61,24 +61,21 @@ class OwnRedis:
             self.process.wait(10)
 
 
-def _use_broker(url: str) -> None:
-    """Point this process's Celery app at `url`, dropping its pooled connections."""
-    app.conf.broker_url = url
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
-    app.amqp._producer_pool = None
-
-
 @pytest.fixture
 def own_broker(tmp_path):
+    """This process's Celery app sends to a Redis of the test's own while it runs; its
+    connection pools are set aside (not closed) and put back afterwards."""
     redis = OwnRedis(tmp_path)
     redis.start()
-    previous = app.conf.broker_url
-    _use_broker(redis.url)
-    yield redis
-    _use_broker(previous)
-    redis.stop()
+    saved = (app.conf.broker_url, app._pool, app.amqp._producer_pool)
+    app.conf.broker_url, app._pool, app.amqp._producer_pool = redis.url, None, None
+    try:
+        yield redis
+    finally:
+        if app._pool is not None:
+            app._pool.force_close_all()
+        app.conf.broker_url, app._pool, app.amqp._producer_pool = saved
+        redis.stop()
 
 
 def _metric(name: str, **labels: str) -> float:
