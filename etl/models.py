@@ -91,6 +91,9 @@ class EtlRun(models.Model):
     # A worker processes a run in slices; between two it is queued again.
     slices = models.PositiveIntegerField(default=0)
     slice_queued_at = models.DateTimeField(null=True, blank=True)
+    # The worker running its current slice (see tenants.WorkerHeartbeat): when the run is
+    # found dead, its last heartbeat is when the run stopped.
+    worker = models.CharField(max_length=255, blank=True)
 
     class Meta:
         ordering = ["-started_at"]

@@ -47,6 +47,7 @@ from nexus.api.fields import plain_text
 from nexus.celery import send_on_commit
 from nexus.crypto import encrypt
 from nexus.net import UnsafeURL, resolve_public_url
+from tenants.models import WorkerHeartbeat
 from tenants.services import organisation_cap, organisation_cap_check
 
 log = structlog.get_logger(__name__)
@@ -376,6 +377,7 @@ def etl_run_source(
     fail_after: int | None = None,
     run: EtlRun | None = None,
     one_slice: bool = False,
+    worker: str = "",
 ) -> EtlRun:
     """Run a source now, in this process. Conflict (409) when it is already running.
 
@@ -406,9 +408,10 @@ def etl_run_source(
             finished_at=timezone.now(),
         )
         run.status = RunStatus.RUNNING
+        run.worker = worker[:255]
         if not run.slices:  # a later slice continues the run: its starting point stays
             run.checkpoint_before = checkpoint.cursor
-        run.save(update_fields=["status", "checkpoint_before"])
+        run.save(update_fields=["status", "worker", "checkpoint_before"])
         log.info(
             "etl.run_started",
             run_id=str(run.pk),
@@ -435,7 +438,7 @@ def etl_run_source(
     return run
 
 
-def etl_run_slice(*, run: EtlRun, fail_after: int | None = None) -> EtlRun:
+def etl_run_slice(*, run: EtlRun, fail_after: int | None = None, worker: str = "") -> EtlRun:
     """One slice of a queued run, on a worker. The organisation runs at most its
     `max_concurrent_runs` slices at once: without a free slot the run stays queued and is
     sent again after ETL_SLOT_RETRY_SECONDS. A run with more to do after its slice is sent
@@ -468,7 +471,12 @@ def etl_run_slice(*, run: EtlRun, fail_after: int | None = None) -> EtlRun:
         return run
     try:
         run = etl_run_source(
-            source=run.source, trigger=run.trigger, fail_after=fail_after, run=run, one_slice=True
+            source=run.source,
+            trigger=run.trigger,
+            fail_after=fail_after,
+            run=run,
+            one_slice=True,
+            worker=worker,
         )
     finally:
         _release_slot(slot)
@@ -726,6 +734,42 @@ def _store(source: DataSource, run: EtlRun, batch: PreparedBatch, raw_table: str
         "skipped": skipped,
         "quarantined": len(quarantine),
     }
+
+
+def etl_runs_sweep() -> int:
+    """Fail the runs left `running` by a worker that died; runs every JOB_SWEEP_SECONDS.
+
+    A running run holds its source's advisory lock on its worker's database session, which
+    PostgreSQL releases when that worker dies. So a `running` run whose source lock can be
+    taken is over: it is marked failed, finished when its worker last heartbeated (the time
+    it stopped; now if unknown), and the next run of the source is a `resume` from its
+    checkpoint. Holding the lock meanwhile keeps a new run from starting in between."""
+    stopped = 0
+    for source in DataSource.objects.filter(runs__status=RunStatus.RUNNING).distinct():
+        if not _try_lock(source):
+            continue  # alive: its worker holds the lock
+        try:
+            for run in EtlRun.objects.filter(source=source, status=RunStatus.RUNNING):
+                now = timezone.now()
+                beat = (
+                    WorkerHeartbeat.objects.filter(name=run.worker).values_list("beat_at", flat=True).first()
+                )
+                run.status = RunStatus.FAILED
+                run.error = "The worker running it stopped; the next run resumes from the checkpoint."
+                run.finished_at = max(run.started_at, min(beat, now)) if beat else now
+                run.duration_ms = int((run.finished_at - run.started_at).total_seconds() * 1000)
+                run.save(update_fields=["status", "error", "finished_at", "duration_ms"])
+                log.warning(
+                    "etl.run_worker_lost",
+                    run_id=str(run.pk),
+                    worker=run.worker,
+                    stopped_at=str(run.finished_at),
+                )
+                scheduler_stats.record_run_finished(status=RunStatus.FAILED)
+                stopped += 1
+        finally:
+            _unlock(source)
+    return stopped
 
 
 def etl_dispatch_due() -> int:

@@ -41,6 +41,13 @@ class Job(models.Model):
     # Answered from the organisation's result cache: completed at creation, cost 0.
     cache_hit = models.BooleanField(default=False)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # When the broker accepted the message for the job's next attempt; null while it is not
+    # known to be queued (the send failed, or a retry waits for its due time). The frequent
+    # sweep sends pending jobs that are due and not queued, so nothing waits on a lost send.
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    # The Celery worker running the current attempt; its heartbeat (tenants.WorkerHeartbeat)
+    # stopping means the attempt died with it.
+    worker = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)

@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from billing.services import credits_deduct, credits_refund
@@ -23,8 +24,8 @@ from jobs.cache import CachedResult, cache_store, cached_result
 from jobs.models import EventKind, Job, JobEvent, JobStatus, JobType
 from jobs.providers import ProviderResult, default_provider_name
 from nexus.api.errors import ValidationFailed
-from nexus.celery import send_on_commit
-from tenants.models import User
+from nexus.celery import ENQUEUE_RESENDS, send_on_commit
+from tenants.models import User, WorkerHeartbeat
 from webhooks.services import webhook_publish
 
 log = structlog.get_logger(__name__)
@@ -40,12 +41,29 @@ def _event(job_id: uuid.UUID, kind: str, *, attempt: int = 0, message: str = "",
     JobEvent.objects.create(job_id=job_id, kind=kind, attempt=attempt, message=message[:500], error=error)
 
 
-def _enqueue(job_id: uuid.UUID, *, countdown: float = 0) -> None:
+def _enqueue(job_id: uuid.UUID, *, countdown: float = 0, resend_reason: str = "") -> None:
     """Send the job's task once the current transaction commits, in this organisation's
-    schema. If the broker is down, the sweep re-sends pending jobs that are due."""
+    schema. A message sent at once stamps `enqueued_at` when the broker accepts it; a job
+    whose send failed keeps it null and the frequent sweep sends it again. A delayed
+    message (a retry's countdown) is not stamped: it lives only in the broker and the
+    worker holding it, so the database stays the record of the retry and the sweep sends
+    it if it has not run shortly after its due time."""
     from jobs.tasks import run_job
 
-    send_on_commit(run_job, str(job_id), countdown=countdown, log_event="job.enqueue_failed")
+    def stamp() -> None:
+        Job.objects.filter(pk=job_id, status=JobStatus.PENDING, enqueued_at__isnull=True).update(
+            enqueued_at=timezone.now()
+        )
+        if resend_reason:
+            ENQUEUE_RESENDS.labels(task=run_job.name, reason=resend_reason).inc()
+
+    send_on_commit(
+        run_job,
+        str(job_id),
+        countdown=countdown,
+        log_event="job.enqueue_failed",
+        on_sent=None if countdown else stamp,
+    )
 
 
 def _publish(event_type: str, job: Job) -> None:
@@ -177,14 +195,23 @@ def _job_from_cache(*, user: User, job_type: str, job_input: dict, cached: Cache
     return job
 
 
-def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
-    """Move a pending job to running for its next attempt. None when the job is not pending
-    (already claimed by another worker, finished, or gone): the caller then does nothing."""
+# A message may arrive a little before its due time by the database's clock (the sender's
+# and the worker's clocks differ); earlier than this, the claim waits for the sweep.
+CLAIM_EARLY_TOLERANCE = timedelta(seconds=1)
+
+
+def job_claim(*, job_id: uuid.UUID | str, worker: str = "") -> Job | None:
+    """Move a pending job to running for its next attempt, recording the `worker` that runs
+    it (its heartbeat tells the sweep whether the attempt is still alive). None when the
+    job is not pending (already claimed by another worker, finished, or gone) or its retry
+    is not due yet (a duplicate message sent by the sweep for an earlier attempt): the
+    caller then does nothing. So a job sent twice still runs each attempt once."""
     now = timezone.now()
     with transaction.atomic():
         job = (
             Job.objects.select_for_update(skip_locked=True)
             .filter(pk=job_id, status=JobStatus.PENDING)
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + CLAIM_EARLY_TOLERANCE))
             .first()
         )
         if job is None or job.attempt_count >= job.max_attempts:
@@ -193,7 +220,19 @@ def job_claim(*, job_id: uuid.UUID | str) -> Job | None:
         job.attempt_count += 1
         job.started_at = now
         job.next_attempt_at = None
-        job.save(update_fields=["status", "attempt_count", "started_at", "next_attempt_at", "updated_at"])
+        job.enqueued_at = None
+        job.worker = worker[:255]
+        job.save(
+            update_fields=[
+                "status",
+                "attempt_count",
+                "started_at",
+                "next_attempt_at",
+                "enqueued_at",
+                "worker",
+                "updated_at",
+            ]
+        )
         _event(
             job.pk,
             EventKind.STARTED,
@@ -265,7 +304,10 @@ def job_fail(*, job_id: uuid.UUID | str, attempt: int, error: str, retryable: bo
             job.status = JobStatus.PENDING
             job.error_message = error
             job.next_attempt_at = timezone.now() + timedelta(seconds=delay)
-            job.save(update_fields=["status", "error_message", "next_attempt_at", "updated_at"])
+            job.enqueued_at = None  # kept in the database until it has run: see _enqueue
+            job.save(
+                update_fields=["status", "error_message", "next_attempt_at", "enqueued_at", "updated_at"]
+            )
             _event(job.pk, EventKind.RETRY_SCHEDULED, attempt=attempt, message=f"retry in {delay:g} s")
             _enqueue(job.pk, countdown=delay)
             outcome = FailOutcome.RETRY_SCHEDULED
@@ -284,31 +326,74 @@ def job_fail(*, job_id: uuid.UUID | str, attempt: int, error: str, retryable: bo
 
 
 def jobs_sweep() -> dict[str, int]:
-    """Recover jobs whose task was lost. Pending jobs due more than JOB_REQUEUE_AFTER_SECONDS
-    ago are re-sent (a duplicate is harmless: only one claim can win); running jobs older
-    than JOB_RUNNING_TIMEOUT_SECONDS are failed as retryable, so they retry or, on their last
-    attempt, fail and refund."""
-    now = timezone.now()
-    requeued = 0
-    overdue = Job.objects.filter(
-        status=JobStatus.PENDING,
-        next_attempt_at__lt=now - timedelta(seconds=settings.JOB_REQUEUE_AFTER_SECONDS),
-    ).values_list("pk", flat=True)[:500]
-    for job_id in overdue:
-        with transaction.atomic():
-            updated = Job.objects.filter(pk=job_id, status=JobStatus.PENDING).update(
-                next_attempt_at=now, updated_at=now
-            )
-            if updated:
-                _event(job_id, EventKind.REQUEUED, message="task was not picked up; sent again")
-                _enqueue(job_id)
-                requeued += 1
+    """Recover jobs whose task was lost; runs every JOB_SWEEP_SECONDS. Each recovery goes
+    through the same conditional transitions as a worker, so a job sent twice still runs
+    each attempt once (only one claim can win) and is refunded at most once.
 
-    timed_out = 0
-    stuck = Job.objects.filter(
-        status=JobStatus.RUNNING,
-        started_at__lt=now - timedelta(seconds=settings.JOB_RUNNING_TIMEOUT_SECONDS),
-    ).values_list("pk", "attempt_count")[:500]
+    - unsent: pending jobs due JOB_RESEND_GRACE_SECONDS ago and not known to be queued
+      (the send failed while the broker was down, or a retry's delayed message was lost
+      with its worker or with Redis) are sent now;
+    - upcoming retries (due before the next sweep) get a copy of their delayed message;
+    - not picked up: pending jobs queued more than JOB_REQUEUE_AFTER_SECONDS ago and still
+      pending (the broker lost the message) are sent again;
+    - orphaned: running jobs whose worker has not heartbeated for
+      JOB_WORKER_DEAD_AFTER_SECONDS, and any running longer than JOB_RUNNING_TIMEOUT_SECONDS,
+      are failed as retryable, so they retry or, on their last attempt, fail and refund.
+    """
+    now = timezone.now()
+    resent = _jobs_resend(
+        Job.objects.filter(
+            status=JobStatus.PENDING,
+            enqueued_at__isnull=True,
+            next_attempt_at__lte=now - timedelta(seconds=settings.JOB_RESEND_GRACE_SECONDS),
+        ),
+        now=now,
+        message="due and not queued (the send failed or the delayed message was lost); sent",
+        reason="unsent",
+    )
+    # Retries due before the next sweep get a copy of their delayed message now, timed to
+    # their due time: should the original be lost with its worker, the copy runs the retry
+    # on time instead of one sweep late. Nothing is stamped (the copy may be lost too, and
+    # the rule above covers that); the claim runs the retry once whichever arrives first.
+    upcoming = Job.objects.filter(
+        status=JobStatus.PENDING,
+        enqueued_at__isnull=True,
+        attempt_count__gt=0,
+        next_attempt_at__gt=now,
+        next_attempt_at__lte=now + timedelta(seconds=settings.JOB_SWEEP_SECONDS),
+    ).values_list("pk", "next_attempt_at")[:500]
+    for job_id, due in upcoming:
+        _enqueue(job_id, countdown=max((due - now).total_seconds(), 0.01))
+    requeued = _jobs_resend(
+        Job.objects.filter(
+            status=JobStatus.PENDING,
+            enqueued_at__lt=now - timedelta(seconds=settings.JOB_REQUEUE_AFTER_SECONDS),
+        ),
+        now=now,
+        message="task was not picked up; sent again",
+        reason="not_picked_up",
+    )
+
+    dead_after = now - timedelta(seconds=settings.JOB_WORKER_DEAD_AFTER_SECONDS)
+    alive = WorkerHeartbeat.objects.filter(beat_at__gte=dead_after).values("name")
+    orphaned = list(
+        Job.objects.filter(status=JobStatus.RUNNING, started_at__lt=dead_after)
+        .exclude(worker="")
+        .exclude(worker__in=alive)
+        .values_list("pk", "attempt_count")[:500]
+    )
+    stuck = list(
+        Job.objects.filter(
+            status=JobStatus.RUNNING,
+            started_at__lt=now - timedelta(seconds=settings.JOB_RUNNING_TIMEOUT_SECONDS),
+        ).values_list("pk", "attempt_count")[:500]
+    )
+    worker_lost = timed_out = 0
+    for job_id, attempt in orphaned:
+        outcome = job_fail(
+            job_id=job_id, attempt=attempt, error="The worker running the job stopped.", retryable=True
+        )
+        worker_lost += outcome is not FailOutcome.IGNORED
     for job_id, attempt in stuck:
         outcome = job_fail(
             job_id=job_id,
@@ -317,6 +402,23 @@ def jobs_sweep() -> dict[str, int]:
             retryable=True,
         )
         timed_out += outcome is not FailOutcome.IGNORED
-    if requeued or timed_out:
-        log.info("jobs.swept", requeued=requeued, timed_out=timed_out)
-    return {"requeued": requeued, "timed_out": timed_out}
+    counts = {"resent": resent, "requeued": requeued, "worker_lost": worker_lost, "timed_out": timed_out}
+    if any(counts.values()):
+        log.info("jobs.swept", **counts)
+    return counts
+
+
+def _jobs_resend(pending, *, now, message: str, reason: str) -> int:
+    """Send each of the `pending` jobs again (at most 500 per sweep), with a `requeued`
+    event; `enqueued_at` is stamped when the broker accepts the message."""
+    sent = 0
+    for job_id, attempt in pending.values_list("pk", "attempt_count")[:500]:
+        with transaction.atomic():
+            updated = Job.objects.filter(pk=job_id, status=JobStatus.PENDING).update(
+                enqueued_at=None, updated_at=now
+            )
+            if updated:
+                _event(job_id, EventKind.REQUEUED, attempt=attempt, message=message)
+                _enqueue(job_id, resend_reason=reason)
+                sent += 1
+    return sent

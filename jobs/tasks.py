@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import structlog
 from celery import shared_task
+from django.conf import settings
 from django_tenants.utils import tenant_context
 
 from jobs import services
 from jobs.providers import ProviderError, provider_for
+from nexus.celery import worker_identity
 from tenants.models import Organisation
 
 log = structlog.get_logger(__name__)
@@ -16,6 +18,7 @@ log = structlog.get_logger(__name__)
 
 # Below JOB_RUNNING_TIMEOUT_SECONDS, after which the sweep treats a running job as lost.
 @shared_task(
+    bind=True,
     name="jobs.run_job",
     acks_late=True,
     reject_on_worker_lost=True,
@@ -23,8 +26,9 @@ log = structlog.get_logger(__name__)
     soft_time_limit=240,
     time_limit=270,
 )
-def run_job(job_id: str) -> None:
-    job = services.job_claim(job_id=job_id)
+def run_job(self, job_id: str) -> None:
+    hostname = self.request.hostname
+    job = services.job_claim(job_id=job_id, worker=worker_identity(hostname) if hostname else "")
     if job is None:
         return
     structlog.contextvars.bind_contextvars(job_id=job_id, attempt=job.attempt_count)
@@ -54,7 +58,8 @@ def sweep() -> None:
     """Fan out one sweep per active organisation, each sent in that organisation's schema."""
     for org in Organisation.objects.filter(is_active=True).exclude(schema_name="public"):
         with tenant_context(org):
-            sweep_organisation.delay()
+            # Dropped if not started within a period: the next sweep does the same work.
+            sweep_organisation.apply_async(expires=settings.JOB_SWEEP_SECONDS)
 
 
 @shared_task(name="jobs.sweep_organisation", ignore_result=True)

@@ -226,6 +226,8 @@ _ROUTED = {
         "webhooks.sweep_organisation",
         "etl.dispatch_due",
         "etl.dispatch_organisation",
+        "etl.sweep",
+        "etl.sweep_organisation",
         "billing.reconcile",
         "billing.reconcile_organisation",
         "nexus.purge_idempotency_keys",
@@ -616,9 +618,29 @@ JOB_REQUEUE_AFTER_SECONDS = env_int("JOB_REQUEUE_AFTER_SECONDS", 60)
 JOB_RUNNING_TIMEOUT_SECONDS = env_int("JOB_RUNNING_TIMEOUT_SECONDS", 300)
 JOB_PROVIDER_TIMEOUT_SECONDS = float(env("JOB_PROVIDER_TIMEOUT_SECONDS", "30"))
 JOB_CACHE_TTL_SECONDS = env_int("JOB_CACHE_TTL_SECONDS", 3600)
-CELERY_BEAT_SCHEDULE["jobs-sweep"] = {"task": "jobs.sweep", "schedule": 60.0}
+# The jobs sweep runs this often: it sends due jobs that are not queued (a failed send, a
+# retry whose delayed message was lost) and retries jobs whose worker died.
+JOB_SWEEP_SECONDS = float(env("JOB_SWEEP_SECONDS", "5"))
+# A pending job due this long and still not known to be queued is sent by the sweep (the
+# grace lets an on-commit send that is in flight land first).
+JOB_RESEND_GRACE_SECONDS = float(env("JOB_RESEND_GRACE_SECONDS", "2"))
+# Every worker heartbeats this often; one silent for JOB_WORKER_DEAD_AFTER_SECONDS is dead.
+WORKER_HEARTBEAT_SECONDS = float(env("WORKER_HEARTBEAT_SECONDS", "3"))
+JOB_WORKER_DEAD_AFTER_SECONDS = env_int("JOB_WORKER_DEAD_AFTER_SECONDS", 15)
+# Expires with its period: a sweep that waited behind another is dropped, not stacked.
+CELERY_BEAT_SCHEDULE["jobs-sweep"] = {
+    "task": "jobs.sweep",
+    "schedule": JOB_SWEEP_SECONDS,
+    "options": {"expires": JOB_SWEEP_SECONDS},
+}
 CELERY_BEAT_SCHEDULE["billing-reconcile"] = {"task": "billing.reconcile", "schedule": 300.0}
 CELERY_BEAT_SCHEDULE["etl-dispatch-due"] = {"task": "etl.dispatch_due", "schedule": 60.0}
+# Finds runs left `running` by a worker that died (their source's lock is free).
+CELERY_BEAT_SCHEDULE["etl-sweep"] = {
+    "task": "etl.sweep",
+    "schedule": JOB_SWEEP_SECONDS,
+    "options": {"expires": JOB_SWEEP_SECONDS},
+}
 CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {"task": "webhooks.sweep", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["purge-idempotency-keys"] = {"task": "nexus.purge_idempotency_keys", "schedule": 3600.0}
 

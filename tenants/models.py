@@ -177,3 +177,15 @@ class TokenFamily(models.Model):
 
     def __str__(self) -> str:
         return f"token family {self.pk} of {self.user_id}"
+
+
+class WorkerHeartbeat(models.Model):
+    """The last sign of life of a Celery worker (public schema: workers serve every
+    organisation). Kept in PostgreSQL, not Redis, so that a Redis outage does not make every
+    running job look orphaned; the jobs sweep reads it to find jobs whose worker died."""
+
+    name = models.CharField(max_length=255, primary_key=True)
+    beat_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.beat_at:%H:%M:%S}"

@@ -209,20 +209,24 @@ def test_local_job_runs_to_completion(world, org):
     assert job.output["summary"]
 
 
+def _swept(**counts: int) -> dict[str, int]:
+    return {"resent": 0, "requeued": 0, "worker_lost": 0, "timed_out": 0, **counts}
+
+
 def test_sweep_requeues_pending_jobs_whose_task_was_lost(
     world, org, sent, settings, django_capture_on_commit_callbacks
 ):
     job = _create(world)
     Job.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now() - timedelta(minutes=5))
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.jobs_sweep() == {"requeued": 1, "timed_out": 0}
+        assert services.jobs_sweep() == _swept(resent=1)
     assert sent == [([str(job.pk)], 0)]
     assert EventKind.REQUEUED in _kinds(job)
 
 
 def test_sweep_leaves_recent_pending_jobs_alone(world, org, sent):
     _create(world)
-    assert services.jobs_sweep() == {"requeued": 0, "timed_out": 0}
+    assert services.jobs_sweep() == _swept()
 
 
 def test_sweep_fails_stuck_running_jobs_and_refunds_on_the_last_attempt(world, org):
@@ -230,7 +234,7 @@ def test_sweep_fails_stuck_running_jobs_and_refunds_on_the_last_attempt(world, o
     Job.objects.filter(pk=job.pk).update(
         status=JobStatus.RUNNING, attempt_count=3, started_at=timezone.now() - timedelta(hours=1)
     )
-    assert services.jobs_sweep() == {"requeued": 0, "timed_out": 1}
+    assert services.jobs_sweep() == _swept(timed_out=1)
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED and "worker was lost" in job.error_message
     assert credits_balance() == 100

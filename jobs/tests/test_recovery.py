@@ -1,0 +1,186 @@
+"""How the frequent sweep recovers jobs without waiting for timeouts: sends that the broker
+refused, retries whose delayed message was lost, and attempts whose worker died."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from django_tenants.utils import schema_context, tenant_context
+from kombu.exceptions import OperationalError
+from prometheus_client import REGISTRY
+
+from billing.models import CreditTransaction
+from billing.selectors import credits_balance, credits_ledger_sum
+from billing.services import credits_grant
+from jobs import services, tasks
+from jobs.models import EventKind, Job, JobStatus
+from tenants.models import WorkerHeartbeat
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def org(world):
+    with tenant_context(world.org_a):
+        credits_grant(amount=100, reason="seed", actor_label="operator:tests")
+        yield world.org_a
+
+
+@pytest.fixture
+def broker(monkeypatch):
+    """The broker edge of run_job: `down` refuses sends as Redis does when it is stopped;
+    `sent` lists the (args, countdown) of each accepted message."""
+
+    class Broker:
+        down = False
+        sent: list = []
+
+    broker = Broker()
+    broker.sent = []
+
+    def apply_async(args, countdown=0, headers=None):
+        if broker.down:
+            raise OperationalError("Error 111 connecting to redis. Connection refused.")
+        broker.sent.append((args, countdown))
+
+    monkeypatch.setattr(tasks.run_job, "apply_async", apply_async)
+    return broker
+
+
+def _metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def _create(world, provider="local"):
+    return services.job_create(
+        user=world.member_a, job_type="summarize", text="Hello there. A text.", provider=provider
+    )
+
+
+def _age(job, seconds: float) -> None:
+    """Move the job's due time into the past, as if the sweep ran `seconds` later."""
+    Job.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=seconds))
+
+
+def test_a_send_refused_by_the_broker_is_counted_and_resent_by_the_next_sweep(
+    world, org, broker, settings, django_capture_on_commit_callbacks
+):
+    failures = _metric("nexus_enqueue_failures_total", task="jobs.run_job")
+    resends = _metric("nexus_enqueue_resends_total", task="jobs.run_job", reason="unsent")
+    broker.down = True
+    with django_capture_on_commit_callbacks(execute=True):
+        job = _create(world)
+    job.refresh_from_db()
+    assert job.status == JobStatus.PENDING and job.enqueued_at is None
+    assert _metric("nexus_enqueue_failures_total", task="jobs.run_job") == failures + 1
+
+    # Still down at the next sweep: the send fails again and the job stays unstamped.
+    _age(job, settings.JOB_RESEND_GRACE_SECONDS + 1)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.jobs_sweep()["resent"] == 1
+    assert Job.objects.get(pk=job.pk).enqueued_at is None
+    assert _metric("nexus_enqueue_failures_total", task="jobs.run_job") == failures + 2
+
+    broker.down = False
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.jobs_sweep()["resent"] == 1
+    assert broker.sent == [([str(job.pk)], 0)]
+    assert Job.objects.get(pk=job.pk).enqueued_at is not None
+    assert _metric("nexus_enqueue_resends_total", task="jobs.run_job", reason="unsent") == resends + 1
+    # Queued now: the next sweep leaves it to the broker.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.jobs_sweep()["resent"] == 0
+    assert len(broker.sent) == 1
+
+
+def test_a_job_queued_at_creation_is_not_sent_again_by_the_sweep(
+    world, org, broker, settings, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        job = _create(world)
+    _age(job, settings.JOB_RESEND_GRACE_SECONDS + 1)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.jobs_sweep()["resent"] == 0
+    assert broker.sent == [([str(job.pk)], 0)]
+
+
+def test_a_retry_is_kept_in_the_database_and_sent_by_the_sweep_once_due(
+    world, org, broker, settings, django_capture_on_commit_callbacks
+):
+    settings.JOB_RETRY_DELAY_SECONDS = 5
+    with django_capture_on_commit_callbacks(execute=True):
+        job = _create(world)
+    services.job_claim(job_id=job.pk, worker="w1@host")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.job_fail(job_id=job.pk, attempt=1, error="HTTP 503", retryable=True)
+    job.refresh_from_db()
+    assert job.enqueued_at is None and job.worker == "w1@host"
+    # The delayed message is only a fast path: it may be lost with its worker or Redis.
+    assert broker.sent[-1] == ([str(job.pk)], 5)
+    # Not due yet: neither the sweep nor an early message runs it.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.jobs_sweep()["resent"] == 0
+    assert services.job_claim(job_id=job.pk) is None
+    # Due (and its message lost): the sweep sends it; one claim wins, a duplicate finds nothing.
+    _age(job, settings.JOB_RESEND_GRACE_SECONDS + 1)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.jobs_sweep()["resent"] == 1
+    assert broker.sent[-1] == ([str(job.pk)], 0)
+    claimed = services.job_claim(job_id=job.pk, worker="w2@host")
+    assert claimed.attempt_count == 2 and claimed.worker == "w2@host"
+    assert services.job_claim(job_id=job.pk) is None
+    kinds = [e.kind for e in job.events.order_by("created_at", "id")]
+    assert kinds.count(EventKind.STARTED) == 2 and kinds.count(EventKind.REQUEUED) == 1
+
+
+def _running(world, *, worker: str, attempt: int = 1, started_ago: float = 60) -> Job:
+    job = _create(world)
+    Job.objects.filter(pk=job.pk).update(
+        status=JobStatus.RUNNING,
+        attempt_count=attempt,
+        worker=worker,
+        started_at=timezone.now() - timedelta(seconds=started_ago),
+        next_attempt_at=None,
+    )
+    return job
+
+
+def _heartbeat(name: str, ago: float) -> None:
+    with schema_context("public"):
+        WorkerHeartbeat.objects.update_or_create(
+            name=name, defaults={"beat_at": timezone.now() - timedelta(seconds=ago)}
+        )
+
+
+def test_a_running_job_whose_worker_stopped_heartbeating_is_retried(world, org, broker, settings):
+    dead = _running(world, worker="dead@host")
+    alive = _running(world, worker="alive@host")
+    _heartbeat("dead@host", ago=settings.JOB_WORKER_DEAD_AFTER_SECONDS + 5)
+    _heartbeat("alive@host", ago=1)
+    assert services.jobs_sweep()["worker_lost"] == 1
+    dead.refresh_from_db()
+    assert dead.status == JobStatus.PENDING and dead.attempt_count == 1
+    assert dead.error_message == "The worker running the job stopped."
+    assert Job.objects.get(pk=alive.pk).status == JobStatus.RUNNING
+    assert credits_balance() == 80
+
+
+def test_a_job_whose_worker_died_on_its_last_attempt_fails_and_is_refunded_once(world, org, broker, settings):
+    job = _running(world, worker="gone@host", attempt=3)  # no heartbeat row at all
+    assert services.jobs_sweep()["worker_lost"] == 1
+    assert services.jobs_sweep()["worker_lost"] == 0
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and job.failed_at
+    assert credits_balance() == 100 == credits_ledger_sum()
+    assert CreditTransaction.objects.filter(job_id=job.pk, kind="refund").count() == 1
+
+
+def test_a_just_claimed_job_is_not_taken_for_orphaned(world, org, broker, settings):
+    _running(world, worker="new@host", started_ago=1)
+    assert services.jobs_sweep()["worker_lost"] == 0
+
+
+def test_metrics_export_the_enqueue_counters(client, settings):
+    settings.DEBUG = True  # /metrics answers without a token only in development
+    body = client.get("/metrics").content.decode()
+    assert "nexus_enqueue_failures_total" in body and "nexus_enqueue_resends_total" in body
