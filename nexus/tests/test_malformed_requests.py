@@ -4,18 +4,14 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
-import time
 
 import pytest
 from django.test import Client
 from django_tenants.utils import tenant_context
 
 from etl.models import DataSource
-from nexus.tests.live import ARTIFACTS, ROOT, live_env
+from nexus.tests.live import gunicorn_server
 from tenants.models import Organisation, Role, User
 from tenants.tests.helpers import bearer_for
 from webhooks.models import WebhookEndpoint
@@ -125,34 +121,8 @@ def test_a_path_setting_can_declare_a_body_limit(world, api_as, settings):
 @pytest.fixture
 def gunicorn_url(live_db):
     """The app under gunicorn (the production server), on the test database."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / f"web-input-{os.getpid()}.log", "ab")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "nexus.wsgi:application", "-c", "nexus/gunicorn.conf.py",
-         "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "2"],
-        cwd=ROOT, env=live_env({}), stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline and process.poll() is None, "gunicorn did not start"
-                time.sleep(0.2)
-        yield ("127.0.0.1", port)
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-        log.close()
+    with gunicorn_server({}, log_name="input") as address:
+        yield address
 
 
 def _send(address, head: str, body: bytes, *, half_close: bool = False, tolerate_reset: bool = False):

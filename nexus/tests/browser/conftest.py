@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import httpx
 import pytest
 
 from nexus.tests.browser.helpers import PASSWORD
-from nexus.tests.live import ARTIFACTS, ROOT, live_env
+from nexus.tests.live import ARTIFACTS, ROOT, free_port, live_env
 
 CHROMIUM = "/usr/bin/chromium"
 # Playwright's sync API keeps an event loop running in this thread; the ORM calls the
@@ -24,15 +23,9 @@ CHROMIUM = "/usr/bin/chromium"
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class LiveServer:
     def __init__(self, extra_env: dict[str, str]):
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.extra_env = extra_env
         self.process: subprocess.Popen | None = None
