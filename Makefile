@@ -13,7 +13,7 @@ DEV_STAMP := $(VENV)/.dev-installed
 TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/nexus)
 TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/15)
 
-.PHONY: up down logs test lint migrations-check security pytest bench install install-dev clean browser-deps
+.PHONY: test-faults up down logs test lint migrations-check security pytest bench install install-dev clean browser-deps
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -70,3 +70,8 @@ bench: $(RUNTIME_STAMP)
 
 clean: down
 	rm -rf .data staticfiles
+
+# Faults injected into a running system (workers killed, Redis and PostgreSQL stopped, a
+# webhook receiver down) on embedded servers the suite starts and stops itself.
+test-faults: $(DEV_STAMP)
+	$(PY) scripts/run_faults.py

@@ -50,11 +50,13 @@ class WorkerProcess:
         queues: tuple[str, ...] | None = None,
         name: str = "",
         pool: str = "solo",
+        concurrency: int = 1,
     ):
         self.extra_env = extra_env
         # "prefork" (one child, as in production) where time limits must be enforced: the
         # solo pool runs tasks in the worker's own process, which no limit can interrupt.
         self.pool = pool
+        self.concurrency = concurrency
         self.queues = queues or tuple(settings.CELERY_QUEUES_BY_KIND)
         self.name = name or "all"
         self.process: subprocess.Popen | None = None
@@ -63,21 +65,23 @@ class WorkerProcess:
     def start(self) -> None:
         env = live_env(self.extra_env)
         self.log_path.parent.mkdir(exist_ok=True)
+        # The log is appended to across restarts: wait for this start's own "ready." line.
+        self._ready_lines = self.log_path.read_bytes().count(b"ready.") if self.log_path.exists() else 0
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "nexus", "worker",
-             "--pool", self.pool, "--concurrency", "1",
+             "--pool", self.pool, "--concurrency", str(self.concurrency),
              "--queues", ",".join(settings.CELERY_QUEUES_BY_KIND[kind] for kind in self.queues),
              "--hostname", f"{self.name}-{os.getpid()}@%h",
              "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.log_path.exists() and b"ready." in self.log_path.read_bytes():
+            if self.log_path.exists() and self.log_path.read_bytes().count(b"ready.") > self._ready_lines:
                 return
             if self.process.poll() is not None:
                 raise RuntimeError(f"worker exited; see {self.log_path}")
@@ -85,8 +89,9 @@ class WorkerProcess:
         raise RuntimeError(f"worker not ready after {timeout} s; see {self.log_path}")
 
     def kill(self) -> None:
+        """SIGKILL the worker and its pool's children at once, as when its machine dies."""
         if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
+            os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
 
     def stop(self) -> None:
