@@ -10,7 +10,7 @@ from django_tenants.utils import tenant_context
 from etl import scheduler_stats, services
 from etl.models import EtlRun, RunStatus, RunTrigger
 from nexus.api.errors import Conflict
-from nexus.celery import worker_identity
+from nexus.celery import wait_for_database, worker_identity
 from tenants.models import Organisation
 
 log = structlog.get_logger(__name__)
@@ -27,7 +27,10 @@ log = structlog.get_logger(__name__)
 )
 def execute_run(self, run_id: str) -> None:
     """One slice of a queued run; the service queues the next slice, or waits for a slot."""
-    run = EtlRun.objects.select_related("source").filter(pk=run_id, status=RunStatus.QUEUED).first()
+    run = wait_for_database(
+        lambda: EtlRun.objects.select_related("source").filter(pk=run_id, status=RunStatus.QUEUED).first(),
+        what="ETL run",
+    )
     if run is None:
         return
     # Only a run the schedule started is stopped on purpose. The run after a failure is a

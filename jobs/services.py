@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -25,6 +25,7 @@ from jobs.models import EventKind, Job, JobEvent, JobStatus, JobType
 from jobs.providers import ProviderResult, default_provider_name
 from nexus.api.errors import ValidationFailed
 from nexus.celery import ENQUEUE_RESENDS, send_on_commit
+from nexus.redis import broker_started_at
 from tenants.models import User, WorkerHeartbeat
 from webhooks.services import webhook_publish
 
@@ -325,6 +326,13 @@ def job_fail(*, job_id: uuid.UUID | str, attempt: int, error: str, retryable: bo
     return outcome
 
 
+def _database_up_for() -> float:
+    """Seconds since the database server started."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT EXTRACT(EPOCH FROM now() - pg_postmaster_start_time())")
+        return float(cursor.fetchone()[0])
+
+
 def jobs_sweep() -> dict[str, int]:
     """Recover jobs whose task was lost; runs every JOB_SWEEP_SECONDS. Each recovery goes
     through the same conditional transitions as a worker, so a job sent twice still runs
@@ -335,10 +343,13 @@ def jobs_sweep() -> dict[str, int]:
       with its worker or with Redis) are sent now;
     - upcoming retries (due before the next sweep) get a copy of their delayed message;
     - not picked up: pending jobs queued more than JOB_REQUEUE_AFTER_SECONDS ago and still
-      pending (the broker lost the message) are sent again;
+      pending (the broker lost the message) are sent again, and at once those queued before
+      the broker last started (a Redis restart without persistence lost their messages);
     - orphaned: running jobs whose worker has not heartbeated for
       JOB_WORKER_DEAD_AFTER_SECONDS, and any running longer than JOB_RUNNING_TIMEOUT_SECONDS,
-      are failed as retryable, so they retry or, on their last attempt, fail and refund.
+      are failed as retryable, so they retry or, on their last attempt, fail and refund
+      (the heartbeat rule waits until the database has been up for a dead-after period: after
+      its restart every heartbeat is stale, the living workers' too).
     """
     now = timezone.now()
     resent = _jobs_resend(
@@ -373,15 +384,27 @@ def jobs_sweep() -> dict[str, int]:
         message="task was not picked up; sent again",
         reason="not_picked_up",
     )
+    broker_started = broker_started_at()
+    if broker_started is not None:
+        requeued += _jobs_resend(
+            Job.objects.filter(status=JobStatus.PENDING, enqueued_at__lt=broker_started),
+            now=now,
+            message="queued before the broker restarted, which lost the message; sent again",
+            reason="broker_restarted",
+        )
 
     dead_after = now - timedelta(seconds=settings.JOB_WORKER_DEAD_AFTER_SECONDS)
     alive = WorkerHeartbeat.objects.filter(beat_at__gte=dead_after).values("name")
-    orphaned = list(
-        Job.objects.filter(status=JobStatus.RUNNING, started_at__lt=dead_after)
-        .exclude(worker="")
-        .exclude(worker__in=alive)
-        .values_list("pk", "attempt_count")[:500]
-    )
+    orphaned = []
+    # Nobody could heartbeat while the database was down: until it has been up for a whole
+    # dead-after period, a stale heartbeat says nothing about its worker.
+    if _database_up_for() >= settings.JOB_WORKER_DEAD_AFTER_SECONDS:
+        orphaned = list(
+            Job.objects.filter(status=JobStatus.RUNNING, started_at__lt=dead_after)
+            .exclude(worker="")
+            .exclude(worker__in=alive)
+            .values_list("pk", "attempt_count")[:500]
+        )
     stuck = list(
         Job.objects.filter(
             status=JobStatus.RUNNING,

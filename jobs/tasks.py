@@ -10,7 +10,7 @@ from django_tenants.utils import tenant_context
 
 from jobs import services
 from jobs.providers import ProviderError, provider_for
-from nexus.celery import worker_identity
+from nexus.celery import wait_for_database, worker_identity
 from tenants.models import Organisation
 
 log = structlog.get_logger(__name__)
@@ -28,29 +28,38 @@ log = structlog.get_logger(__name__)
 )
 def run_job(self, job_id: str) -> None:
     hostname = self.request.hostname
-    job = services.job_claim(job_id=job_id, worker=worker_identity(hostname) if hostname else "")
+    worker = worker_identity(hostname) if hostname else ""
+    # Claim and outcome wait out a database outage (see wait_for_database): a task dropped
+    # on it would leave its job pending for a sweep, or running until the timeout.
+    job = wait_for_database(lambda: services.job_claim(job_id=job_id, worker=worker), what="job claim")
     if job is None:
         return
     structlog.contextvars.bind_contextvars(job_id=job_id, attempt=job.attempt_count)
     try:
         result = provider_for(job.provider).run(job.job_type, job.text)
     except ProviderError as exc:
-        services.job_fail(
-            job_id=job.pk, attempt=job.attempt_count, error=exc.message, retryable=exc.transient
+        error, transient = exc.message, exc.transient
+        wait_for_database(
+            lambda: services.job_fail(
+                job_id=job.pk, attempt=job.attempt_count, error=error, retryable=transient
+            ),
+            what="job failure",
         )
         return
     except Exception as exc:  # a bug in a provider must not leave the job running
         log.exception("job.provider_crashed")
-        services.job_fail(
-            job_id=job.pk,
-            attempt=job.attempt_count,
-            error=f"Internal error while running the job ({type(exc).__name__}).",
-            retryable=True,
+        error = f"Internal error while running the job ({type(exc).__name__})."
+        wait_for_database(
+            lambda: services.job_fail(job_id=job.pk, attempt=job.attempt_count, error=error, retryable=True),
+            what="job failure",
         )
         return
     finally:
         structlog.contextvars.unbind_contextvars("job_id", "attempt")
-    services.job_complete(job_id=job.pk, attempt=job.attempt_count, result=result)
+    wait_for_database(
+        lambda: services.job_complete(job_id=job.pk, attempt=job.attempt_count, result=result),
+        what="job completion",
+    )
 
 
 @shared_task(name="jobs.sweep", ignore_result=True)

@@ -4,14 +4,18 @@ Redis as optional and must not hang a request waiting for it."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import redis
 from django.conf import settings
+from django.utils import timezone
 
 _clients: dict[str, redis.Redis] = {}
 
 
-def get_redis() -> redis.Redis:
-    url = settings.REDIS_URL
+def get_redis(url: str | None = None) -> redis.Redis:
+    """The client for `url` (default REDIS_URL), one per process and URL."""
+    url = url or settings.REDIS_URL
     client = _clients.get(url)
     if client is None:
         client = redis.Redis.from_url(
@@ -22,6 +26,22 @@ def get_redis() -> redis.Redis:
         )
         _clients[url] = client
     return client
+
+
+def broker_started_at() -> datetime | None:
+    """When the Celery broker's Redis last started (from its uptime); None when the broker
+    is not Redis or does not answer. A message queued before then was lost with it, unless
+    that Redis persists its data (sending such a message again is harmless: see jobs.sweep).
+    The uptime is in whole seconds, so this is the latest the start can have been: a message
+    sent within a second after the restart may be sent once more, never one left out."""
+    url = settings.CELERY_BROKER_URL
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    try:
+        uptime = int(get_redis(url).info("server")["uptime_in_seconds"])
+    except (redis.RedisError, OSError, KeyError, ValueError):
+        return None
+    return timezone.now() - timedelta(seconds=uptime)
 
 
 def redis_key(*parts: str) -> str:

@@ -163,6 +163,9 @@ _db["ENGINE"] = "django_tenants.postgresql_backend"
 _db.setdefault("OPTIONS", {})
 _db["OPTIONS"].setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT", 5))
 _db["CONN_HEALTH_CHECKS"] = True
+# How long a worker's task waits for the database to come back before it gives up (and
+# leaves its work to the sweeps): long enough for a restart or a failover.
+DATABASE_OUTAGE_WAIT_SECONDS = float(env("DATABASE_OUTAGE_WAIT_SECONDS", "60"))
 # The test database is test_<database name>, so checkouts using different DATABASE_URLs
 # can run their suites side by side.
 _db["TEST"] = {"NAME": env("TEST_DATABASE_NAME", f"test_{_db['NAME']}")}
@@ -242,8 +245,18 @@ CELERY_TASK_ROUTES = {
 # worker process is replaced). Tasks that need another bound declare their own.
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 300)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 360)
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's DatabaseScheduler, reconnecting to a lost broker every
+# BROKER_RECONNECT_SECONDS (nexus/beat.py).
+CELERY_BEAT_SCHEDULER = "nexus.beat:NexusScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Survives a broker outage with messages unacknowledged and reconnects every
+# BROKER_RECONNECT_SECONDS, for as long as the outage lasts (see nexus.celery.NexusConsumer).
+CELERY_WORKER_CONSUMER = "nexus.celery:NexusConsumer"
+BROKER_RECONNECT_SECONDS = float(env("BROKER_RECONNECT_SECONDS", "2"))
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# A task running when the broker goes away finishes its attempt: its outcome is written to
+# the database by a conditional transition, so a redelivered copy finds nothing to do.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 
 # --- Authentication ---------------------------------------------------------------------
 AUTHENTICATION_BACKENDS = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django_tenants.utils import tenant_context
 
+from nexus.celery import wait_for_database
 from tenants.models import Organisation
 from webhooks import services
 
@@ -19,7 +20,10 @@ from webhooks import services
     time_limit=90,
 )
 def deliver(delivery_id: str) -> None:
-    services.webhook_attempt(delivery_id=delivery_id)
+    # An attempt waits out a database outage rather than dropping its message; should the
+    # database fail between the request and its record, the retry may send the delivery
+    # again, which its stable id lets receivers recognise (at least once, by design).
+    wait_for_database(lambda: services.webhook_attempt(delivery_id=delivery_id), what="webhook attempt")
 
 
 @shared_task(name="webhooks.sweep", ignore_result=True)

@@ -1,6 +1,7 @@
 """How the frequent sweep recovers jobs without waiting for timeouts: sends that the broker
 refused, retries whose delayed message was lost, and attempts whose worker died."""
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -13,7 +14,8 @@ from billing.models import CreditTransaction
 from billing.selectors import credits_balance, credits_ledger_sum
 from billing.services import credits_grant
 from jobs import services, tasks
-from jobs.models import EventKind, Job, JobStatus
+from jobs.models import EventKind, Job, JobEvent, JobStatus
+from nexus.tests.live import free_port
 from tenants.models import WorkerHeartbeat
 
 pytestmark = pytest.mark.django_db
@@ -184,3 +186,64 @@ def test_metrics_export_the_enqueue_counters(client, settings):
     settings.DEBUG = True  # /metrics answers without a token only in development
     body = client.get("/metrics").content.decode()
     assert "nexus_enqueue_failures_total" in body and "nexus_enqueue_resends_total" in body
+
+
+@pytest.fixture
+def restarted_broker(settings, tmp_path):
+    """A Redis of this test's own that has just started, as the broker: a Redis restarted
+    without persistence, which has lost every message queued before."""
+    from tests.faults.servers import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp_path)
+    server.create()
+    settings.CELERY_BROKER_URL = server.url
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_job_queued_before_the_broker_restarted_is_sent_again_at_once(
+    world, org, broker, restarted_broker, settings, django_capture_on_commit_callbacks
+):
+    resends = _metric("nexus_enqueue_resends_total", task="jobs.run_job", reason="broker_restarted")
+    # Redis reports its uptime in whole seconds: a message sent within a second of the
+    # restart may be sent once more (harmless), so `kept` is sent clearly after it.
+    time.sleep(1.5)
+    with django_capture_on_commit_callbacks(execute=True):
+        lost = _create(world)
+        kept = _create(world)
+    # `lost` was queued 20 s ago, before this Redis started: its message went with the old
+    # one. `kept` was queued now, after it started. Neither is old enough for the
+    # not-picked-up rule (JOB_REQUEUE_AFTER_SECONDS).
+    assert settings.JOB_REQUEUE_AFTER_SECONDS > 20
+    Job.objects.filter(pk=lost.pk).update(enqueued_at=timezone.now() - timedelta(seconds=20))
+    broker.sent.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.jobs_sweep()["requeued"] == 1
+    assert broker.sent == [([str(lost.pk)], 0)]
+    assert Job.objects.get(pk=lost.pk).enqueued_at > Job.objects.get(pk=kept.pk).enqueued_at
+    assert (
+        _metric("nexus_enqueue_resends_total", task="jobs.run_job", reason="broker_restarted") == resends + 1
+    )
+    assert list(
+        JobEvent.objects.filter(job_id=lost.pk, kind=EventKind.REQUEUED).values_list("message", flat=True)
+    ) == ["queued before the broker restarted, which lost the message; sent again"]
+    # Sent again once: the next sweep finds it queued after the restart.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.jobs_sweep()["requeued"] == 0
+    assert len(broker.sent) == 1
+
+
+def test_a_broker_that_does_not_answer_leaves_queued_jobs_to_the_other_rules(
+    world, org, broker, settings, django_capture_on_commit_callbacks
+):
+    settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens
+    with django_capture_on_commit_callbacks(execute=True):
+        job = _create(world)
+    Job.objects.filter(pk=job.pk).update(enqueued_at=timezone.now() - timedelta(seconds=20))
+    broker.sent.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.jobs_sweep()["requeued"] == 0
+    assert broker.sent == []
