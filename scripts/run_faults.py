@@ -29,11 +29,12 @@ ARTIFACTS = ROOT / "test-artifacts"
 REPORT_ENV = "NEXUS_FAULT_REPORT"
 # Roughly how long each scenario file takes, to balance the lanes (unknown files: 60 s).
 EXPECTED_SECONDS = {
-    "test_webhook_receiver_down.py": 200,
-    "test_redis_down.py": 90,
-    "test_postgres_down.py": 70,
-    "test_worker_killed.py": 70,
-    "test_etl_killed.py": 70,
+    "test_webhook_receiver_down.py": 180,
+    "test_redis_down.py": 70,
+    "test_postgres_down.py": 65,
+    "test_worker_killed.py": 45,
+    "test_etl_killed.py": 45,
+    "test_retry_worker_dies.py": 30,
 }
 
 
@@ -57,8 +58,11 @@ def _print_report(report: Path) -> None:
         print(f"  {entry['scenario']}: {numbers}")
 
 
-def main(pytest_args: list[str]) -> int:
-    files = sorted(SUITE.glob("test_*.py"))
+def main(args: list[str]) -> int:
+    # Scenario files named on the command line run alone; other arguments go to pytest.
+    named = [Path(arg).resolve() for arg in args if arg.endswith(".py") and Path(arg).is_file()]
+    pytest_args = [arg for arg in args if not (arg.endswith(".py") and Path(arg).is_file())]
+    files = named or sorted(SUITE.glob("test_*.py"))
     if not files:
         print("no fault scenarios found: failing", file=sys.stderr)
         return 1
@@ -67,16 +71,18 @@ def main(pytest_args: list[str]) -> int:
     report.unlink(missing_ok=True)
     lanes = _lanes(files, max(1, int(os.environ.get("FAULT_LANES", "2"))))
     base = Path(tempfile.mkdtemp(prefix="nexus-faults-"))
-    os.chmod(base, 0o755)  # noqa: S103 - the embedded PostgreSQL runs as its own user under root
+    os.chmod(base, 0o755)  # noqa: S103  # nosec B103 - the embedded PostgreSQL runs as its own user under root
     # pgserver keeps a lock file in the runtime directory; give it one where none is set.
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(base))
+    runtime = base / "run"
+    runtime.mkdir(mode=0o700)
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
     started: list[tuple[Servers, subprocess.Popen, Path]] = []
     began = time.monotonic()
     try:
         for number, lane in enumerate(lanes, 1):
             root = base / f"lane{number}"
             root.mkdir()
-            os.chmod(root, 0o755)  # noqa: S103 - as above
+            os.chmod(root, 0o755)  # noqa: S103  # nosec B103 - as above
             servers = Servers.at(root)
             servers.create()
             env = {
@@ -89,7 +95,16 @@ def main(pytest_args: list[str]) -> int:
             env.pop("CELERY_BROKER_URL", None)
             log_path = ARTIFACTS / f"faults-lane{number}.log"
             log = open(log_path, "wb")  # noqa: SIM115 - closed when the lane ends
-            command = [str(ROOT / ".venv" / "bin" / "pytest"), "-p", "no:xdist", "-v", "--tb=short", "--show-capture=no", *map(str, lane), *pytest_args]
+            command = [
+                str(ROOT / ".venv" / "bin" / "pytest"),
+                "-p",
+                "no:xdist",
+                "-v",
+                "--tb=short",
+                "--show-capture=no",
+                *map(str, lane),
+                *pytest_args,
+            ]
             print(f"lane {number}: {', '.join(p.name for p in lane)} (log: {log_path.relative_to(ROOT)})")
             process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # nosec B603
             started.append((servers, process, log_path))

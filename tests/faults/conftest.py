@@ -39,7 +39,7 @@ def servers() -> Servers:
     # Never the shared servers: the database this process uses must be the suite's own.
     host = str(connection.settings_dict.get("HOST") or "")
     assert host == str(found.postgres._socket_dir()), f"not the suite's own PostgreSQL: {host!r}"
-    assert settings.REDIS_URL == found.redis.url, "not the suite's own Redis"
+    assert found.redis.url == settings.REDIS_URL, "not the suite's own Redis"
     return found
 
 
@@ -74,13 +74,19 @@ class Api:
     base: str
     token: str
 
-    def call(self, method: str, path: str, body=None, *, headers: dict | None = None, timeout: float = 15) -> Response:
+    def call(
+        self, method: str, path: str, body=None, *, headers: dict | None = None, timeout: float = 15
+    ) -> Response:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(  # noqa: S310 - the suite's own server on 127.0.0.1
+        request = urllib.request.Request(
             f"{self.base}{path}",
             data=data,
             method=method,
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json", **(headers or {})},
+            headers={
+                "Authorization": f"Bearer {self.token}",
+                "Content-Type": "application/json",
+                **(headers or {}),
+            },
         )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as answer:  # nosec B310
@@ -94,7 +100,9 @@ class Api:
         return Response(status, got, parsed)
 
     def summarize(self, text: str = TEXT, *, key: str | None = None) -> Response:
-        return self.call("POST", "/api/v1/summarize", {"text": text}, headers={"Idempotency-Key": key or uuid.uuid4().hex})
+        return self.call(
+            "POST", "/api/v1/summarize", {"text": text}, headers={"Idempotency-Key": key or uuid.uuid4().hex}
+        )
 
 
 class Beat:
@@ -138,7 +146,7 @@ class System:
 
 
 # One worker per queue as `make up` runs them (prefork, 2 processes for jobs and ETL), the
-# production heartbeat and sweep periods, the production job retry delay.
+# production heartbeat and sweep periods and the production retry delays of jobs and webhooks.
 WORKER_CONCURRENCY = {"jobs": 2, "webhooks": 1, "etl": 1, "periodic": 1}
 
 
@@ -149,6 +157,7 @@ def system(servers, live_db, gemini_stub, tmp_path):
         "GEMINI_BASE_URL": gemini_stub.url,
         "JOB_PROVIDER_TIMEOUT_SECONDS": "10",
         "JOB_RETRY_DELAY_SECONDS": "5",
+        "WEBHOOK_RETRY_DELAYS": "5,25,125",
         "LOG_LEVEL": "INFO",
     }
     workers = {

