@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -44,7 +45,7 @@ from etl.normalise import UNIFIED_FIELDS
 from etl.pipeline import PreparedBatch, in_background, prepare
 from nexus.api.errors import Conflict, ValidationFailed
 from nexus.api.fields import plain_text
-from nexus.celery import send_on_commit
+from nexus.celery import send_on_commit, wait_for_database
 from nexus.crypto import encrypt
 from nexus.net import UnsafeURL, resolve_public_url
 from tenants.models import WorkerHeartbeat
@@ -56,6 +57,7 @@ DEFAULT_REQUIRED = ["external_id", "title"]
 MIN_REQUESTS_PER_SECOND = 0.2
 MAX_REQUESTS_PER_SECOND = 100.0
 STALE_QUEUED_AFTER = timedelta(minutes=10)
+EXECUTE_RUN_TASK = "etl.execute_run"  # sent by name: etl.tasks imports this module
 
 
 class InjectedFailure(RuntimeError):
@@ -354,11 +356,9 @@ def etl_run_queue(*, source: DataSource, trigger: str) -> EtlRun:
     )
     if waiting.exists():
         raise Conflict("A run of this source is already queued.", details={"reason": "queued"})
-    from etl.tasks import execute_run
-
     with transaction.atomic():
         run = EtlRun.objects.create(source=source, trigger=_resume_if_failed(source, trigger))
-        send_on_commit(execute_run, str(run.pk), log_event="etl.enqueue_failed")
+        send_on_commit(EXECUTE_RUN_TASK, str(run.pk), log_event="etl.enqueue_failed")
     return run
 
 
@@ -438,13 +438,32 @@ def etl_run_source(
     return run
 
 
+def etl_run_execute(*, run_id: uuid.UUID | str, worker: str = "") -> EtlRun | None:
+    """What a worker does with a run it was sent: the next slice of the run, if it is still
+    queued (None when it is not: finished, failed, or taken over). The lookup waits out a
+    database outage rather than dropping the message. Only a run the schedule started is
+    stopped on purpose by ETL_SCHEDULED_FAIL_AFTER: the run after a failure is a resume
+    (whoever queued it) and must be free to finish, or nothing would ever complete while the
+    setting is on. A run whose source is being run elsewhere is skipped (logged)."""
+    run = wait_for_database(
+        lambda: EtlRun.objects.select_related("source").filter(pk=run_id, status=RunStatus.QUEUED).first(),
+        what="ETL run",
+    )
+    if run is None:
+        return None
+    fail_after = settings.ETL_SCHEDULED_FAIL_AFTER if run.trigger == RunTrigger.SCHEDULE else None
+    try:
+        return etl_run_slice(run=run, fail_after=fail_after, worker=worker)
+    except Conflict:
+        log.info("etl.run_skipped_running", run_id=str(run_id))
+        return None
+
+
 def etl_run_slice(*, run: EtlRun, fail_after: int | None = None, worker: str = "") -> EtlRun:
     """One slice of a queued run, on a worker. The organisation runs at most its
     `max_concurrent_runs` slices at once: without a free slot the run stays queued and is
     sent again after ETL_SLOT_RETRY_SECONDS. A run with more to do after its slice is sent
     again, after one interval of the source's pace, to continue from its checkpoint."""
-    from etl.tasks import execute_run
-
     slot = _take_slot()
     if slot is None:
         now = timezone.now()
@@ -463,7 +482,7 @@ def etl_run_slice(*, run: EtlRun, fail_after: int | None = None, worker: str = "
         EtlRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(slice_queued_at=now)
         log.info("etl.run_waiting_for_slot", run_id=str(run.pk))
         send_on_commit(
-            execute_run,
+            EXECUTE_RUN_TASK,
             str(run.pk),
             countdown=settings.ETL_SLOT_RETRY_SECONDS,
             log_event="etl.enqueue_failed",
@@ -482,7 +501,7 @@ def etl_run_slice(*, run: EtlRun, fail_after: int | None = None, worker: str = "
         _release_slot(slot)
     if run.status == RunStatus.QUEUED:
         send_on_commit(
-            execute_run,
+            EXECUTE_RUN_TASK,
             str(run.pk),
             countdown=_pause_between_slices(run.source),
             log_event="etl.enqueue_failed",

@@ -22,9 +22,9 @@ from django.utils import timezone
 from billing.services import credits_deduct, credits_refund
 from jobs.cache import CachedResult, cache_store, cached_result
 from jobs.models import EventKind, Job, JobEvent, JobStatus, JobType
-from jobs.providers import ProviderResult, default_provider_name
+from jobs.providers import ProviderError, ProviderResult, default_provider_name, provider_for
 from nexus.api.errors import ValidationFailed
-from nexus.celery import ENQUEUE_RESENDS, send_on_commit
+from nexus.celery import ENQUEUE_RESENDS, send_on_commit, wait_for_database
 from nexus.redis import broker_started_at
 from tenants.models import User, WorkerHeartbeat
 from webhooks.services import webhook_publish
@@ -42,6 +42,9 @@ def _event(job_id: uuid.UUID, kind: str, *, attempt: int = 0, message: str = "",
     JobEvent.objects.create(job_id=job_id, kind=kind, attempt=attempt, message=message[:500], error=error)
 
 
+RUN_JOB_TASK = "jobs.run_job"  # sent by name: jobs.tasks imports this module
+
+
 def _enqueue(job_id: uuid.UUID, *, countdown: float = 0, resend_reason: str = "") -> None:
     """Send the job's task once the current transaction commits, in this organisation's
     schema. A message sent at once stamps `enqueued_at` when the broker accepts it; a job
@@ -49,17 +52,16 @@ def _enqueue(job_id: uuid.UUID, *, countdown: float = 0, resend_reason: str = ""
     message (a retry's countdown) is not stamped: it lives only in the broker and the
     worker holding it, so the database stays the record of the retry and the sweep sends
     it if it has not run shortly after its due time."""
-    from jobs.tasks import run_job
 
     def stamp() -> None:
         Job.objects.filter(pk=job_id, status=JobStatus.PENDING, enqueued_at__isnull=True).update(
             enqueued_at=timezone.now()
         )
         if resend_reason:
-            ENQUEUE_RESENDS.labels(task=run_job.name, reason=resend_reason).inc()
+            ENQUEUE_RESENDS.labels(task=RUN_JOB_TASK, reason=resend_reason).inc()
 
     send_on_commit(
-        run_job,
+        RUN_JOB_TASK,
         str(job_id),
         countdown=countdown,
         log_event="job.enqueue_failed",
@@ -324,6 +326,42 @@ def job_fail(*, job_id: uuid.UUID | str, attempt: int, error: str, retryable: bo
             outcome = FailOutcome.FAILED
     log.info("job.attempt_failed", job_id=str(job_id), attempt=attempt, outcome=outcome.value, error=error)
     return outcome
+
+
+def job_run(*, job_id: uuid.UUID | str, worker: str = "") -> None:
+    """Run one attempt of a job on a worker: claim it (nothing to do when it is not due, or
+    another worker has it), call its provider, record the outcome. A provider's error fails
+    the attempt (retried when transient); a crash in a provider fails it as retryable, so a
+    bug never leaves a job running. The claim and the outcome wait out a database outage
+    (see wait_for_database): a task dropped on it would leave its job pending for a sweep,
+    or running until the timeout."""
+    job = wait_for_database(lambda: job_claim(job_id=job_id, worker=worker), what="job claim")
+    if job is None:
+        return
+    structlog.contextvars.bind_contextvars(job_id=str(job_id), attempt=job.attempt_count)
+    try:
+        result = provider_for(job.provider).run(job.job_type, job.text)
+    except ProviderError as exc:
+        error, transient = exc.message, exc.transient
+        wait_for_database(
+            lambda: job_fail(job_id=job.pk, attempt=job.attempt_count, error=error, retryable=transient),
+            what="job failure",
+        )
+        return
+    except Exception as exc:  # a bug in a provider must not leave the job running
+        log.exception("job.provider_crashed")
+        error = f"Internal error while running the job ({type(exc).__name__})."
+        wait_for_database(
+            lambda: job_fail(job_id=job.pk, attempt=job.attempt_count, error=error, retryable=True),
+            what="job failure",
+        )
+        return
+    finally:
+        structlog.contextvars.unbind_contextvars("job_id", "attempt")
+    wait_for_database(
+        lambda: job_complete(job_id=job.pk, attempt=job.attempt_count, result=result),
+        what="job completion",
+    )
 
 
 def _database_up_for() -> float:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from celery.exceptions import NotRegistered
 from celery.signals import worker_ready, worker_shutdown
 from celery.worker.consumer import Consumer
 from prometheus_client import Counter
@@ -133,16 +134,18 @@ ENQUEUE_RESENDS = Counter(
 
 
 def send_on_commit(
-    task,
+    task_name: str,
     *args,
     countdown: float = 0,
     log_event: str = "task.enqueue_failed",
     on_sent: Callable[[], None] | None = None,
 ) -> None:
-    """Send `task` once the current transaction commits, in the schema that is current
-    now. (tenant-schemas-celery reads the schema when the message is sent; by commit time
-    the caller may have left the organisation's context, as the Stripe webhook does.) A
-    broker outage is logged and counted; the periodic sweeps send what was missed.
+    """Send the task named `task_name` once the current transaction commits, in the schema
+    that is current now. (tenant-schemas-celery reads the schema when the message is sent;
+    by commit time the caller may have left the organisation's context, as the Stripe
+    webhook does.) By name, so a service never imports its app's tasks module, which imports
+    the service: no import circle; the task is looked up when it is sent. A broker outage
+    is logged and counted; the periodic sweeps send what was missed.
     `on_sent` runs in that same schema once the broker has accepted the message (to stamp
     the row as queued), never when the send failed."""
     import structlog
@@ -153,16 +156,47 @@ def send_on_commit(
 
     def send() -> None:
         try:
-            task.apply_async(args=list(args), countdown=countdown, headers={"_schema_name": schema})
+            task_named(task_name).apply_async(
+                args=list(args), countdown=countdown, headers={"_schema_name": schema}
+            )
         except Exception:
-            ENQUEUE_FAILURES.labels(task=task.name).inc()
-            structlog.get_logger(__name__).warning(log_event, task=task.name, args=args, exc_info=True)
+            ENQUEUE_FAILURES.labels(task=task_name).inc()
+            structlog.get_logger(__name__).warning(log_event, task=task_name, args=args, exc_info=True)
             return
         if on_sent is not None:
             with schema_context(schema):
                 on_sent()
 
     transaction.on_commit(send)
+
+
+def task_named(name: str):
+    """The registered task called `name`. Tasks are sent by name, and a process (web, say)
+    may not have imported the module that defines it yet: Celery's autodiscovery imports
+    every app's tasks module then. An unknown name raises NotRegistered."""
+    try:
+        return app.tasks[name]
+    except NotRegistered:
+        app.loader.import_default_modules()
+        return app.tasks[name]
+
+
+def fan_out(task_name: str, *, expires: float | None = None) -> int:
+    """Send the task named `task_name` once per active organisation, each in that
+    organisation's schema: how every periodic task does per-organisation work (the beat
+    schedule lives in the public schema). `expires` drops a copy not started in time, for
+    tasks whose next run does the same work. Returns the number sent."""
+    from django_tenants.utils import tenant_context
+
+    from tenants.selectors import organisations_active
+
+    task = task_named(task_name)
+    sent = 0
+    for org in organisations_active():
+        with tenant_context(org):
+            task.apply_async(expires=expires)
+        sent += 1
+    return sent
 
 
 # --- Worker heartbeat -------------------------------------------------------------------

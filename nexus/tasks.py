@@ -1,19 +1,16 @@
-"""Periodic upkeep of per-organisation plumbing."""
+"""Periodic upkeep of per-organisation plumbing. Thin: each task calls one service."""
 
 from __future__ import annotations
 
 from celery import shared_task
-from django_tenants.utils import tenant_context
 
+from nexus.celery import fan_out
 from nexus.idempotency import idempotency_purge_expired
-from tenants.models import Organisation
 
 
 @shared_task(name="nexus.purge_idempotency_keys", ignore_result=True)
 def purge_idempotency_keys() -> None:
-    for org in Organisation.objects.exclude(schema_name="public"):
-        with tenant_context(org):
-            purge_organisation_idempotency_keys.delay()
+    fan_out("nexus.purge_organisation_idempotency_keys")
 
 
 @shared_task(name="nexus.purge_organisation_idempotency_keys", ignore_result=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 from django.db.models import Count, Q, QuerySet
+from django_tenants.utils import get_public_schema_name
 
 from nexus.api.errors import NotFound
 from tenants.models import Organisation, Role, User
@@ -49,3 +50,8 @@ def user_by_email(*, email: str) -> User | None:
     from tenants.managers import normalize_email_address
 
     return User.objects.select_related("organisation").filter(email=normalize_email_address(email)).first()
+
+
+def organisations_active() -> QuerySet[Organisation]:
+    """Every organisation whose work runs: active, and a tenant (not the public schema)."""
+    return Organisation.objects.filter(is_active=True).exclude(schema_name=get_public_schema_name())

@@ -44,6 +44,7 @@ log = structlog.get_logger(__name__)
 
 RESPONSE_EXCERPT_BYTES = 1024
 USER_AGENT = "NexusAPI-Webhooks/1.0"
+DELIVER_TASK = "webhooks.deliver"  # sent by name: webhooks.tasks imports this module
 
 
 def _attempts_per_cycle() -> int:
@@ -214,9 +215,7 @@ def webhook_notice_dismiss(*, notice: WebhookNotice, user) -> WebhookNotice:
 
 def _enqueue(delivery_id: str, *, countdown: float = 0) -> None:
     """Sent on commit, in this organisation's schema; the sweep covers a broker outage."""
-    from webhooks.tasks import deliver
-
-    send_on_commit(deliver, delivery_id, countdown=countdown, log_event="webhook.enqueue_failed")
+    send_on_commit(DELIVER_TASK, delivery_id, countdown=countdown, log_event="webhook.enqueue_failed")
 
 
 def _payload(event_type: str, data: dict) -> dict:

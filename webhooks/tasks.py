@@ -1,12 +1,11 @@
-"""Celery tasks for webhooks: one task per attempt, thin; the schedule is in the service."""
+"""Celery tasks for webhooks: one task per attempt. Thin: each calls one service; the
+schedule and its decisions are in webhooks.services."""
 
 from __future__ import annotations
 
 from celery import shared_task
-from django_tenants.utils import tenant_context
 
-from nexus.celery import wait_for_database
-from tenants.models import Organisation
+from nexus.celery import fan_out, wait_for_database
 from webhooks import services
 
 
@@ -28,9 +27,7 @@ def deliver(delivery_id: str) -> None:
 
 @shared_task(name="webhooks.sweep", ignore_result=True)
 def sweep() -> None:
-    for org in Organisation.objects.filter(is_active=True).exclude(schema_name="public"):
-        with tenant_context(org):
-            sweep_organisation.delay()
+    fan_out("webhooks.sweep_organisation")
 
 
 @shared_task(name="webhooks.sweep_organisation", ignore_result=True)

@@ -5,7 +5,7 @@ from etl.models import DataSource, RunTrigger
 from etl.services import etl_run_source
 from nexus.api.errors import AppError
 from tenants.management.commands._base import OperatorCommand
-from tenants.models import Organisation
+from tenants.selectors import organisations_active
 
 
 class Command(OperatorCommand):
@@ -20,11 +20,7 @@ class Command(OperatorCommand):
         )
 
     def _find(self, source_id: str, slug: str | None):
-        orgs = (
-            [self.organisation(slug)]
-            if slug
-            else Organisation.objects.filter(is_active=True).exclude(schema_name="public")
-        )
+        orgs = [self.organisation(slug)] if slug else organisations_active()
         for org in orgs:
             with tenant_context(org):
                 try:
