@@ -7,9 +7,8 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing import purchases, selectors
-from billing.models import Purchase, PurchaseStatus, TransactionKind
-from billing.public.models import CreditPack
+from billing import selectors
+from billing.models import PurchaseStatus, TransactionKind
 from billing.serializers import (
     CheckoutInput,
     CreditPackOutput,
@@ -17,6 +16,7 @@ from billing.serializers import (
     CreditTransactionOutput,
     PurchaseOutput,
 )
+from billing.services.purchases import checkout_start
 from nexus.api.pagination import PagePagination
 from nexus.api.permissions import IsOrganisationAdmin
 from nexus.api.query import (
@@ -80,7 +80,7 @@ class CreditPackListView(APIView):
         extensions=COMPLETE_LIST,
     )
     def get(self, request, *args, **kwargs):
-        return Response(CreditPackOutput(CreditPack.objects.filter(active=True), many=True).data)
+        return Response(CreditPackOutput(selectors.credit_packs_on_sale(), many=True).data)
 
 
 class CheckoutView(APIView):
@@ -103,7 +103,7 @@ class CheckoutView(APIView):
     def post(self, request, *args, **kwargs):
         payload = CheckoutInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        purchase = purchases.checkout_start(
+        purchase = checkout_start(
             user=request.user, pack_id=payload.validated_data["pack"], org_id=request._request.tenant.id
         )
         return Response(PurchaseOutput(purchase).data, status=status.HTTP_201_CREATED)
@@ -120,10 +120,8 @@ class PurchaseListView(APIView):
         tags=["billing"],
     )
     def get(self, request, *args, **kwargs):
-        rows = Purchase.objects.all()
         statuses = multi_value(request, "status", allowed=set(PurchaseStatus.values))
-        if statuses:
-            rows = rows.filter(status__in=statuses)
+        rows = selectors.purchase_list(statuses=statuses)
         rows = apply_sort(rows, request, allowed={"created_at", "amount_cents"}, default="-created_at")
         paginator = PagePagination()
         page = paginator.paginate_queryset(rows, request, view=self)

@@ -1,4 +1,5 @@
-"""Reads of the credit ledger (organisation schema)."""
+"""Reads of billing: the credit ledger and purchases (organisation schema), the credit packs
+on sale (public schema)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from django.db.models import QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from billing.models import CreditBalance, CreditTransaction, TransactionKind
+from billing.models import CreditBalance, CreditTransaction, Purchase, TransactionKind
+from billing.public.models import CreditPack
 
 
 def credits_balance() -> int:
@@ -62,3 +64,19 @@ def credits_spent_per_day(*, days: int) -> list[tuple[date, int]]:
 
 def credits_ledger_sum() -> int:
     return CreditTransaction.objects.aggregate(total=Sum("amount"))["total"] or 0
+
+
+def credit_packs_on_sale() -> QuerySet[CreditPack]:
+    return CreditPack.objects.filter(active=True)
+
+
+def purchase_list(*, statuses: list[str] | None = None) -> QuerySet[Purchase]:
+    """The organisation's purchases (unordered: the caller sorts), optionally by status."""
+    rows = Purchase.objects.all()
+    if statuses:
+        rows = rows.filter(status__in=statuses)
+    return rows
+
+
+def purchases_recent(*, limit: int = 50) -> list[Purchase]:
+    return list(Purchase.objects.order_by("-created_at")[:limit])

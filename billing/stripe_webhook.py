@@ -1,128 +1,19 @@
-"""POST /stripe/webhook: Stripe's signed events, applied exactly once.
-
-Runs in the public schema (no caller). The signature is checked first; then, in one
-transaction, the event id is recorded and the event applied inside the organisation's
-schema. A duplicate or replayed event finds its id and changes nothing; a failure rolls
-both back and answers 500 so Stripe sends it again.
-"""
+"""POST /stripe/webhook: Stripe's signed events. The view checks the signature and hands
+the event to billing.services.stripe_events, which applies it exactly once; a failure
+answers 500 so that Stripe sends the event again."""
 
 from __future__ import annotations
-
-import uuid
 
 import stripe
 import structlog
 from django.conf import settings
-from django.db import transaction
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
-from django_tenants.utils import tenant_context
 
-from billing import purchases
-from billing.public.models import CheckoutIndex, StripeEvent
-from tenants.models import Organisation
+from billing.services.stripe_events import stripe_event_receive
 
 log = structlog.get_logger(__name__)
-
-
-def _index_for_session(session_id: str) -> CheckoutIndex | None:
-    return CheckoutIndex.objects.filter(session_id=session_id).first()
-
-
-def _index_from_metadata(session) -> CheckoutIndex | None:
-    """A session we never indexed: checkout_start stopped between Stripe creating the
-    session and our saving its id. The session's metadata (ours, in an event Stripe signed)
-    names the organisation and the purchase; the purchase is tied to the session now."""
-    metadata = getattr(session, "metadata", None)
-    try:
-        org_id = uuid.UUID(str(metadata["organisation_id"]))
-        purchase_id = uuid.UUID(str(metadata["purchase_id"]))
-    except (TypeError, KeyError, ValueError):
-        return None
-    org = Organisation.objects.filter(pk=org_id).first()
-    if org is None:
-        return None
-    with tenant_context(org):
-        tied = purchases.Purchase.objects.filter(pk=purchase_id, stripe_session_id="").update(
-            stripe_session_id=session.id
-        )
-    if not tied:
-        # Another event for the same session may have tied it a moment ago (our UPDATE
-        # waited for its commit): its index is the answer.
-        return _index_for_session(session.id)
-    log.warning("stripe.session_indexed_late", session_id=session.id, purchase_id=str(purchase_id))
-    return CheckoutIndex.objects.create(
-        session_id=session.id, organisation_id=org.pk, purchase_id=purchase_id
-    )
-
-
-def _index_for_payment(payment_intent_id: str) -> CheckoutIndex | None:
-    index = CheckoutIndex.objects.filter(payment_intent_id=payment_intent_id).first()
-    if index is not None or not payment_intent_id:
-        return index
-    # The refund overtook the completion: ask Stripe which session this payment paid.
-    sessions = purchases.stripe_client().v1.checkout.sessions.list(
-        params={"payment_intent": payment_intent_id}
-    )
-    for session in sessions.data:
-        index = _index_for_session(session.id)
-        if index is not None:
-            return index
-    return None
-
-
-def _session_event(event, index: CheckoutIndex) -> str:
-    session = event.data.object
-    if event.type in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
-        if session.payment_status not in ("paid", "no_payment_required"):
-            return "awaiting_payment"
-        done = purchases.purchase_fulfil(
-            purchase_id=index.purchase_id, payment_intent_id=purchases._payment_intent_id(session)
-        )
-        return "fulfilled" if done else "already_applied"
-    done = purchases.purchase_expire(purchase_id=index.purchase_id)
-    return "expired" if done else "already_applied"
-
-
-def _refund_event(event, index: CheckoutIndex) -> str:
-    charge = event.data.object
-    purchase = purchases.Purchase.objects.filter(pk=index.purchase_id).first()
-    if purchase is not None and purchase.status == purchases.PurchaseStatus.PENDING:
-        purchases.purchase_reconcile(purchase=purchase)
-    done = purchases.purchase_refund(
-        purchase_id=index.purchase_id,
-        amount_refunded=int(charge.amount_refunded),
-        amount=int(charge.amount),
-        fully_refunded=bool(charge.refunded),
-    )
-    return "refunded" if done else "not_refundable"
-
-
-SESSION_EVENTS = {
-    "checkout.session.completed",
-    "checkout.session.async_payment_succeeded",
-    "checkout.session.expired",
-    "checkout.session.async_payment_failed",
-}
-
-
-def apply_event(event) -> tuple[str, Organisation | None]:
-    if event.type in SESSION_EVENTS:
-        session = event.data.object
-        index = _index_for_session(session.id) or _index_from_metadata(session)
-        handler = _session_event
-    elif event.type == "charge.refunded":
-        index = _index_for_payment(purchases._payment_intent_id(event.data.object))
-        handler = _refund_event
-    else:
-        return "ignored", None
-    if index is None:
-        log.warning("stripe.unknown_session", event_id=event.id, type=event.type)
-        return "unknown_session", None
-    org = Organisation.objects.get(pk=index.organisation_id)
-    with tenant_context(org):
-        return handler(event, index), org
 
 
 @csrf_exempt
@@ -140,21 +31,11 @@ def stripe_webhook(request):
     except (ValueError, stripe.SignatureVerificationError):
         log.warning("stripe.bad_signature")
         return JsonResponse({"error": "Invalid payload or signature."}, status=400)
-
     try:
-        with transaction.atomic():
-            record, created = StripeEvent.objects.get_or_create(
-                event_id=event.id, defaults={"type": event.type}
-            )
-            if not created:
-                log.info("stripe.duplicate_event", event_id=event.id, type=event.type)
-                return JsonResponse({"received": True, "duplicate": True})
-            outcome, org = apply_event(event)
-            record.outcome = outcome
-            record.organisation_id = org.pk if org else None
-            record.save(update_fields=["outcome", "organisation_id"])
+        received = stripe_event_receive(event=event)
     except Exception:
         log.exception("stripe.event_failed", event_id=event.id, type=event.type)
         return JsonResponse({"error": "The event could not be applied; it will be retried."}, status=500)
-    log.info("stripe.event", event_id=event.id, type=event.type, outcome=outcome)
-    return JsonResponse({"received": True, "outcome": outcome})
+    if received.duplicate:
+        return JsonResponse({"received": True, "duplicate": True})
+    return JsonResponse({"received": True, "outcome": received.outcome})

@@ -1,11 +1,11 @@
 """Periodic reconciliation of purchases whose Stripe webhook never arrived. Thin: the
-decisions are billing.purchases'."""
+decisions are billing.services.purchases'."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from billing.purchases import billing_configured, purchases_reconcile
+from billing.services.purchases import billing_configured, purchases_reconcile
 from nexus.celery import fan_out
 
 

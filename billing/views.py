@@ -8,9 +8,8 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from billing import purchases, selectors
-from billing.models import Purchase
-from billing.public.models import CreditPack
+from billing import selectors
+from billing.services.purchases import billing_configured, checkout_start
 from nexus.api.errors import AppError
 from nexus.pages import org_page, page_context
 
@@ -36,9 +35,9 @@ def billing_page(request):
         page_context(
             request,
             nav="billing",
-            configured=purchases.billing_configured(),
-            packs=CreditPack.objects.filter(active=True),
-            purchases=Purchase.objects.order_by("-created_at")[:50],
+            configured=billing_configured(),
+            packs=selectors.credit_packs_on_sale(),
+            purchases=selectors.purchases_recent(limit=50),
             **balance_context(),
         ),
     )
@@ -48,7 +47,7 @@ def billing_page(request):
 @org_page(admin=True)
 def buy(request):
     try:
-        purchase = purchases.checkout_start(
+        purchase = checkout_start(
             user=request.user, pack_id=request.POST.get("pack", ""), org_id=request.tenant.id
         )
     except AppError as exc:

@@ -11,9 +11,9 @@ from django_tenants.utils import tenant_context
 
 from billing.models import CreditTransaction, Purchase
 from billing.public.models import CreditPack, StripeEvent
-from billing.purchases import purchases_reconcile
 from billing.selectors import credits_balance
 from billing.services import credits_deduct
+from billing.services.purchases import purchases_reconcile
 from billing.tests.stripe_stub import WEBHOOK_SECRET, StripeStub, event, signed
 
 pytestmark = pytest.mark.django_db
@@ -199,7 +199,7 @@ def test_expired_session_expires_the_purchase(world, client, stripe_stub, starte
 
 
 def test_out_of_order_expiry_after_payment_is_refused_and_logged(world, client, stripe_stub, started, caplog):
-    caplog.set_level(logging.WARNING, logger="billing.purchases")
+    caplog.set_level(logging.WARNING, logger="billing.services.purchases")
     _send(client, event("checkout.session.completed", stripe_stub.pay(started[1])))
     assert (
         _send(client, event("checkout.session.expired", stripe_stub.sessions[started[1]])).status_code == 200
@@ -337,19 +337,19 @@ def test_an_event_racing_the_one_that_tied_the_session_finds_its_index(
     """Two events for an un-indexed session: the second looked for the index before the
     first committed, and its tie-up finds nothing left to tie; it must use the index the
     first created, not drop the event as unknown."""
-    from billing import stripe_webhook
+    from billing.services import stripe_events
 
     _purchase_id, session_id = interrupted
     session = stripe_stub.pay(session_id)
     first = _send(client, event("checkout.session.async_payment_succeeded", session))
     assert first.json()["outcome"] == "fulfilled"
-    real_lookup, calls = stripe_webhook._index_for_session, []
+    real_lookup, calls = stripe_events._index_for_session, []
 
     def lookup_before_the_first_committed(session_id):
         calls.append(session_id)
         return None if len(calls) == 1 else real_lookup(session_id)
 
-    monkeypatch.setattr(stripe_webhook, "_index_for_session", lookup_before_the_first_committed)
+    monkeypatch.setattr(stripe_events, "_index_for_session", lookup_before_the_first_committed)
     again = _send(client, event("checkout.session.completed", session))
     assert again.status_code == 200 and again.json()["outcome"] == "already_applied"
     assert len(calls) == 2

@@ -11,8 +11,8 @@ from django_tenants.utils import tenant_context
 
 from billing.models import CreditTransaction, Purchase
 from billing.public.models import CreditPack
-from billing.purchases import checkout_start, purchases_reconcile
 from billing.selectors import credits_balance
+from billing.services.purchases import checkout_start, purchases_reconcile
 from billing.tests.stripe_stub import WEBHOOK_SECRET, StripeStub, event, signed
 
 

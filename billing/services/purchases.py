@@ -20,7 +20,7 @@ from django.utils import timezone
 from billing.models import PURCHASE_TRANSITIONS, Purchase, PurchaseStatus
 from billing.public.models import CheckoutIndex, CreditPack
 from billing.selectors import credits_balance
-from billing.services import credits_adjust, credits_purchase
+from billing.services.ledger import credits_adjust, credits_purchase
 from nexus.api.errors import AppError, NotFound, ServiceUnavailable
 from tenants.models import User
 from webhooks.services import webhook_publish
@@ -246,14 +246,14 @@ def purchase_reconcile(*, purchase: Purchase) -> str:
     """Ask Stripe about one pending purchase and apply the answer. Returns what happened."""
     session = stripe_client().v1.checkout.sessions.retrieve(purchase.stripe_session_id)
     if session.payment_status in ("paid", "no_payment_required"):
-        done = purchase_fulfil(purchase_id=purchase.pk, payment_intent_id=_payment_intent_id(session))
+        done = purchase_fulfil(purchase_id=purchase.pk, payment_intent_id=payment_intent_id_of(session))
         return "fulfilled" if done else "unchanged"
     if session.status == "expired":
         return "expired" if purchase_expire(purchase_id=purchase.pk) else "unchanged"
     return "still_open"
 
 
-def _payment_intent_id(session) -> str:
+def payment_intent_id_of(session) -> str:
     intent = getattr(session, "payment_intent", None) or ""
     return intent if isinstance(intent, str) else getattr(intent, "id", "")
 
