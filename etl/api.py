@@ -48,7 +48,7 @@ class SourceListView(APIView):
     @extend_schema(summary="Data sources", responses={200: SourceOutput(many=True)}, tags=TAGS)
     def get(self, request, *args, **kwargs):
         paginator = PagePagination()
-        page = paginator.paginate_queryset(services.DataSource.objects.order_by("name", "pk"), request, self)
+        page = paginator.paginate_queryset(selectors.source_list(), request, self)
         return paginator.get_paginated_response(SourceOutput(page, many=True).data)
 
     @extend_schema(
