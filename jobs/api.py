@@ -11,7 +11,7 @@ from billing.selectors import credits_spent_per_day, window_start
 from jobs import selectors, services
 from jobs.models import JobStatus, JobType
 from jobs.serializers import JobDetailOutput, JobEventOutput, JobInput, JobOutput, UsageOutput
-from nexus.api.errors import ValidationFailed
+from nexus.api.errors import field_error
 from nexus.api.pagination import PagePagination
 from nexus.api.query import (
     apply_sort,
@@ -149,9 +149,8 @@ class UsageView(APIView):
         except ValueError:
             days = 0
         if not 1 <= days <= 90:
-            raise ValidationFailed(
-                "days must be a whole number from 1 to 90.",
-                details={"fields": {"days": [f"Invalid value: {raw!r}."]}},
+            raise field_error(
+                "days", f"Invalid value: {raw!r}.", message="days must be a whole number from 1 to 90."
             )
         counts = selectors.job_counts_since(start=window_start(days))
         return Response(

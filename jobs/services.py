@@ -23,7 +23,7 @@ from billing.services import credits_deduct, credits_refund
 from jobs.cache import CachedResult, cache_store, cached_result
 from jobs.models import EventKind, Job, JobEvent, JobStatus, JobType
 from jobs.providers import ProviderError, ProviderResult, default_provider_name, provider_for
-from nexus.api.errors import ValidationFailed
+from nexus.api.errors import ValidationFailed, field_error, fields_error
 from nexus.celery import ENQUEUE_RESENDS, send_on_commit, wait_for_database
 from nexus.redis import broker_started_at
 from tenants.models import User, WorkerHeartbeat
@@ -89,13 +89,14 @@ def validate_job_input(*, job_type: str, text, field: str = "text") -> str:
             message, detail = "Text to process is required.", "This field may not be blank."
         else:
             message = detail = "The record has no title or text to process."
-        raise ValidationFailed(message, details={"fields": {field: [detail]}})
+        raise field_error(field, detail, message=message)
     limit = settings.JOB_MAX_TEXT_CHARS
     if len(text) > limit:
         subject = "The text" if field == "text" else "The record's text"
-        raise ValidationFailed(
-            f"{subject} is {len(text):,} characters; the limit is {limit:,}.",
-            details={"fields": {field: [f"Ensure this field has no more than {limit} characters."]}},
+        raise field_error(
+            field,
+            f"Ensure this field has no more than {limit} characters.",
+            message=f"{subject} is {len(text):,} characters; the limit is {limit:,}.",
         )
     return text
 
@@ -122,13 +123,13 @@ def job_input_build(*, job_type: str, text: str | None = None, record_id: int | 
             if text is not None
             else "Give the text to process, or the record_id of a record to process."
         )
-        raise ValidationFailed(message, details={"fields": {"text": [message], "record_id": [message]}})
+        raise fields_error({"text": [message], "record_id": [message]}, message=message)
     if text is not None:
         return {"text": validate_job_input(job_type=job_type, text=text)}
     resolver = _TEXT_SOURCES.get("record_id")
     if resolver is None:
         message = "Records cannot be processed on this server."
-        raise ValidationFailed(message, details={"fields": {"record_id": [message]}})
+        raise field_error("record_id", message)
     record_text = validate_job_input(job_type=job_type, text=resolver(record_id), field="record_id")
     return {"text": record_text, "record_id": record_id}
 

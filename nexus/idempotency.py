@@ -22,7 +22,7 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework.response import Response
 
-from nexus.api.errors import AppError, Conflict, ValidationFailed
+from nexus.api.errors import AppError, Conflict, field_error
 from nexus.crypto import decrypt, encrypt
 from nexus.models import IdempotencyRecord
 
@@ -129,9 +129,10 @@ def idempotent(view_method=None, *, secret_fields: tuple[str, ...] = ()):
         if key is None:
             return view_method(view, request, *args, **kwargs)
         if not _VALID_KEY.match(key):
-            raise ValidationFailed(
-                f"{HEADER} must be 1 to 255 printable ASCII characters.",
-                details={"fields": {HEADER: ["Invalid idempotency key."]}},
+            raise field_error(
+                HEADER,
+                "Invalid idempotency key.",
+                message=f"{HEADER} must be 1 to 255 printable ASCII characters.",
             )
         django_request = request._request
         fingerprint = request_fingerprint(django_request.method, django_request.path, django_request.body)

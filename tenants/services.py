@@ -26,7 +26,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from nexus.api.errors import Conflict, LimitReached, Unauthorized, ValidationFailed
+from nexus.api.errors import Conflict, LimitReached, Unauthorized, field_error, fields_error
 from tenants.authentication import family_id_of, refresh_token_for
 from tenants.freemail import is_free_mail_domain, normalise_domain
 from tenants.managers import normalize_email_address
@@ -38,14 +38,10 @@ log = structlog.get_logger(__name__)
 _DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
 
-def _field_error(field: str, message: str) -> ValidationFailed:
-    return ValidationFailed(message, details={"fields": {field: [message]}})
-
-
 def _clean_domain(domain: str) -> str:
     cleaned = domain.strip().lower().lstrip("@")
     if not _DOMAIN_RE.match(cleaned):
-        raise _field_error("domain", f"{domain!r} is not a valid email domain.")
+        raise field_error("domain", f"{domain!r} is not a valid email domain.")
     return cleaned
 
 
@@ -77,14 +73,14 @@ def organisation_create(*, name: str, email_domain: str | None = None, plan: str
     """
     name = (name or "").strip()
     if not name or len(name) > 100:
-        raise _field_error("name", "An organisation name of 1 to 100 characters is required.")
+        raise field_error("name", "An organisation name of 1 to 100 characters is required.")
     if plan not in Plan.values:
-        raise _field_error("plan", f"Unknown plan {plan!r}; use one of {Plan.values}.")
+        raise field_error("plan", f"Unknown plan {plan!r}; use one of {Plan.values}.")
     domain = None
     if email_domain:
         domain = _clean_domain(email_domain)
         if is_free_mail_domain(domain):
-            raise _field_error(
+            raise field_error(
                 "domain",
                 f"{domain} is a free-mail domain; its users each get a personal organisation.",
             )
@@ -126,16 +122,14 @@ def user_create(
     try:
         validate_email(email)
     except DjangoValidationError:
-        raise _field_error("email", f"{email!r} is not a valid email address.") from None
+        raise field_error("email", f"{email!r} is not a valid email address.") from None
     if role not in Role.values:
-        raise _field_error("role", f"Unknown role {role!r}; use one of {Role.values}.")
+        raise field_error("role", f"Unknown role {role!r}; use one of {Role.values}.")
     if password is not None:
         try:
             validate_password(password, User(email=email))
         except DjangoValidationError as exc:
-            raise ValidationFailed(
-                "The password is too weak.", details={"fields": {"password": exc.messages}}
-            ) from None
+            raise fields_error({"password": exc.messages}, message="The password is too weak.") from None
     if User.objects.filter(email=email).exists():
         raise Conflict(f"A user with email {email} already exists.")
     try:
@@ -167,7 +161,7 @@ def onboarding_organisation_for(
     email = normalize_email_address(email)
     local_part, _, domain = email.rpartition("@")
     if not local_part or not domain:
-        raise _field_error("email", f"{email!r} is not a valid email address.")
+        raise field_error("email", f"{email!r} is not a valid email address.")
     domain = normalise_domain(domain)
     hosted_domain = normalise_domain(workspace_domain or "")
     if not hosted_domain or hosted_domain != domain or is_free_mail_domain(domain):
@@ -204,7 +198,7 @@ def _refuse_last_admin(org: Organisation, member: User, action: str) -> None:
 @transaction.atomic
 def member_change_role(*, org: Organisation, member_id: uuid.UUID | str, role: str) -> User:
     if role not in Role.values:
-        raise _field_error("role", f"Unknown role {role!r}; use one of {Role.values}.")
+        raise field_error("role", f"Unknown role {role!r}; use one of {Role.values}.")
     member = member_get(org=org, member_id=member_id)
     if member.role == role:
         return member

@@ -14,7 +14,7 @@ import structlog
 from django.db import IntegrityError, connection, transaction
 
 from billing.models import CreditBalance, CreditTransaction, TransactionKind
-from nexus.api.errors import Conflict, NotFound, PaymentRequired, ValidationFailed
+from nexus.api.errors import Conflict, NotFound, PaymentRequired, ValidationFailed, field_error
 
 log = structlog.get_logger(__name__)
 
@@ -93,18 +93,17 @@ def _check_amount(amount: int, *, allow_negative: bool = False) -> None:
         raise ValidationFailed("The amount must be a whole number of credits.")
     if amount == 0 or (amount < 0 and not allow_negative) or abs(amount) > MAX_SINGLE_AMOUNT:
         sign = "non-zero" if allow_negative else "positive"
-        raise ValidationFailed(
-            f"The amount must be a {sign} whole number of at most {MAX_SINGLE_AMOUNT:,} credits.",
-            details={"fields": {"amount": [f"Invalid amount: {amount}."]}},
+        raise field_error(
+            "amount",
+            f"Invalid amount: {amount}.",
+            message=f"The amount must be a {sign} whole number of at most {MAX_SINGLE_AMOUNT:,} credits.",
         )
 
 
 def _check_reason(reason: str) -> str:
     reason = (reason or "").strip()
     if not reason:
-        raise ValidationFailed(
-            "A reason is required.", details={"fields": {"reason": ["This field is required."]}}
-        )
+        raise field_error("reason", "This field is required.", message="A reason is required.")
     return reason
 
 

@@ -83,3 +83,64 @@ class MalformedRequest(AppError):
     status_code = 400
     code = "MALFORMED_REQUEST"
     default_message = "The request could not be understood."
+
+
+class MethodNotAllowed(AppError):
+    status_code = 405
+    code = "METHOD_NOT_ALLOWED"
+    default_message = "This method is not allowed here."
+
+
+class NotAcceptable(AppError):
+    status_code = 406
+    code = "NOT_ACCEPTABLE"
+    default_message = "No representation of this resource matches the Accept header."
+
+
+class UnsupportedMediaType(AppError):
+    status_code = 415
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    default_message = "This endpoint does not accept that content type."
+
+
+class InternalError(AppError):
+    status_code = 500
+    code = "INTERNAL_ERROR"
+    default_message = "Something went wrong on our side. Quote the request id if you contact support."
+
+
+# The error each status answers with when nothing more specific is known (an exception of a
+# library that carries only a status): one class per status, its code the documented one.
+BY_STATUS: dict[int, type[AppError]] = {
+    cls.status_code: cls
+    for cls in (
+        MalformedRequest,
+        Unauthorized,
+        PaymentRequired,
+        Forbidden,
+        NotFound,
+        MethodNotAllowed,
+        NotAcceptable,
+        Conflict,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+        ValidationFailed,
+        RateLimited,
+        InternalError,
+        ServiceUnavailable,
+    )
+}
+
+
+def fields_error(
+    fields: dict[str, list[str]], *, message: str | None = None, **details: Any
+) -> ValidationFailed:
+    """422 VALIDATION_ERROR naming the fields at fault: details `{"fields": {name:
+    [problems]}, **details}`. The one way field errors are built, so every client reads
+    them in the same place."""
+    return ValidationFailed(message, details={"fields": fields, **details})
+
+
+def field_error(field: str, problem: str, *, message: str | None = None, **details: Any) -> ValidationFailed:
+    """fields_error for one field and one problem; the message is the problem unless given."""
+    return fields_error({field: [problem]}, message=message or problem, **details)

@@ -19,36 +19,38 @@ from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from nexus.api.errors import AppError, MalformedRequest, PayloadTooLarge, ValidationFailed
+from nexus.api.errors import (
+    BY_STATUS,
+    AppError,
+    Forbidden,
+    InternalError,
+    MalformedRequest,
+    MethodNotAllowed,
+    NotAcceptable,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 
 log = structlog.get_logger(__name__)
 
-# DRF exception class -> (status, code). Checked in order; subclasses first.
-_DRF_CODES: list[tuple[type[Exception], int, str]] = [
-    (drf.ValidationError, 422, "VALIDATION_ERROR"),
-    (drf.ParseError, 400, "MALFORMED_REQUEST"),
-    (drf.NotAuthenticated, 401, "UNAUTHORIZED"),
-    (drf.AuthenticationFailed, 401, "UNAUTHORIZED"),
-    (drf.PermissionDenied, 403, "FORBIDDEN"),
-    (drf.NotFound, 404, "NOT_FOUND"),
-    (drf.MethodNotAllowed, 405, "METHOD_NOT_ALLOWED"),
-    (drf.NotAcceptable, 406, "NOT_ACCEPTABLE"),
-    (drf.UnsupportedMediaType, 415, "UNSUPPORTED_MEDIA_TYPE"),
-    (drf.Throttled, 429, "RATE_LIMITED"),
+# DRF's exceptions answer as the application error of the same meaning, so a status and
+# its code are defined once (nexus.api.errors). Checked in order; subclasses first.
+_DRF_ERRORS: list[tuple[type[Exception], type[AppError]]] = [
+    (drf.ValidationError, ValidationFailed),
+    (drf.ParseError, MalformedRequest),
+    (drf.NotAuthenticated, Unauthorized),
+    (drf.AuthenticationFailed, Unauthorized),
+    (drf.PermissionDenied, Forbidden),
+    (drf.NotFound, NotFound),
+    (drf.MethodNotAllowed, MethodNotAllowed),
+    (drf.NotAcceptable, NotAcceptable),
+    (drf.UnsupportedMediaType, UnsupportedMediaType),
+    (drf.Throttled, RateLimited),
 ]
-
-# For an APIException without an entry above: the documented code of its status.
-_CODE_BY_STATUS = {
-    400: "MALFORMED_REQUEST",
-    401: "UNAUTHORIZED",
-    403: "FORBIDDEN",
-    404: "NOT_FOUND",
-    409: "CONFLICT",
-    413: "PAYLOAD_TOO_LARGE",
-    422: "VALIDATION_ERROR",
-    429: "RATE_LIMITED",
-    503: "SERVICE_UNAVAILABLE",
-}
 
 
 # A dependency that is down, not a bug: the client should retry, and is told when.
@@ -150,7 +152,7 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     elif isinstance(exc, DjangoValidationError):
         exc = drf.ValidationError(exc.messages)
 
-    for exc_class, status, code in _DRF_CODES:
+    for exc_class, error in _DRF_ERRORS:
         if isinstance(exc, exc_class):
             headers: dict[str, str] = {}
             if getattr(exc, "auth_header", None):
@@ -158,24 +160,20 @@ def exception_handler(exc: Exception, context: dict) -> Response:
             if getattr(exc, "wait", None):
                 headers["Retry-After"] = str(int(exc.wait))
             if isinstance(exc, drf.ValidationError):
-                message = "The request contains invalid data."
+                message = ValidationFailed.default_message
                 details = _validation_details(exc.detail)
             else:
                 message = str(exc.detail)
                 details = {}
-            return error_response(status, code, message, details, headers)
+            return error_response(error.status_code, error.code, message, details, headers)
 
     if isinstance(exc, drf.APIException):
-        # Only documented codes reach clients: an unnamed 400 is a malformed request.
-        fallback = "INTERNAL_ERROR" if exc.status_code >= 500 else "MALFORMED_REQUEST"
-        code = _CODE_BY_STATUS.get(exc.status_code, fallback)
+        # Only documented codes reach clients: an unnamed 4xx is a malformed request.
+        fallback = InternalError if exc.status_code >= 500 else MalformedRequest
+        code = BY_STATUS.get(exc.status_code, fallback).code
         return error_response(exc.status_code, code, str(exc.detail))
 
     # Anything else is a bug: record it fully for us, say nothing about it to the client.
     log.exception("unhandled_exception", exc_type=type(exc).__name__)
     sentry_sdk.capture_exception(exc)
-    return error_response(
-        500,
-        "INTERNAL_ERROR",
-        "Something went wrong on our side. Quote the request id if you contact support.",
-    )
+    return error_response(InternalError.status_code, InternalError.code, InternalError.default_message)

@@ -9,7 +9,7 @@ import re
 
 from rest_framework import serializers
 
-from nexus.api.errors import ValidationFailed
+from nexus.api.errors import field_error
 
 # Unicode category Cc plus the bidirectional embedding/override/isolate controls.
 _CONTROL = "\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
@@ -63,5 +63,5 @@ def plain_text(value: str, *, field: str) -> str:
     """The same rule as PlainTextField, for services that also take input from pages."""
     if re.search(f"[{_CONTROL}]", value):
         message = PlainTextField.default_error_messages["control_characters"]
-        raise ValidationFailed(message, details={"fields": {field: [message]}})
+        raise field_error(field, message)
     return value

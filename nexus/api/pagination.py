@@ -7,7 +7,7 @@ from __future__ import annotations
 from rest_framework.pagination import BasePagination
 from rest_framework.response import Response
 
-from nexus.api.errors import ValidationFailed
+from nexus.api.errors import field_error
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -24,9 +24,8 @@ def _positive_int(request, name: str, default: int, maximum: int | None = None) 
         value = 0
     if value < 1 or (maximum is not None and value > maximum):
         bound = f" and at most {maximum}" if maximum else ""
-        raise ValidationFailed(
-            f"'{name}' must be a whole number of at least 1{bound}.",
-            details={"fields": {name: [f"Invalid value: {raw!r}."]}},
+        raise field_error(
+            name, f"Invalid value: {raw!r}.", message=f"'{name}' must be a whole number of at least 1{bound}."
         )
     return value
 

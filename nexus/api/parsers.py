@@ -13,7 +13,7 @@ from django.conf import settings
 from rest_framework import exceptions as drf
 from rest_framework.parsers import BaseParser
 
-from nexus.api.errors import MalformedRequest, ValidationFailed
+from nexus.api.errors import MalformedRequest, fields_error
 
 MAX_DEPTH = 64
 
@@ -115,5 +115,5 @@ class StrictJSONParser(BaseParser):
         found = find_unstorable(data)
         if found:
             field, reason = found
-            raise ValidationFailed(details={"fields": {field: [reason]}})
+            raise fields_error({field: [reason]})
         return data

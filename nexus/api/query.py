@@ -14,12 +14,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.utils import OpenApiParameter
 
-from nexus.api.errors import ValidationFailed
-
-
-def _invalid(name: str, message: str) -> ValidationFailed:
-    return ValidationFailed(message, details={"fields": {name: [message]}})
-
+from nexus.api.errors import field_error
 
 UUID_LIST_PATTERN = (
     "^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -93,10 +88,10 @@ def apply_sort(
     ordering = []
     for item in (part.strip() for part in raw.split(",")):
         if item.lstrip("-") not in allowed:
-            raise _invalid(param, f"Cannot sort by {item!r}; use one of {sorted(allowed)}.")
+            raise field_error(param, f"Cannot sort by {item!r}; use one of {sorted(allowed)}.")
         ordering.append(item)
     if not re.fullmatch(sort_pattern(allowed), raw):  # whitespace other than the published kinds
-        raise _invalid(param, f"{param} must be comma separated fields of {sorted(allowed)}.")
+        raise field_error(param, f"{param} must be comma separated fields of {sorted(allowed)}.")
     # A unique tiebreaker keeps pages stable when many rows share a sort value.
     return queryset.order_by(*ordering, "pk")
 
@@ -109,9 +104,9 @@ def multi_value(request, name: str, *, allowed: set[str]) -> list[str]:
     values = [value.strip() for value in raw.split(",") if value.strip()]
     unknown = [value for value in values if value not in allowed]
     if unknown:
-        raise _invalid(name, f"Unknown {name} {unknown}; use one of {sorted(allowed)}.")
+        raise field_error(name, f"Unknown {name} {unknown}; use one of {sorted(allowed)}.")
     if not re.fullmatch(list_pattern(allowed), raw):  # whitespace other than the published kinds
-        raise _invalid(name, f"{name} must be comma separated values of {sorted(allowed)}.")
+        raise field_error(name, f"{name} must be comma separated values of {sorted(allowed)}.")
     return values
 
 
@@ -134,21 +129,21 @@ def date_param(request, name: str, *, end_of_day: bool = False) -> datetime | No
         except ValueError:
             parsed = None
         if parsed is None:
-            raise _invalid(name, f"{name} must be an ISO 8601 date or date-time.")
+            raise field_error(name, f"{name} must be an ISO 8601 date or date-time.")
     if timezone.is_naive(parsed):
         parsed = timezone.make_aware(parsed, UTC)
     try:
         # PostgreSQL refuses offsets beyond ±15:59 that ISO 8601 allows; UTC it is.
         return parsed.astimezone(UTC)
     except OverflowError:
-        raise _invalid(name, f"{name} is out of range.") from None
+        raise field_error(name, f"{name} is out of range.") from None
 
 
 def date_range(queryset: QuerySet, request, *, field: str, start: str = "from", end: str = "to") -> QuerySet:
     lower = date_param(request, start)
     upper = date_param(request, end, end_of_day=True)
     if lower and upper and lower > upper:
-        raise _invalid(start, f"'{start}' must not be after '{end}'.")
+        raise field_error(start, f"'{start}' must not be after '{end}'.")
     if lower:
         queryset = queryset.filter(**{f"{field}__gte": lower})
     if upper:
