@@ -8,8 +8,9 @@ from nexus.api.fields import PlainTextField
 
 
 class SourceInput(serializers.Serializer):
-    # Published in the OpenAPI document; etl.services enforces them (and what depends on the
-    # kind: an API source needs config.url, whose host must resolve to a public address).
+    # Published in the OpenAPI document; etl.config enforces them when a source is saved (and
+    # what depends on the kind: an API source needs config.url, whose host must resolve to a
+    # public address).
     openapi_request_rules = {
         "allOf": [
             {"properties": {"config": {"not": {"required": ["path", "url"]}}}},

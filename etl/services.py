@@ -27,8 +27,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from etl import bulk, scheduler_stats, uploads
-from etl.connectors import connector_for, local_file
-from etl.connectors.base import API_KEY_NAME, API_KEY_NAME_MAX, NO_SUCH_FILE, SliceBudget, server_key
+from etl.config import source_config_parse
+from etl.connectors import connector_for
+from etl.connectors.base import SliceBudget
 from etl.http import FetchError
 from etl.models import (
     RAW_MODELS,
@@ -47,7 +48,6 @@ from nexus.api.errors import Conflict, ValidationFailed
 from nexus.api.fields import plain_text
 from nexus.celery import send_on_commit, wait_for_database
 from nexus.crypto import encrypt
-from nexus.net import UnsafeURL, resolve_public_url
 from tenants.models import WorkerHeartbeat
 from tenants.services import organisation_cap, organisation_cap_check
 
@@ -69,78 +69,6 @@ class InjectedFailure(RuntimeError):
 
 def _invalid(field: str, message: str, **details) -> ValidationFailed:
     return ValidationFailed(message, details={"fields": {field: [message]}, **details})
-
-
-def _clean_config(kind: str, config: dict) -> dict:
-    if not isinstance(config, dict):
-        raise _invalid("config", "config must be an object.")
-    url, path = config.get("url"), config.get("path")
-    if kind == SourceKind.API and not url:
-        raise _invalid("config", "An API source needs config.url.")
-    if kind == SourceKind.API and path:
-        raise _invalid("config", "An API source reads its URL; config.path is for CSV and RSS sources.")
-    if kind in (SourceKind.CSV, SourceKind.RSS) and url and path:
-        # Neither is fine: the source then receives its file by upload.
-        raise _invalid("config", "Give at most one of config.path or config.url.")
-    if url:
-        try:
-            resolve_public_url(str(url), require_https=settings.ETL_REQUIRE_HTTPS)
-        except UnsafeURL as exc:
-            raise _invalid("config", f"config.url: {exc}", reason="unsafe_url") from exc
-    if path is not None and path != "":
-        try:
-            if not isinstance(path, str):
-                raise FetchError(NO_SUCH_FILE)
-            local_file(path)
-        except FetchError as exc:
-            raise _invalid("config", str(exc)) from None
-    if "api_key" in config:
-        raise _invalid("config", "Send the API key as api_key, not inside config.")
-    if "api_key_env" in config:
-        # It named any variable of the server: an organisation could borrow another's key.
-        raise _invalid(
-            "config",
-            "config.api_key_env is no longer accepted; name a server-held key of this "
-            "organisation with config.api_key_name.",
-        )
-    if "api_key_name" in config:
-        _check_key_name(config["api_key_name"])
-    if kind == SourceKind.API:
-        page_size = _whole(config.get("page_size", 100))
-        if page_size is None or not 1 <= page_size <= 1000:
-            raise _invalid("config", "config.page_size must be a whole number from 1 to 1000.")
-        if "max_pages" in config:
-            max_pages = _whole(config["max_pages"])
-            if max_pages is None or not 1 <= max_pages <= settings.ETL_MAX_PAGES:
-                raise _invalid(
-                    "config", f"config.max_pages must be a whole number from 1 to {settings.ETL_MAX_PAGES}."
-                )
-    return config
-
-
-def _whole(value) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        return None
-
-
-def _check_key_name(name) -> None:
-    if not isinstance(name, str) or len(name) > API_KEY_NAME_MAX or not API_KEY_NAME.match(name):
-        raise _invalid(
-            "config",
-            "config.api_key_name is the short name of a server-held key: capital letters and "
-            "digits, words joined by single underscores, at most 64 characters (e.g. WEATHER).",
-        )
-    # One message whether the name is unknown or another organisation's: no oracle of names.
-    if server_key(name) is None:
-        raise _invalid(
-            "config",
-            "config.api_key_name: no server-held key of this organisation has that name.",
-            reason="unknown_key_name",
-        )
 
 
 def _check_pace(requests_per_second) -> float:
@@ -200,8 +128,9 @@ def etl_source_create(
     # Pages call this directly: the same rule as the API's name field.
     name = plain_text(name, field="name")
     mapping, required = _clean_mapping(field_mapping, required_fields)
-    config = _clean_config(kind, config)
-    if api_key and config.get("api_key_name"):
+    # Stored as sent; the typed model is how the rules and a run read it.
+    parsed = source_config_parse(kind=kind, config=config)
+    if api_key and parsed.api_key_name:
         raise _invalid("api_key", "Give either api_key or config.api_key_name, not both.")
     pace = _check_pace(requests_per_second)
     with transaction.atomic():
@@ -226,15 +155,7 @@ def etl_source_update(*, source: DataSource, **changes) -> DataSource:
     if "name" in changes:
         changes["name"] = plain_text(changes["name"], field="name")
     if "config" in changes:
-        config = _clean_config(source.kind, changes["config"])
-        if source.kind == SourceKind.API and _origin(config.get("url")) != _origin(source.config.get("url")):
-            # A key was given for one server: it must never follow the source to another.
-            # A server-held key may be named again by a later change that keeps the origin.
-            config = {k: v for k, v in config.items() if k != "api_key_name"}
-            if not changes.get("api_key"):
-                source.api_key_encrypted = ""
-            log.info("etl.source_key_cleared", source_id=str(source.pk), reason="origin_changed")
-        source.config = config
+        _config_change(source, changes["config"], new_key=bool(changes.get("api_key")))
     if "field_mapping" in changes or "required_fields" in changes:
         source.field_mapping, source.required_fields = _clean_mapping(
             changes.get("field_mapping", source.field_mapping),
@@ -253,6 +174,18 @@ def etl_source_update(*, source: DataSource, **changes) -> DataSource:
             _file_forget(source)  # the source now reads its path or URL
         source.save()
     return source
+
+
+def _config_change(source: DataSource, config: dict, *, new_key: bool) -> None:
+    parsed = source_config_parse(kind=source.kind, config=config)
+    if source.kind == SourceKind.API and _origin(parsed.url) != _origin(source.config.get("url")):
+        # A key was given for one server: it must never follow the source to another.
+        # A server-held key may be named again by a later change that keeps the origin.
+        config = {k: v for k, v in config.items() if k != "api_key_name"}
+        if not new_key:
+            source.api_key_encrypted = ""
+        log.info("etl.source_key_cleared", source_id=str(source.pk), reason="origin_changed")
+    source.config = config
 
 
 def etl_source_delete(*, source: DataSource) -> None:

@@ -5,9 +5,9 @@ run moves `updated_since` forward so the next run only asks for what changed."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
-from django.conf import settings
-
+from etl.config import ApiSourceConfig
 from etl.connectors.base import Connector, api_key_for
 from etl.http import FetchError
 from etl.normalise import ItemRejected, parse_datetime
@@ -21,74 +21,117 @@ def _dig(body, path: str):
     return body
 
 
+@dataclass
+class Position:
+    """Where a run is in the API: the `updated_since` it asks with, the page, the offset of
+    the first item of that page still to read, and the newest update time seen."""
+
+    since: str | None
+    page: int
+    offset: int
+    newest: str | None
+
+    @classmethod
+    def from_cursor(cls, cursor: dict) -> Position:
+        since = cursor.get("updated_since")
+        return cls(
+            since=since,
+            page=int(cursor.get("page") or 1),
+            offset=int(cursor.get("offset") or 0),
+            newest=cursor.get("max_seen") or since,
+        )
+
+    def cursor(self, *, offset: int | None = None) -> dict:
+        """The checkpoint to resume here (or after the item before `offset` of this page)."""
+        return {
+            "updated_since": self.since,
+            "page": self.page,
+            "offset": self.offset if offset is None else offset,
+            "max_seen": self.newest,
+        }
+
+    def next_page(self) -> None:
+        self.page, self.offset = self.page + 1, 0
+
+
 class ApiConnector(Connector):
     manages_budget = True
+    config: ApiSourceConfig
 
     def headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json"}
         key = api_key_for(self.source)
         if key:
-            headers[self.source.config.get("api_key_header") or "X-API-Key"] = key
+            headers[self.config.api_key_header] = key
         return headers
 
     def items(self, cursor: dict) -> Iterator[tuple[dict, dict]]:
-        config = self.source.config
-        url = config.get("url")
-        if not url:
-            raise FetchError("The source has no URL.")
-        size = int(config.get("page_size") or 100)
-        since = cursor.get("updated_since")
-        page = int(cursor.get("page") or 1)
-        offset = int(cursor.get("offset") or 0)
-        newest = cursor.get("max_seen") or since
-        updated_field = config.get("updated_field") or "updated_at"
-        # Counted from the run's first page, not from where a slice or a resume picked up,
-        # so a run cannot fetch more than its budget by being continued.
-        max_pages = min(int(config.get("max_pages") or settings.ETL_MAX_PAGES), settings.ETL_MAX_PAGES)
+        position = Position.from_cursor(cursor)
         previous_page: list | None = None
-        budget = self.budget
         while True:
-            if page > max_pages:
-                raise FetchError(f"Stopped after {max_pages} pages; the API never reported its last page.")
-            if budget.abandoned.is_set() or (budget.pages_fetched and budget.spent()):
+            self._check_page_limit(position.page)
+            if self._slice_over():
                 # Stop between pages (each slice fetches at least one, so a run always moves on).
-                budget.cut = True
-                self.resume_cursor = {
-                    "updated_since": since,
-                    "page": page,
-                    "offset": offset,
-                    "max_seen": newest,
-                }
+                self.budget.cut = True
+                self.resume_cursor = position.cursor()
                 return
-            params = {
-                config.get("page_param") or "page": page,
-                config.get("page_size_param") or "per_page": size,
-            }
-            if since:
-                params[config.get("updated_since_param") or "updated_since"] = since
-            response = self.http.get(url, params=params)
-            budget.pages_fetched += 1
-            try:
-                body = response.json()
-            except ValueError as exc:
-                raise FetchError("The API did not answer with JSON.") from exc
-            records = _dig(body, config.get("records_path", "data"))
-            if not isinstance(records, list):
-                raise FetchError(f"The API's answer has no list at {config.get('records_path', 'data')!r}.")
+            body, records = self._read_page(position)
             if records and records == previous_page:
                 raise FetchError("The API returned the same page twice; it may ignore the page parameter.")
             previous_page = records
-            for index, item in enumerate(records):
-                if index < offset or not isinstance(item, dict):
-                    continue
-                newest = _newer(newest, item.get(updated_field))
-                yield item, {"updated_since": since, "page": page, "offset": index + 1, "max_seen": newest}
-            if len(records) < size or (
-                isinstance(body, dict) and body.get("next_page") is None and "next_page" in body
-            ):
+            yield from self._page_items(records, position)
+            if self._last_page(body, records):
                 break
-            page, offset = page + 1, 0
-        self.final_cursor = {"updated_since": newest, "page": 1, "offset": 0}
+            position.next_page()
+        self.final_cursor = {"updated_since": position.newest, "page": 1, "offset": 0}
+
+    def _check_page_limit(self, page: int) -> None:
+        # Counted from the run's first page, not from where a slice or a resume picked up,
+        # so a run cannot fetch more than its budget by being continued.
+        limit = self.config.page_limit
+        if page > limit:
+            raise FetchError(f"Stopped after {limit} pages; the API never reported its last page.")
+
+    def _slice_over(self) -> bool:
+        budget = self.budget
+        return budget.abandoned.is_set() or bool(budget.pages_fetched and budget.spent())
+
+    def request_params(self, position: Position) -> dict[str, str | int]:
+        config = self.config
+        params: dict[str, str | int] = {
+            config.page_param: position.page,
+            config.page_size_param: config.page_size,
+        }
+        if position.since:
+            params[config.updated_since_param] = position.since
+        return params
+
+    def _read_page(self, position: Position) -> tuple[object, list]:
+        """One page: the answer's body and its list of records."""
+        response = self.http.get(self.config.url, params=self.request_params(position))
+        self.budget.pages_fetched += 1
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise FetchError("The API did not answer with JSON.") from exc
+        records = _dig(body, self.config.records_path)
+        if not isinstance(records, list):
+            raise FetchError(f"The API's answer has no list at {self.config.records_path!r}.")
+        return body, records
+
+    def _page_items(self, records: list, position: Position) -> Iterator[tuple[dict, dict]]:
+        """The page's items from the position's offset on, each with the cursor after it."""
+        for index, item in enumerate(records):
+            if index < position.offset or not isinstance(item, dict):
+                continue
+            position.newest = _newer(position.newest, item.get(self.config.updated_field))
+            yield item, position.cursor(offset=index + 1)
+
+    def _last_page(self, body, records: list) -> bool:
+        """A short page, or an answer that says there is no next page (`"next_page": null`)."""
+        if len(records) < self.config.page_size:
+            return True
+        return isinstance(body, dict) and "next_page" in body and body["next_page"] is None
 
 
 def _newer(current: str | None, candidate) -> str | None:

@@ -1,75 +1,30 @@
-"""What every connector shares: the HTTP client of the source, the source's uploaded file
-or a local file confined to the organisation's own directories, the source's API key (a
+"""What every connector shares: the source's configuration as its kind's typed model
+(etl.config), the HTTP client of the source, the source's uploaded file or a local file
+confined to the organisation's own directories (etl.owned), the source's API key (a
 server-held key only ever of the running organisation), and the final cursor once the
 stream is exhausted."""
 
 from __future__ import annotations
 
-import os
-import re
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from django.conf import settings
 from django.core.files.storage import storages
 from django.db import connection
 
+from etl.config import SourceConfig, source_config_read
 from etl.http import FetchError, SourceHttp
 from etl.models import DataSource
+from etl.owned import API_KEY_NAME, local_file, server_key, server_key_variable
 from nexus.crypto import decrypt
 
-# One message for every path that is not the organisation's own file (absolute, outside its
-# directory, another organisation's, a symlink out, missing): no oracle of what exists.
-NO_SUCH_FILE = "config.path names no file in this organisation's data directory."
 NO_FILE_UPLOADED = (
     "No file has been uploaded yet for this source; upload one (POST /api/v1/etl/sources/{id}/file) "
     "or set config.url."
 )
-
-
-def local_file(path: str, *, schema_name: str | None = None) -> Path:
-    """A local source file of the current organisation: `path` is relative to
-    `<root>/<org schema>/` of a root in ETL_LOCAL_ROOTS, and after resolving symlinks and
-    `..` it must still be a regular file inside that directory."""
-    schema_name = schema_name or connection.schema_name
-    relative = Path(str(path))
-    if not str(path) or relative.is_absolute() or not schema_name or schema_name == "public":
-        raise FetchError(NO_SUCH_FILE)
-    for root in settings.ETL_LOCAL_ROOTS:
-        own_directory = (Path(root) / schema_name).resolve()
-        try:
-            resolved = (own_directory / relative).resolve()
-        except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte
-            continue
-        if resolved.is_relative_to(own_directory) and resolved.is_file():
-            return resolved
-    raise FetchError(NO_SUCH_FILE)
-
-
-# Words of A-Z and 0-9 joined by single underscores: without "__" in a name, the last "__"
-# of a variable name separates the owner's schema from the key's name, so no name one
-# organisation can give spells another organisation's variable.
-API_KEY_NAME = re.compile(r"^[A-Z0-9]+(?:_[A-Z0-9]+)*$")
-API_KEY_NAME_MAX = 64
-
-
-def server_key_variable(name: str, *, schema: str | None = None) -> str:
-    """The environment variable holding the current organisation's server-held key `name`.
-    The operator fixes the owner by putting the organisation's schema in the name."""
-    return f"ETL_SOURCE_KEY__{(schema or connection.schema_name).upper()}__{name}"
-
-
-def server_key(name) -> str | None:
-    """The current organisation's server-held key called `name`, or None when it has none
-    by that name (whether or not another organisation has)."""
-    if not isinstance(name, str) or len(name) > API_KEY_NAME_MAX or not API_KEY_NAME.match(name):
-        return None
-    if connection.schema_name in (None, "", "public"):
-        return None
-    return os.environ.get(server_key_variable(name)) or None
 
 
 def server_key_name(source: DataSource) -> str | None:
@@ -125,9 +80,12 @@ class Connector:
     # True when the connector checks `budget` itself, at its own safe stopping points
     # (an API between pages); otherwise the runner cuts its item stream when time is up.
     manages_budget = False
+    config: SourceConfig
 
     def __init__(self, source: DataSource):
         self.source = source
+        # The stored configuration as its kind's typed model (FetchError: not of its shape).
+        self.config = source_config_read(kind=source.kind, config=source.config)
         # Taken now, in the run's thread: items() is read by a producer thread whose own
         # database connection is not in the organisation's schema.
         self.schema_name = connection.schema_name

@@ -9,14 +9,17 @@ import hashlib
 import io
 from collections.abc import Iterator
 
+from etl.config import CsvSourceConfig
 from etl.connectors.base import Connector
 from etl.http import FetchError
 
 
 class CsvConnector(Connector):
+    config: CsvSourceConfig
+
     def items(self, cursor: dict) -> Iterator[tuple[dict, dict]]:
-        config = self.source.config
-        data = self.read_bytes(path=config.get("path"), url=config.get("url"))
+        config = self.config
+        data = self.read_bytes(path=config.path, url=config.url)
         checksum = hashlib.sha256(data).hexdigest()
         same_file = cursor.get("checksum") == checksum
         if same_file and cursor.get("complete"):
@@ -24,10 +27,10 @@ class CsvConnector(Connector):
             return
         start = cursor.get("row", 0) if same_file else 0
         try:
-            text = data.decode(config.get("encoding") or "utf-8-sig")
+            text = data.decode(config.encoding or "utf-8-sig")
         except (UnicodeDecodeError, LookupError) as exc:
-            raise FetchError(f"The file is not valid {config.get('encoding') or 'utf-8'} text.") from exc
-        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=config.get("delimiter") or ",")
+            raise FetchError(f"The file is not valid {config.encoding or 'utf-8'} text.") from exc
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=config.delimiter)
         row = 0
         for row, values in enumerate(reader, start=1):
             if row <= start:

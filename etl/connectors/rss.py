@@ -66,8 +66,8 @@ def entries_checksum(payloads: list[dict]) -> str:
 
 class RssConnector(Connector):
     def items(self, cursor: dict) -> Iterator[tuple[dict, dict]]:
-        config = self.source.config
-        feed = feedparser.parse(self.read_bytes(path=config.get("path"), url=config.get("url")))
+        config = self.config
+        feed = feedparser.parse(self.read_bytes(path=config.path, url=config.url))
         if feed.bozo and not feed.entries:
             raise FetchError("The document is not a valid RSS or Atom feed.")
         payloads = ordered_entries(feed.entries)

@@ -10,8 +10,8 @@ from django.core.files.base import ContentFile
 from django.test import Client
 from django_tenants.utils import tenant_context
 
-from etl.connectors.base import NO_SUCH_FILE
 from etl.models import DataSource
+from etl.owned import NO_SUCH_FILE
 from etl.services import etl_source_create
 from etl.tests.conftest import CSV_MAPPING, SAMPLE
 from etl.tests.test_files import _stored_files

@@ -11,8 +11,9 @@ from django.core.files.base import ContentFile
 from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 from django_tenants.utils import tenant_context
 
-from etl.connectors.base import NO_FILE_UPLOADED, NO_SUCH_FILE
+from etl.connectors.base import NO_FILE_UPLOADED
 from etl.models import DataSource, Record
+from etl.owned import NO_SUCH_FILE
 from etl.services import etl_run_source, etl_source_create, etl_source_file_upload
 from etl.tests.conftest import API_MAPPING, CSV_MAPPING, RSS_MAPPING, SAMPLE
 

@@ -9,8 +9,8 @@ import psycopg
 import pytest
 from django.db import connection
 
-from etl.connectors.base import NO_SUCH_FILE
 from etl.models import Checkpoint, DriftEvent, QuarantinedItem, RawApiRecord, RawCsvRecord, RawRssItem, Record
+from etl.owned import NO_SUCH_FILE
 from etl.services import _lock_key, etl_run_source, etl_source_create
 from etl.tests.conftest import API_MAPPING, CSV_MAPPING, RSS_MAPPING
 from nexus.api.errors import Conflict
