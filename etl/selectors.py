@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import statistics
-import uuid
 
 from django.db.models import Count, Max, Q, QuerySet, Sum
 
 from etl.models import DataSource, EtlRun, Record, RunStatus
+from nexus.access import access_by_id, filter_ids
 from nexus.api.errors import NotFound, ValidationFailed
 
 COMPARED_COUNTS = ("fetched", "inserted", "updated", "skipped", "quarantined", "drift_warnings")
 
 
 def source_get(*, source_id) -> DataSource:
-    try:
-        return DataSource.objects.get(pk=source_id)
-    except (DataSource.DoesNotExist, ValueError, ValidationFailed):
-        raise NotFound("No such data source.") from None
+    return access_by_id(DataSource.objects.all(), source_id, not_found="No such data source.")
 
 
 def source_list() -> QuerySet[DataSource]:
@@ -26,16 +23,7 @@ def source_list() -> QuerySet[DataSource]:
 
 def record_get(*, record_id) -> Record:
     """One of the organisation's records; NotFound for any id it does not have."""
-    try:
-        record_id = int(record_id)
-    except (TypeError, ValueError):
-        raise NotFound("No such record.") from None
-    if not 0 < record_id < 2**63:  # outside the column's range: no such row
-        raise NotFound("No such record.")
-    try:
-        return Record.objects.select_related("source").get(pk=record_id)
-    except Record.DoesNotExist:
-        raise NotFound("No such record.") from None
+    return access_by_id(Record.objects.select_related("source"), record_id, not_found="No such record.")
 
 
 def record_text(*, record_id) -> str:
@@ -46,10 +34,7 @@ def record_text(*, record_id) -> str:
 
 
 def run_get(*, run_id) -> EtlRun:
-    try:
-        return EtlRun.objects.select_related("source").get(pk=run_id)
-    except (EtlRun.DoesNotExist, ValueError):
-        raise NotFound("No such run.") from None
+    return access_by_id(EtlRun.objects.select_related("source"), run_id, not_found="No such run.")
 
 
 def run_list(*, source: DataSource | None = None) -> QuerySet[EtlRun]:
@@ -154,12 +139,9 @@ def record_list(
 ) -> QuerySet[Record]:
     records = Record.objects.select_related("source")
     if sources:
-        try:
-            records = records.filter(source_id__in=[uuid.UUID(s) for s in sources])
-        except ValueError:
-            raise ValidationFailed(
-                "source must be data source ids.", details={"fields": {"source": ["Invalid id."]}}
-            ) from None
+        records = records.filter(
+            source_id__in=filter_ids(DataSource, sources, param="source", what="data source")
+        )
     if search:
         records = records.filter(Q(title__icontains=search) | Q(body__icontains=search))
     if tags:
