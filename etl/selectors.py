@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 
-from django.db.models import Count, Max, Q, QuerySet, Sum
+from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery, Sum
 
 from etl.models import DataSource, EtlRun, Record, RunStatus
 from nexus.access import access_by_id, filter_ids
@@ -43,21 +43,25 @@ def run_list(*, source: DataSource | None = None) -> QuerySet[EtlRun]:
 
 
 def source_stats() -> list[dict]:
+    """One row per source, in two queries whatever the number of sources (the last
+    finished run's status and duration are subqueries, not a query per source)."""
     finished = ~Q(runs__status__in=[RunStatus.QUEUED, RunStatus.RUNNING])
+    last_finished = (
+        EtlRun.objects.filter(source=OuterRef("pk"))
+        .exclude(status__in=[RunStatus.QUEUED, RunStatus.RUNNING])
+        .order_by("-started_at")
+    )
     sources = DataSource.objects.annotate(
         processed=Sum("runs__fetched", filter=finished),
         last_success_at=Max("runs__finished_at", filter=Q(runs__status=RunStatus.SUCCEEDED)),
         last_failure_at=Max("runs__finished_at", filter=Q(runs__status=RunStatus.FAILED)),
         run_count=Count("runs", filter=finished),
+        last_status=Subquery(last_finished.values("status")[:1]),
+        last_duration_ms=Subquery(last_finished.values("duration_ms")[:1]),
     ).order_by("name")
     record_counts = dict(Record.objects.values("source").annotate(n=Count("id")).values_list("source", "n"))
     rows = []
     for source in sources:
-        last = (
-            source.runs.exclude(status__in=[RunStatus.QUEUED, RunStatus.RUNNING])
-            .order_by("-started_at")
-            .first()
-        )
         rows.append(
             {
                 "source_id": source.pk,
@@ -66,8 +70,8 @@ def source_stats() -> list[dict]:
                 "records": record_counts.get(source.pk, 0),
                 "records_processed": source.processed or 0,
                 "runs": source.run_count,
-                "last_status": last.status if last else None,
-                "last_duration_ms": last.duration_ms if last else None,
+                "last_status": source.last_status,
+                "last_duration_ms": source.last_duration_ms,
                 "last_success_at": source.last_success_at,
                 "last_failure_at": source.last_failure_at,
                 "next_run_at": source.next_run_at,
