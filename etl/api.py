@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from etl import selectors, services, uploads
-from etl.models import RunTrigger, SourceKind
+from etl.models import DataSource, EtlRun, RunTrigger, SourceKind
 from etl.serializers import (
     CompareOutput,
     RecordOutput,
@@ -25,6 +25,7 @@ from etl.serializers import (
     SourcePatchInput,
     StatsOutput,
 )
+from nexus.access import filter_id
 from nexus.api.errors import ValidationFailed
 from nexus.api.pagination import PagePagination
 from nexus.api.permissions import AdminForWrites, IsOrganisationAdmin
@@ -165,7 +166,8 @@ class RunListView(APIView):
         tags=TAGS,
     )
     def get(self, request, *args, **kwargs):
-        source_id = request.query_params.get("source")
+        params = request.query_params
+        source_id = filter_id(DataSource, params.get("source"), param="source", what="data source")
         source = selectors.source_get(source_id=source_id) if source_id else None
         paginator = PagePagination()
         page = paginator.paginate_queryset(selectors.run_list(source=source), request, self)
@@ -194,7 +196,9 @@ class RunCompareView(APIView):
     def get(self, request, *args, **kwargs):
         params = request.query_params
         comparison = selectors.runs_compare(
-            source_id=params.get("source"), run_a=params.get("a"), run_b=params.get("b")
+            source_id=filter_id(DataSource, params.get("source"), param="source", what="data source"),
+            run_a=filter_id(EtlRun, params.get("a"), param="a", what="run"),
+            run_b=filter_id(EtlRun, params.get("b"), param="b", what="run"),
         )
         return Response(CompareOutput(comparison).data)
 

@@ -6,18 +6,14 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
 
 from jobs.models import Job, JobEvent, JobStatus, JobType
-from nexus.api.errors import NotFound
+from nexus.access import access_by_id
 
 
 def job_get(*, job_id: uuid.UUID | str) -> Job:
-    try:
-        return Job.objects.get(pk=job_id)
-    except (Job.DoesNotExist, ValueError, ValidationError):  # a malformed id is not a job either
-        raise NotFound("No such job.") from None
+    return access_by_id(Job.objects.all(), job_id, not_found="No such job.")
 
 
 def job_list(

@@ -8,7 +8,7 @@ import uuid
 from django.db.models import Count, Q, QuerySet
 from django_tenants.utils import get_public_schema_name
 
-from nexus.api.errors import NotFound
+from nexus.access import access_by_id
 from tenants.models import Organisation, Role, User
 
 
@@ -24,10 +24,7 @@ def member_list(*, org: Organisation, search: str = "", roles: list[str] | None 
 def member_get(*, org: Organisation, member_id: uuid.UUID | str) -> User:
     """The member of `org` with this id. Unknown, inactive and another organisation's
     users are the same 404, so the answer says nothing about who exists elsewhere."""
-    try:
-        return member_list(org=org).get(pk=member_id)
-    except (User.DoesNotExist, ValueError):
-        raise NotFound("No such member in this organisation.") from None
+    return access_by_id(member_list(org=org), member_id, not_found="No such member in this organisation.")
 
 
 def organisation_admin_count(*, org: Organisation) -> int:

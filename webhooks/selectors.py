@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db.models import Prefetch, QuerySet
 
-from nexus.api.errors import NotFound
+from nexus.access import access_by_id
 from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookNotice
 
 
@@ -15,10 +15,7 @@ def endpoint_list() -> QuerySet[WebhookEndpoint]:
 
 
 def endpoint_get(*, endpoint_id) -> WebhookEndpoint:
-    try:
-        return WebhookEndpoint.objects.get(pk=endpoint_id)
-    except (WebhookEndpoint.DoesNotExist, ValueError):
-        raise NotFound("No such webhook endpoint.") from None
+    return access_by_id(WebhookEndpoint.objects.all(), endpoint_id, not_found="No such webhook endpoint.")
 
 
 def delivery_list(
@@ -37,10 +34,7 @@ def delivery_list(
 
 
 def delivery_get(*, delivery_id: str) -> WebhookDelivery:
-    delivery = delivery_list().filter(pk=delivery_id).first()
-    if delivery is None:
-        raise NotFound("No such webhook delivery.")
-    return delivery
+    return access_by_id(delivery_list(), delivery_id, not_found="No such webhook delivery.")
 
 
 def endpoint_health(endpoint: WebhookEndpoint) -> dict:
@@ -68,7 +62,4 @@ def notice_list_open() -> QuerySet[WebhookNotice]:
 
 
 def notice_get(*, notice_id) -> WebhookNotice:
-    try:
-        return WebhookNotice.objects.get(pk=notice_id)
-    except (WebhookNotice.DoesNotExist, ValueError):
-        raise NotFound("No such notice.") from None
+    return access_by_id(WebhookNotice.objects.all(), notice_id, not_found="No such notice.")

@@ -21,7 +21,8 @@ from billing.models import PURCHASE_TRANSITIONS, Purchase, PurchaseStatus
 from billing.public.models import CheckoutIndex, CreditPack
 from billing.selectors import credits_balance
 from billing.services.ledger import credits_adjust, credits_purchase
-from nexus.api.errors import AppError, NotFound, ServiceUnavailable
+from nexus.access import access_by_id
+from nexus.api.errors import AppError, ServiceUnavailable
 from tenants.models import User
 from webhooks.services import webhook_publish
 
@@ -91,12 +92,11 @@ def purchase_data(purchase: Purchase) -> dict:
 def checkout_start(*, user: User, pack_id: uuid.UUID | str, org_id: uuid.UUID) -> Purchase:
     if not billing_configured():
         raise BillingUnavailable()
-    try:
-        pack = CreditPack.objects.filter(pk=uuid.UUID(str(pack_id)), active=True).first()
-    except ValueError:
-        pack = None
-    if pack is None:
-        raise NotFound("No such credit pack (it may have been withdrawn).")
+    pack = access_by_id(
+        CreditPack.objects.filter(active=True),
+        pack_id,
+        not_found="No such credit pack (it may have been withdrawn).",
+    )
 
     purchase = Purchase.objects.create(
         pack_id=pack.pk,

@@ -242,3 +242,63 @@ def test_api_sources_cannot_read_server_variables_or_page_badly(world, api_as, m
     }
     response = api_as(world.admin_a).post("/api/v1/etl/sources", body, format="json")
     assert response.status_code == 422 and message in response.content.decode()
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+@pytest.mark.parametrize(
+    ("query", "param", "message"),
+    [
+        ("runs?source=abc", "source", "source must be a data source id."),
+        ("runs?source=12", "source", "source must be a data source id."),
+        ("runs/compare?source=abc", "source", "source must be a data source id."),
+        ("runs/compare?a=abc&b=6f1c3a52-7b1e-4d0a-9c55-0d3b8f6e2a10", "a", "a must be a run id."),
+        ("runs/compare?a=6f1c3a52-7b1e-4d0a-9c55-0d3b8f6e2a10&b=%20x", "b", "b must be a run id."),
+    ],
+)
+def test_a_malformed_id_filter_is_422_naming_the_parameter(world, api_as, version, query, param, message):
+    response = api_as(world.member_a).get(f"/api/{version}/etl/{query}")
+    assert response.status_code == 422
+    assert response.json()["error"] == {
+        "code": "VALIDATION_ERROR",
+        "message": message,
+        "details": {"fields": {param: ["Invalid id."]}},
+    }
+    assert "UUID" not in response.content.decode()  # never Django's own "is not a valid UUID"
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_a_well_formed_unknown_or_foreign_id_filter_is_404(world, api_as, files, version):
+    with tenant_context(world.org_b):
+        foreign = etl_source_create(
+            name="B only", kind="csv", config={"path": "articles.csv"}, field_mapping=CSV_MAPPING
+        )
+        foreign_run = etl_run_source(source=foreign)
+    client = api_as(world.member_a)
+    unknown = "6f1c3a52-7b1e-4d0a-9c55-0d3b8f6e2a10"
+    for source_id in (unknown, foreign.pk):
+        for path in (f"runs?source={source_id}", f"runs/compare?source={source_id}"):
+            response = client.get(f"/api/{version}/etl/{path}")
+            assert response.status_code == 404, path
+            assert response.json()["error"] == {
+                "code": "NOT_FOUND",
+                "message": "No such data source.",
+                "details": {},
+            }
+    for run_id in (unknown, foreign_run.pk):
+        response = client.get(f"/api/{version}/etl/runs/compare?a={run_id}&b={run_id}")
+        assert response.status_code == 404
+        assert response.json()["error"]["message"] == "No such run."
+
+
+def test_an_empty_id_filter_is_no_filter(world, api_as, files):
+    with tenant_context(world.org_a):
+        source = etl_source_create(
+            name="Articles", kind="csv", config={"path": "articles.csv"}, field_mapping=CSV_MAPPING
+        )
+        etl_run_source(source=source)
+    client = api_as(world.member_a)
+    assert client.get("/api/v1/etl/runs?source=").json()["meta"]["total"] == 1
+    compare = client.get("/api/v1/etl/runs/compare?source=&a=&b=")
+    assert compare.status_code == 422 and compare.json()["error"]["details"] == {
+        "fields": {"source": ["Required."]}
+    }
