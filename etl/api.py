@@ -26,7 +26,7 @@ from etl.serializers import (
     StatsOutput,
 )
 from nexus.access import filter_id
-from nexus.api.errors import ValidationFailed
+from nexus.api.errors import ValidationFailed, field_error
 from nexus.api.pagination import PagePagination
 from nexus.api.permissions import AdminForWrites, IsOrganisationAdmin
 from nexus.api.query import (
@@ -150,9 +150,7 @@ class SourceFileView(APIView):
             services.etl_source_file_upload(source=source, file=None)
         upload = request.FILES.get("file")
         if upload is None:
-            raise ValidationFailed(
-                "Send the file as the multipart field 'file'.", details={"fields": {"file": ["Required."]}}
-            )
+            raise field_error("file", "Required.", message="Send the file as the multipart field 'file'.")
         return Response(SourceOutput(services.etl_source_file_upload(source=source, file=upload)).data)
 
 

@@ -33,7 +33,7 @@ from pydantic_core import PydanticCustomError
 from etl.http import FetchError
 from etl.models import SourceKind
 from etl.owned import API_KEY_NAME, API_KEY_NAME_MAX, NO_SUCH_FILE, local_file, server_key
-from nexus.api.errors import ValidationFailed
+from nexus.api.errors import ValidationFailed, field_error
 from nexus.net import UnsafeURL, resolve_public_url
 
 # Refusals whose type is also told to the client as `details.reason`.
@@ -239,10 +239,7 @@ def _first_error(exc: ValidationError) -> tuple[str, str]:
 def _refusal(exc: ValidationError) -> ValidationFailed:
     """Pydantic's errors as the project's field error: the one place they are converted."""
     reason, message = _first_error(exc)
-    details: dict[str, Any] = {"fields": {"config": [message]}}
-    if reason in REASONS:
-        details["reason"] = reason
-    return ValidationFailed(message, details=details)
+    return field_error("config", message, **({"reason": reason} if reason in REASONS else {}))
 
 
 def source_config_parse(*, kind: str, config: Any) -> SourceConfig:

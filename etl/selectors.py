@@ -8,7 +8,7 @@ from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery, Sum
 
 from etl.models import DataSource, EtlRun, Record, RunStatus
 from nexus.access import access_by_id, filter_ids
-from nexus.api.errors import NotFound, ValidationFailed
+from nexus.api.errors import NotFound, ValidationFailed, field_error
 
 COMPARED_COUNTS = ("fetched", "inserted", "updated", "skipped", "quarantined", "drift_warnings")
 
@@ -105,9 +105,7 @@ def runs_compare(*, source_id=None, run_a=None, run_b=None) -> dict:
         a, b = run_get(run_id=run_a), run_get(run_id=run_b)
     else:
         if source_id is None:
-            raise ValidationFailed(
-                "Give a source, or two runs to compare.", details={"fields": {"source": ["Required."]}}
-            )
+            raise field_error("source", "Required.", message="Give a source, or two runs to compare.")
         source = source_get(source_id=source_id)
         latest = list(run_list(source=source).exclude(status__in=[RunStatus.QUEUED, RunStatus.RUNNING])[:2])
         if len(latest) < 2:

@@ -44,7 +44,7 @@ from etl.models import (
 )
 from etl.normalise import UNIFIED_FIELDS
 from etl.pipeline import PreparedBatch, in_background, prepare
-from nexus.api.errors import Conflict, ValidationFailed
+from nexus.api.errors import Conflict, field_error
 from nexus.api.fields import plain_text
 from nexus.celery import send_on_commit, wait_for_database
 from nexus.crypto import encrypt
@@ -67,10 +67,6 @@ class InjectedFailure(RuntimeError):
 # --- Sources ------------------------------------------------------------------------------------
 
 
-def _invalid(field: str, message: str, **details) -> ValidationFailed:
-    return ValidationFailed(message, details={"fields": {field: [message]}, **details})
-
-
 def _check_pace(requests_per_second) -> float:
     try:
         pace = float(requests_per_second)
@@ -78,7 +74,7 @@ def _check_pace(requests_per_second) -> float:
         pace = 0.0
     if not MIN_REQUESTS_PER_SECOND <= pace <= MAX_REQUESTS_PER_SECOND:
         # Slower than this, a source's page budget could hold its runs for days.
-        raise _invalid(
+        raise field_error(
             "requests_per_second",
             f"requests_per_second must be from {MIN_REQUESTS_PER_SECOND} to {MAX_REQUESTS_PER_SECOND}.",
         )
@@ -97,18 +93,18 @@ def _origin(url) -> tuple[str, str, int | None]:
 
 def _clean_mapping(mapping, required) -> tuple[dict, list[str]]:
     if not isinstance(mapping, dict) or not all(isinstance(v, str) and v for v in mapping.values()):
-        raise _invalid("field_mapping", "field_mapping maps unified fields to incoming field names.")
+        raise field_error("field_mapping", "field_mapping maps unified fields to incoming field names.")
     unknown = sorted(set(mapping) - set(UNIFIED_FIELDS))
     if unknown:
-        raise _invalid("field_mapping", f"Unknown unified fields {unknown}; use {list(UNIFIED_FIELDS)}.")
+        raise field_error("field_mapping", f"Unknown unified fields {unknown}; use {list(UNIFIED_FIELDS)}.")
     if "external_id" not in mapping:
-        raise _invalid("field_mapping", "field_mapping must say which incoming field is the external_id.")
+        raise field_error("field_mapping", "field_mapping must say which incoming field is the external_id.")
     required = list(required or DEFAULT_REQUIRED)
     if "external_id" not in required:
         required.insert(0, "external_id")
     missing = sorted(set(required) - set(mapping))
     if missing:
-        raise _invalid("required_fields", f"Required fields {missing} are not in field_mapping.")
+        raise field_error("required_fields", f"Required fields {missing} are not in field_mapping.")
     return mapping, required
 
 
@@ -131,7 +127,7 @@ def etl_source_create(
     # Stored as sent; the typed model is how the rules and a run read it.
     parsed = source_config_parse(kind=kind, config=config)
     if api_key and parsed.api_key_name:
-        raise _invalid("api_key", "Give either api_key or config.api_key_name, not both.")
+        raise field_error("api_key", "Give either api_key or config.api_key_name, not both.")
     pace = _check_pace(requests_per_second)
     with transaction.atomic():
         organisation_cap_check(cap="max_sources", existing=DataSource.objects.all(), what="data sources")
@@ -222,10 +218,10 @@ def etl_source_file_upload(*, source: DataSource, file: File, name: str | None =
     PayloadTooLarge (413) over ETL_MAX_UPLOAD_BYTES; nothing is stored then. The checkpoint
     is kept: its checksum makes an unchanged file ingest nothing."""
     if source.kind not in (SourceKind.CSV, SourceKind.RSS):
-        raise _invalid("file", "API sources read their URL; only CSV and RSS sources take a file.")
+        raise field_error("file", "API sources read their URL; only CSV and RSS sources take a file.")
     limit = settings.ETL_MAX_UPLOAD_BYTES
     if file is None:
-        raise _invalid("file", "Send the file as the multipart field 'file'.")
+        raise field_error("file", "Send the file as the multipart field 'file'.")
     if (file.size or 0) > limit:
         raise uploads.too_large()
     file.seek(0)

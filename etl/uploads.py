@@ -22,7 +22,7 @@ from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler
 
 from etl.models import SourceKind
-from nexus.api.errors import PayloadTooLarge, ValidationFailed
+from nexus.api.errors import PayloadTooLarge, ValidationFailed, field_error
 
 # What a multipart body may add around the file itself (boundaries, part headers, a CSRF
 # field): a claimed length beyond limit + this is refused before a byte is read.
@@ -87,7 +87,7 @@ def storage_prefix(*, schema_name: str, source_id) -> str:
 
 
 def _invalid_file(message: str, **details) -> ValidationFailed:
-    return ValidationFailed(message, details={"fields": {"file": [message]}, **details})
+    return field_error("file", message, **details)
 
 
 def check_csv(data: bytes, *, delimiter: str = ",") -> None:
@@ -99,9 +99,10 @@ def check_csv(data: bytes, *, delimiter: str = ",") -> None:
         line = data[: exc.start].count(b"\n") + 1
         raise _invalid_file(f"The file is not UTF-8 text (line {line}).", line=line) from None
     if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '\r\n"':
-        raise ValidationFailed(
-            "config.delimiter must be one character; fix the source before uploading.",
-            details={"fields": {"config": ["config.delimiter must be one character."]}},
+        raise field_error(
+            "config",
+            "config.delimiter must be one character.",
+            message="config.delimiter must be one character; fix the source before uploading.",
         )
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:

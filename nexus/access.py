@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from django.core.exceptions import ValidationError
 from django.db.models import Model, QuerySet
 
-from nexus.api.errors import NotFound, ValidationFailed
+from nexus.api.errors import NotFound, ValidationFailed, field_error
 
 M = TypeVar("M", bound=Model)
 
@@ -58,7 +58,7 @@ def access_by_id(queryset: QuerySet[M], raw_id: Any, *, not_found: str) -> M:
 
 
 def _bad_filter(param: str, message: str) -> ValidationFailed:
-    return ValidationFailed(message, details={"fields": {param: ["Invalid id."]}})
+    return field_error(param, "Invalid id.", message=message)
 
 
 def filter_id(model: type[Model], raw: str | None, *, param: str, what: str) -> Any:
