@@ -5,7 +5,6 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from billing import selectors
 from billing.models import PurchaseStatus, TransactionKind
@@ -17,7 +16,7 @@ from billing.serializers import (
     PurchaseOutput,
 )
 from billing.services.purchases import checkout_start
-from nexus.api.pagination import PagePagination
+from nexus.api.pagination import paginated
 from nexus.api.permissions import IsOrganisationAdmin
 from nexus.api.query import (
     apply_sort,
@@ -27,11 +26,12 @@ from nexus.api.query import (
     multi_value_parameter,
     sort_parameter,
 )
+from nexus.api.views import OrganisationEndpoint
 from nexus.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from nexus.schema import COMPLETE_LIST, error_statuses
 
 
-class CreditsView(APIView):
+class CreditsView(OrganisationEndpoint):
     @extend_schema(
         summary="Credit balance and the 10 latest transactions",
         responses={200: CreditsOutput},
@@ -48,7 +48,7 @@ class CreditsView(APIView):
         )
 
 
-class CreditTransactionListView(APIView):
+class CreditTransactionListView(OrganisationEndpoint):
     @extend_schema(
         summary="The credit ledger",
         parameters=[
@@ -67,12 +67,10 @@ class CreditTransactionListView(APIView):
         rows = date_range(rows, request, field="created_at")
         # The ledger's own order is its sequence (created_at ties within a transaction).
         rows = apply_sort(rows, request, allowed={"sequence", "created_at", "amount"}, default="-sequence")
-        paginator = PagePagination()
-        page = paginator.paginate_queryset(rows, request, view=self)
-        return paginator.get_paginated_response(CreditTransactionOutput(page, many=True).data)
+        return paginated(request, rows, CreditTransactionOutput)
 
 
-class CreditPackListView(APIView):
+class CreditPackListView(OrganisationEndpoint):
     @extend_schema(
         summary="Credit packs on sale",
         responses={200: CreditPackOutput(many=True)},
@@ -83,7 +81,7 @@ class CreditPackListView(APIView):
         return Response(CreditPackOutput(selectors.credit_packs_on_sale(), many=True).data)
 
 
-class CheckoutView(APIView):
+class CheckoutView(OrganisationEndpoint):
     permission_classes = [IsOrganisationAdmin]
 
     @extend_schema(
@@ -104,12 +102,12 @@ class CheckoutView(APIView):
         payload = CheckoutInput(data=request.data)
         payload.is_valid(raise_exception=True)
         purchase = checkout_start(
-            user=request.user, pack_id=payload.validated_data["pack"], org_id=request._request.tenant.id
+            user=request.user, pack_id=payload.validated_data["pack"], org_id=self.organisation.id
         )
         return Response(PurchaseOutput(purchase).data, status=status.HTTP_201_CREATED)
 
 
-class PurchaseListView(APIView):
+class PurchaseListView(OrganisationEndpoint):
     @extend_schema(
         summary="Purchases of credit packs, newest first",
         parameters=[
@@ -123,6 +121,4 @@ class PurchaseListView(APIView):
         statuses = multi_value(request, "status", allowed=set(PurchaseStatus.values))
         rows = selectors.purchase_list(statuses=statuses)
         rows = apply_sort(rows, request, allowed={"created_at", "amount_cents"}, default="-created_at")
-        paginator = PagePagination()
-        page = paginator.paginate_queryset(rows, request, view=self)
-        return paginator.get_paginated_response(PurchaseOutput(page, many=True).data)
+        return paginated(request, rows, PurchaseOutput)

@@ -9,7 +9,6 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from etl import selectors, services, uploads
 from etl.models import DataSource, EtlRun, RunTrigger, SourceKind
@@ -27,7 +26,7 @@ from etl.serializers import (
 )
 from nexus.access import filter_id
 from nexus.api.errors import ValidationFailed, field_error
-from nexus.api.pagination import PagePagination
+from nexus.api.pagination import paginated
 from nexus.api.permissions import AdminForWrites, IsOrganisationAdmin
 from nexus.api.query import (
     UUID_LIST_PATTERN,
@@ -37,20 +36,19 @@ from nexus.api.query import (
     sort_parameter,
     uuid_parameter,
 )
+from nexus.api.views import OrganisationEndpoint
 from nexus.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from nexus.schema import COMPLETE_LIST
 
 TAGS = ["data"]
 
 
-class SourceListView(APIView):
+class SourceListView(OrganisationEndpoint):
     permission_classes = [AdminForWrites]
 
     @extend_schema(summary="Data sources", responses={200: SourceOutput(many=True)}, tags=TAGS)
     def get(self, request, *args, **kwargs):
-        paginator = PagePagination()
-        page = paginator.paginate_queryset(selectors.source_list(), request, self)
-        return paginator.get_paginated_response(SourceOutput(page, many=True).data)
+        return paginated(request, selectors.source_list(), SourceOutput)
 
     @extend_schema(
         summary="Connect a data source (admins)",
@@ -70,7 +68,7 @@ class SourceListView(APIView):
         return Response(SourceOutput(source).data, status=status.HTTP_201_CREATED)
 
 
-class SourceDetailView(APIView):
+class SourceDetailView(OrganisationEndpoint):
     permission_classes = [AdminForWrites]
 
     @extend_schema(summary="One data source", responses={200: SourceOutput}, tags=TAGS)
@@ -101,7 +99,7 @@ class SourceDetailView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class SourceRunView(APIView):
+class SourceRunView(OrganisationEndpoint):
     permission_classes = [IsOrganisationAdmin]
 
     @extend_schema(
@@ -118,7 +116,7 @@ class SourceRunView(APIView):
         return Response(RunQueuedOutput({"run_id": run.pk, "status": run.status}).data, status=202)
 
 
-class SourceFileView(APIView):
+class SourceFileView(OrganisationEndpoint):
     """The source's file, uploaded (multipart). The size limit is enforced while the body is
     read, so the upload handlers are installed before DRF or anything else reads it."""
 
@@ -154,7 +152,7 @@ class SourceFileView(APIView):
         return Response(SourceOutput(services.etl_source_file_upload(source=source, file=upload)).data)
 
 
-class RunListView(APIView):
+class RunListView(OrganisationEndpoint):
     @extend_schema(
         summary="ETL runs, newest first",
         parameters=[
@@ -167,12 +165,10 @@ class RunListView(APIView):
         params = request.query_params
         source_id = filter_id(DataSource, params.get("source"), param="source", what="data source")
         source = selectors.source_get(source_id=source_id) if source_id else None
-        paginator = PagePagination()
-        page = paginator.paginate_queryset(selectors.run_list(source=source), request, self)
-        return paginator.get_paginated_response(RunOutput(page, many=True).data)
+        return paginated(request, selectors.run_list(source=source), RunOutput)
 
 
-class RunDetailView(APIView):
+class RunDetailView(OrganisationEndpoint):
     @extend_schema(
         summary="One run, its drift events and quarantined items", responses={200: RunDetailOutput}, tags=TAGS
     )
@@ -180,7 +176,7 @@ class RunDetailView(APIView):
         return Response(RunDetailOutput(selectors.run_get(run_id=run_id)).data)
 
 
-class RunCompareView(APIView):
+class RunCompareView(OrganisationEndpoint):
     @extend_schema(
         summary="Compare two runs of a source (default: its latest two)",
         parameters=[
@@ -201,7 +197,7 @@ class RunCompareView(APIView):
         return Response(CompareOutput(comparison).data)
 
 
-class StatsView(APIView):
+class StatsView(OrganisationEndpoint):
     @extend_schema(
         summary="Per source: records, processed, last duration, last success and failure",
         responses={200: StatsOutput(many=True)},
@@ -212,7 +208,7 @@ class StatsView(APIView):
         return Response(StatsOutput(selectors.source_stats(), many=True).data)
 
 
-class DataView(APIView):
+class DataView(OrganisationEndpoint):
     @extend_schema(
         summary="The unified records",
         parameters=[
@@ -247,8 +243,6 @@ class DataView(APIView):
         records = apply_sort(
             records, request, allowed={"published_at", "title", "created_at"}, default="-published_at"
         )
-        paginator = PagePagination()
-        page = paginator.paginate_queryset(records, request, self)
-        response = paginator.get_paginated_response(RecordOutput(page, many=True).data)
+        response = paginated(request, records, RecordOutput)
         response.envelope_meta["api_latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
         return response

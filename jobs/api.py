@@ -5,14 +5,13 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from billing.selectors import credits_spent_per_day, window_start
 from jobs import selectors, services
 from jobs.models import JobStatus, JobType
 from jobs.serializers import JobDetailOutput, JobEventOutput, JobInput, JobOutput, UsageOutput
 from nexus.api.errors import field_error
-from nexus.api.pagination import PagePagination
+from nexus.api.pagination import paginated
 from nexus.api.query import (
     apply_sort,
     date_parameter,
@@ -22,11 +21,12 @@ from nexus.api.query import (
     sort_parameter,
 )
 from nexus.api.versioning import versioned
+from nexus.api.views import OrganisationEndpoint
 from nexus.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from nexus.schema import COMPLETE_LIST, error_statuses
 
 
-class _SubmitJobView(APIView):
+class _SubmitJobView(OrganisationEndpoint):
     job_type: str = ""
 
     @idempotent
@@ -84,7 +84,7 @@ class AnalyzeView(_SubmitJobView):
         return super().post(request, *args, **kwargs)
 
 
-class JobListView(APIView):
+class JobListView(OrganisationEndpoint):
     @extend_schema(
         summary="Jobs of the organisation",
         parameters=[
@@ -106,12 +106,10 @@ class JobListView(APIView):
         jobs = apply_sort(
             jobs, request, allowed={"created_at", "status", "job_type", "cost"}, default="-created_at"
         )
-        paginator = PagePagination()
-        page = paginator.paginate_queryset(jobs, request, view=self)
-        return paginator.get_paginated_response(versioned(JobOutput, request)(page, many=True).data)
+        return paginated(request, jobs, versioned(JobOutput, request))
 
 
-class JobDetailView(APIView):
+class JobDetailView(OrganisationEndpoint):
     @extend_schema(
         summary="One job, with its input and result", responses={200: JobDetailOutput}, tags=["jobs"]
     )
@@ -119,7 +117,7 @@ class JobDetailView(APIView):
         return Response(versioned(JobDetailOutput, request)(selectors.job_get(job_id=job_id)).data)
 
 
-class JobEventListView(APIView):
+class JobEventListView(OrganisationEndpoint):
     @extend_schema(
         summary="The job's timeline, oldest first",
         responses={200: JobEventOutput(many=True)},
@@ -131,7 +129,7 @@ class JobEventListView(APIView):
         return Response(JobEventOutput(selectors.job_events(job=job), many=True).data)
 
 
-class UsageView(APIView):
+class UsageView(OrganisationEndpoint):
     @extend_schema(
         summary="Credits spent per day and jobs by status and type",
         parameters=[

@@ -12,9 +12,10 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from nexus.api.pagination import PagePagination
+from nexus.api.pagination import paginated
 from nexus.api.permissions import IsOrganisationAdmin, IsOrganisationMember
 from nexus.api.query import apply_sort, multi_value, multi_value_parameter, sort_parameter
+from nexus.api.views import OrganisationEndpoint
 from tenants import selectors, services
 from tenants.models import Role
 from tenants.serializers import (
@@ -53,7 +54,7 @@ def _token_response(request, pair: services.TokenPair, *, status_code: int = 200
     return response
 
 
-class TokenObtainView(APIView):
+class TokenObtainView(OrganisationEndpoint):
     """Exchange a signed-in browser session for API tokens."""
 
     authentication_classes = [SessionAuthentication]
@@ -114,7 +115,7 @@ class LogoutView(APIView):
         return response
 
 
-class LogoutAllView(APIView):
+class LogoutAllView(OrganisationEndpoint):
     """Sign out everywhere: every token and session of the caller ends."""
 
     @extend_schema(
@@ -138,26 +139,24 @@ class LogoutAllView(APIView):
         return response
 
 
-class MeView(APIView):
+class MeView(OrganisationEndpoint):
     @extend_schema(
         summary="The caller, their organisation and role", responses={200: MeOutput}, tags=["auth"]
     )
     def get(self, request, *args, **kwargs):
         user = request.user
-        return Response(
-            MeOutput({"user": user, "organisation": request._request.tenant, "role": user.role}).data
-        )
+        return Response(MeOutput({"user": user, "organisation": self.organisation, "role": user.role}).data)
 
 
-class OrganisationView(APIView):
+class OrganisationView(OrganisationEndpoint):
     @extend_schema(
         summary="The caller's organisation", responses={200: OrganisationOutput}, tags=["organisation"]
     )
     def get(self, request, *args, **kwargs):
-        return Response(OrganisationOutput(request._request.tenant).data)
+        return Response(OrganisationOutput(self.organisation).data)
 
 
-class MemberListView(APIView):
+class MemberListView(OrganisationEndpoint):
     @extend_schema(
         summary="Members of the caller's organisation",
         parameters=[
@@ -170,19 +169,17 @@ class MemberListView(APIView):
     )
     def get(self, request, *args, **kwargs):
         members = selectors.member_list(
-            org=request._request.tenant,
+            org=self.organisation,
             search=request.query_params.get("search", "").strip()[:100],
             roles=multi_value(request, "role", allowed=set(Role.values)),
         )
         members = apply_sort(
             members, request, allowed={"email", "name", "role", "date_joined"}, default="email"
         )
-        paginator = PagePagination()
-        page = paginator.paginate_queryset(members, request, view=self)
-        return paginator.get_paginated_response(MemberOutput(page, many=True).data)
+        return paginated(request, members, MemberOutput)
 
 
-class MemberDetailView(APIView):
+class MemberDetailView(OrganisationEndpoint):
     permission_classes = [IsOrganisationAdmin]
 
     @extend_schema(
@@ -195,7 +192,7 @@ class MemberDetailView(APIView):
         payload = RoleInput(data=request.data)
         payload.is_valid(raise_exception=True)
         member = services.member_change_role(
-            org=request._request.tenant, member_id=member_id, role=payload.validated_data["role"]
+            org=self.organisation, member_id=member_id, role=payload.validated_data["role"]
         )
         return Response(MemberOutput(member).data)
 
@@ -205,5 +202,5 @@ class MemberDetailView(APIView):
         tags=["organisation"],
     )
     def delete(self, request, member_id, *args, **kwargs):
-        services.member_remove(org=request._request.tenant, member_id=member_id)
+        services.member_remove(org=self.organisation, member_id=member_id)
         return Response(status=status.HTTP_204_NO_CONTENT)

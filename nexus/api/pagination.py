@@ -66,3 +66,12 @@ class PagePagination(BasePagination):
                 },
             },
         ]
+
+
+def paginated(request, rows, serializer) -> Response:
+    """One page of `rows` (a queryset, `?page=&limit=`) serialized with `serializer` (a
+    serializer class, called with many=True), with page, limit and total in meta: how
+    every list endpoint answers."""
+    paginator = PagePagination()
+    page = paginator.paginate_queryset(rows, request)
+    return paginator.get_paginated_response(serializer(page, many=True).data)
