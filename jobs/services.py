@@ -70,10 +70,9 @@ def _enqueue(job_id: uuid.UUID, *, countdown: float = 0, resend_reason: str = ""
 
 
 def _publish(event_type: str, job: Job) -> None:
-    """Record the webhook deliveries of a job's final state in its transaction (outbox)."""
-    from jobs.serializers import JobOutput
-
-    webhook_publish(event_type=event_type, data=dict(JobOutput(job).data))
+    """Record the webhook deliveries of a job's final state in its transaction (outbox).
+    The body is the event's own payload (webhooks.payloads), not the API's job."""
+    webhook_publish(event_type=event_type, subject=job)
 
 
 def job_cost(job_type: str) -> int:

@@ -11,6 +11,7 @@ from nexus.api.pagination import PagePagination
 from nexus.api.permissions import AdminForWrites, IsOrganisationAdmin
 from nexus.api.query import apply_sort, multi_value, multi_value_parameter, sort_parameter
 from nexus.idempotency import IDEMPOTENCY_PARAMETER, idempotent
+from nexus.schema import COMPLETE_LIST
 from webhooks import selectors, services
 from webhooks.events import ALL_EVENTS
 from webhooks.models import DeliveryStatus
@@ -20,6 +21,7 @@ from webhooks.serializers import (
     EndpointOutput,
     EndpointPatchInput,
     EndpointWithSecretOutput,
+    EventTypeOutput,
     SecretOutput,
 )
 
@@ -56,6 +58,18 @@ class EndpointListView(APIView):
         payload.is_valid(raise_exception=True)
         endpoint, secret = services.webhook_endpoint_create(**payload.validated_data)
         return Response(_with_secret(endpoint, secret), status=status.HTTP_201_CREATED)
+
+
+class EventTypeListView(APIView):
+    @extend_schema(
+        summary="Webhook event types: each payload's version, JSON Schema and an example",
+        description="The same catalogue for every organisation, returned whole (no pagination).",
+        responses={200: EventTypeOutput(many=True)},
+        tags=TAGS,
+        extensions=COMPLETE_LIST,
+    )
+    def get(self, request, *args, **kwargs):
+        return Response(EventTypeOutput(selectors.event_type_list(), many=True).data)
 
 
 class EndpointDetailView(APIView):

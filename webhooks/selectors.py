@@ -7,7 +7,13 @@ from django.conf import settings
 from django.db.models import Prefetch, QuerySet
 
 from nexus.access import access_by_id
+from webhooks.events import EVENT_TYPES, EventType
 from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookNotice
+
+
+def event_type_list() -> list[EventType]:
+    """The event catalogue, in its order: the same for every organisation."""
+    return list(EVENT_TYPES.values())
 
 
 def endpoint_list() -> QuerySet[WebhookEndpoint]:

@@ -108,3 +108,19 @@ class DeliveryOutput(serializers.ModelSerializer):
             "payload",
             "attempts",
         ]
+
+
+@extend_schema_field({"type": "object", "additionalProperties": True})
+class _JSONObjectField(serializers.JSONField):
+    """A JSON object passed through as it is (a schema, an example body)."""
+
+
+class EventTypeOutput(serializers.Serializer):
+    name = serializers.CharField(help_text="The event type, as in a body's `type` and in `event_types`.")
+    description = serializers.CharField()
+    version = serializers.IntegerField(help_text="The version of the payload's shape; any change raises it.")
+    subscribable = serializers.BooleanField(
+        help_text="Whether an endpoint can subscribe to it (webhook.test is sent only on request)."
+    )
+    schema = _JSONObjectField(help_text="JSON Schema (draft 2020-12) of the body a receiver gets.")
+    example = _JSONObjectField(help_text="An example body, valid against `schema`.")

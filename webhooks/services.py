@@ -13,6 +13,7 @@ import json
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import structlog
@@ -30,7 +31,8 @@ from nexus.crypto import decrypt, encrypt
 from nexus.net import UnsafeURL, outbound_verify, pinned, read_limited, resolve_public_url
 from tenants.models import Role
 from tenants.services import organisation_cap_check
-from webhooks.events import SUBSCRIBABLE_EVENTS, TEST_EVENT
+from webhooks import payloads
+from webhooks.events import SUBSCRIBABLE_EVENTS, TEST_EVENT, event_type_get
 from webhooks.models import (
     DeliveryStatus,
     NoticeKind,
@@ -218,15 +220,11 @@ def _enqueue(delivery_id: str, *, countdown: float = 0) -> None:
     send_on_commit(DELIVER_TASK, delivery_id, countdown=countdown, log_event="webhook.enqueue_failed")
 
 
-def _payload(event_type: str, data: dict) -> dict:
-    return {"type": event_type, "timestamp": timezone.now().isoformat(), "data": data}
-
-
 def _create_delivery(endpoint: WebhookEndpoint, event_type: str, data: dict) -> WebhookDelivery:
     delivery = WebhookDelivery.objects.create(
         endpoint=endpoint,
         event_type=event_type,
-        payload=_payload(event_type, data),
+        payload=payloads.body(event_type=event_type, data=data),
         attempt_limit=_attempts_per_cycle(),
         next_attempt_at=timezone.now(),
     )
@@ -234,21 +232,33 @@ def _create_delivery(endpoint: WebhookEndpoint, event_type: str, data: dict) -> 
     return delivery
 
 
-def webhook_publish(*, event_type: str, data: dict) -> list[WebhookDelivery]:
+_NOTHING = object()
+
+
+def webhook_publish(
+    *, event_type: str, subject: Any = _NOTHING, data: dict | None = None
+) -> list[WebhookDelivery]:
     """Record `event_type` for every active endpoint subscribed to it, in the caller's
-    transaction; each is sent once that transaction commits."""
-    if event_type not in SUBSCRIBABLE_EVENTS:
-        raise ValueError(f"Unregistered webhook event type {event_type!r}")
+    transaction; each is sent once that transaction commits.
+
+    `subject` is what the event is about (the job, the purchase): the catalogue's builder
+    for the event turns it into the body's data, so the body is the event's contract
+    (webhooks/payloads.py), never an API representation. `data` sends a dict as given
+    instead; it exists for tests of the transport, and application code passes `subject`.
+    ValueError (a programming error) for an unregistered event, or for both or neither."""
+    event = event_type_get(event_type)
+    if not event.subscribable:
+        raise ValueError(f"Webhook event type {event_type!r} is sent only on request")
+    if (subject is _NOTHING) == (data is None):
+        raise ValueError("webhook_publish takes exactly one of `subject` and `data`")
+    if data is None:
+        data = event.build(subject)
     endpoints = WebhookEndpoint.objects.filter(active=True, event_types__contains=[event_type])
     return [_create_delivery(endpoint, event_type, data) for endpoint in endpoints]
 
 
 def webhook_send_test(*, endpoint: WebhookEndpoint) -> WebhookDelivery:
-    return _create_delivery(
-        endpoint,
-        TEST_EVENT,
-        {"endpoint_id": str(endpoint.pk), "message": "This is a test event from NexusAPI."},
-    )
+    return _create_delivery(endpoint, TEST_EVENT, event_type_get(TEST_EVENT).build(endpoint))
 
 
 def webhook_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:

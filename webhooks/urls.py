@@ -4,6 +4,7 @@ from webhooks import api
 
 urlpatterns = [
     path("webhooks", api.EndpointListView.as_view(), name="webhooks"),
+    path("webhooks/event-types", api.EventTypeListView.as_view(), name="webhook-event-types"),
     path(
         "webhooks/deliveries/<str:delivery_id>/redeliver",
         api.RedeliverView.as_view(),

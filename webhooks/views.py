@@ -1,7 +1,9 @@
 """Webhook pages: endpoints with their health, registration (secret shown once), rotation,
-tests, deliveries, and dismissing a dashboard notice."""
+tests, deliveries, dismissing a dashboard notice, and the event catalogue with examples."""
 
 from __future__ import annotations
+
+import json
 
 from django.contrib import messages
 from django.shortcuts import redirect, render
@@ -28,6 +30,10 @@ def webhooks_page(request):
             nav="webhooks",
             endpoints=[_with_health(e) for e in selectors.endpoint_list()],
             events=SUBSCRIBABLE_EVENTS,
+            event_types=[
+                {"event": event, "example": json.dumps(event.example, indent=2)}
+                for event in selectors.event_type_list()
+            ],
             secret=request.session.pop("webhook_secret", None),
         ),
     )

@@ -80,12 +80,6 @@ def _transition(purchase: Purchase, target: str) -> bool:
     return False
 
 
-def purchase_data(purchase: Purchase) -> dict:
-    from billing.serializers import PurchaseOutput
-
-    return dict(PurchaseOutput(purchase).data)
-
-
 # --- Starting a checkout ---------------------------------------------------------------------
 
 
@@ -179,7 +173,7 @@ def purchase_fulfil(*, purchase_id, payment_intent_id: str = "") -> Purchase | N
         )
         if payment_intent_id:
             CheckoutIndex.objects.filter(purchase_id=purchase.pk).update(payment_intent_id=payment_intent_id)
-        webhook_publish(event_type="credits.purchased", data=purchase_data(purchase))
+        webhook_publish(event_type="credits.purchased", subject=purchase)
     log.info("billing.purchase_completed", purchase_id=str(purchase.pk), credits=purchase.credits)
     return purchase
 

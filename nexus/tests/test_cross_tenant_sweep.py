@@ -141,6 +141,7 @@ CASES: dict[str, ById | Lists | Refers | NoIds] = {
     V + "jobs/<uuid:job_id>/events": ById(job_id="job"),
     V + "analytics/usage": Lists(check=_usage_counts_only_a),
     V + "webhooks": Lists("endpoint"),
+    V + "webhooks/event-types": Lists(),  # the shared event catalogue: nothing of any organisation's
     V + "webhooks/deliveries/<str:delivery_id>/redeliver": ById(delivery_id="delivery"),
     V + "webhooks/<uuid:endpoint_id>": ById(endpoint_id="endpoint", body={"active": False}),
     V + "webhooks/<uuid:endpoint_id>/rotate-secret": ById(endpoint_id="endpoint"),

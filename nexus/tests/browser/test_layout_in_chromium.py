@@ -91,6 +91,18 @@ def test_a_wide_table_on_a_phone_says_it_scrolls(phone, live_web, busy_person):
     )
 
 
+def test_webhook_event_examples_open_without_widening_a_phone_page(phone, live_web, busy_person):
+    sign_in(phone, live_web, busy_person, path="/webhooks")
+    phone.wait_for_url(f"{live_web.url}/webhooks")
+    examples = phone.locator("[data-event-types] details")
+    assert examples.count() == 4
+    for index in range(examples.count()):
+        examples.nth(index).locator("summary").click()
+        assert examples.nth(index).locator("pre").is_visible()
+    widths = phone.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1] == 390, f"/webhooks is {widths[0]} px wide with its examples open"
+
+
 @pytest.mark.parametrize("width", [390, 1200])
 def test_webhook_event_descriptions_do_not_overlap_their_labels(chromium, live_web, busy_person, width):
     context = chromium.new_context(viewport={"width": width, "height": 900})
