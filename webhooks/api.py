@@ -5,11 +5,11 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from nexus.api.pagination import PagePagination
+from nexus.api.pagination import paginated
 from nexus.api.permissions import AdminForWrites, IsOrganisationAdmin
 from nexus.api.query import apply_sort, multi_value, multi_value_parameter, sort_parameter
+from nexus.api.views import OrganisationEndpoint
 from nexus.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from nexus.schema import COMPLETE_LIST
 from webhooks import selectors, services
@@ -33,16 +33,12 @@ def _with_secret(endpoint, secret: str) -> dict:
     return EndpointWithSecretOutput(endpoint).data
 
 
-class EndpointListView(APIView):
+class EndpointListView(OrganisationEndpoint):
     permission_classes = [AdminForWrites]
 
     @extend_schema(summary="Webhook endpoints", responses={200: EndpointOutput(many=True)}, tags=TAGS)
     def get(self, request, *args, **kwargs):
-        paginator = PagePagination()
-        page = paginator.paginate_queryset(
-            selectors.endpoint_list().order_by("created_at", "pk"), request, self
-        )
-        return paginator.get_paginated_response(EndpointOutput(page, many=True).data)
+        return paginated(request, selectors.endpoint_list().order_by("created_at", "pk"), EndpointOutput)
 
     @extend_schema(
         summary="Register a webhook endpoint (admins)",
@@ -60,7 +56,7 @@ class EndpointListView(APIView):
         return Response(_with_secret(endpoint, secret), status=status.HTTP_201_CREATED)
 
 
-class EventTypeListView(APIView):
+class EventTypeListView(OrganisationEndpoint):
     @extend_schema(
         summary="Webhook event types: each payload's version, JSON Schema and an example",
         description="The same catalogue for every organisation, returned whole (no pagination).",
@@ -72,7 +68,7 @@ class EventTypeListView(APIView):
         return Response(EventTypeOutput(selectors.event_type_list(), many=True).data)
 
 
-class EndpointDetailView(APIView):
+class EndpointDetailView(OrganisationEndpoint):
     permission_classes = [AdminForWrites]
 
     @extend_schema(summary="One webhook endpoint", responses={200: EndpointOutput}, tags=TAGS)
@@ -103,7 +99,7 @@ class EndpointDetailView(APIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class RotateSecretView(APIView):
+class RotateSecretView(OrganisationEndpoint):
     permission_classes = [IsOrganisationAdmin]
 
     @extend_schema(
@@ -125,7 +121,7 @@ class RotateSecretView(APIView):
         )
 
 
-class TestEventView(APIView):
+class TestEventView(OrganisationEndpoint):
     permission_classes = [IsOrganisationAdmin]
 
     @extend_schema(
@@ -142,7 +138,7 @@ class TestEventView(APIView):
         return Response(DeliveryOutput(selectors.delivery_get(delivery_id=delivery.pk)).data, status=202)
 
 
-class DeliveryListView(APIView):
+class DeliveryListView(OrganisationEndpoint):
     @extend_schema(
         summary="Deliveries of an endpoint, newest first, with their attempts",
         parameters=[
@@ -161,12 +157,10 @@ class DeliveryListView(APIView):
             event_types=multi_value(request, "event_type", allowed=ALL_EVENTS),
         )
         deliveries = apply_sort(deliveries, request, allowed={"created_at"}, default="-created_at")
-        paginator = PagePagination()
-        page = paginator.paginate_queryset(deliveries, request, self)
-        return paginator.get_paginated_response(DeliveryOutput(page, many=True).data)
+        return paginated(request, deliveries, DeliveryOutput)
 
 
-class RedeliverView(APIView):
+class RedeliverView(OrganisationEndpoint):
     permission_classes = [IsOrganisationAdmin]
 
     @extend_schema(

@@ -24,7 +24,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from nexus.api.errors import Conflict, Forbidden, ValidationFailed
+from nexus.api.errors import Conflict, Forbidden, field_error
 from nexus.api.fields import plain_text
 from nexus.celery import send_on_commit
 from nexus.crypto import decrypt, encrypt
@@ -57,29 +57,23 @@ def _new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def _field_error(field: str, message: str, **details) -> ValidationFailed:
-    return ValidationFailed(message, details={"fields": {field: [message]}, **details})
-
-
 def _clean_url(url: str) -> str:
     url = (url or "").strip()
     if len(url) > 2048:
-        raise _field_error("url", "The URL is longer than 2,048 characters.")
+        raise field_error("url", "The URL is longer than 2,048 characters.")
     try:
         resolve_public_url(url, require_https=settings.WEBHOOK_REQUIRE_HTTPS)
     except UnsafeURL as exc:
-        raise _field_error("url", str(exc), reason="unsafe_url") from exc
+        raise field_error("url", str(exc), reason="unsafe_url") from exc
     return url
 
 
 def _clean_event_types(event_types) -> list[str]:
     if not isinstance(event_types, list) or not event_types:
-        raise _field_error("event_types", f"Subscribe to at least one of {sorted(SUBSCRIBABLE_EVENTS)}.")
+        raise field_error("event_types", f"Subscribe to at least one of {sorted(SUBSCRIBABLE_EVENTS)}.")
     unknown = sorted({str(e) for e in event_types} - set(SUBSCRIBABLE_EVENTS))
     if unknown:
-        raise _field_error(
-            "event_types", f"Unknown event types {unknown}; use {sorted(SUBSCRIBABLE_EVENTS)}."
-        )
+        raise field_error("event_types", f"Unknown event types {unknown}; use {sorted(SUBSCRIBABLE_EVENTS)}.")
     return sorted(set(event_types))
 
 
