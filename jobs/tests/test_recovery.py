@@ -12,7 +12,6 @@ from prometheus_client import REGISTRY
 
 from billing.models import CreditTransaction
 from billing.selectors import credits_balance, credits_ledger_sum
-from billing.services import credits_grant
 from jobs import services, tasks
 from jobs.models import EventKind, Job, JobEvent, JobStatus
 from nexus.tests.live import free_port
@@ -22,9 +21,10 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def org(world):
+def org(funded):
+    """Runs the test in organisation A's schema; its 100 credits come from `funded`."""
+    world = funded
     with tenant_context(world.org_a):
-        credits_grant(amount=100, reason="seed", actor_label="operator:tests")
         yield world.org_a
 
 

@@ -21,9 +21,10 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def org(world):
+def org(funded):
+    """Runs the test in organisation A's schema; its 100 credits come from `funded`."""
+    world = funded
     with tenant_context(world.org_a):
-        credits_grant(amount=100, reason="seed", actor_label="operator:tests")
         yield world.org_a
 
 

@@ -15,7 +15,6 @@ from django.utils import timezone
 from django_tenants.utils import tenant_context
 from standardwebhooks.webhooks import Webhook
 
-from billing.services import credits_grant
 from jobs import services as job_services
 from jobs import tasks as job_tasks
 from webhooks import services, tasks
@@ -45,9 +44,10 @@ def sent(monkeypatch):
 
 
 @pytest.fixture
-def org(world):
+def org(funded):
+    """Runs the test in organisation A's schema; its 100 credits come from `funded`."""
+    world = funded
     with tenant_context(world.org_a):
-        credits_grant(amount=100, reason="seed", actor_label="operator:tests")
         yield world
 
 
