@@ -42,7 +42,8 @@ def test_transactions_paginate_and_filter_by_kind(world, api_as):
         credits_refund(job_id=job, reason="r")
     client = api_as(world.member_a)
     body = client.get("/api/v1/credits/transactions?limit=2").json()
-    assert body["meta"]["total"] == 3 and len(body["data"]) == 2
+    assert body["meta"]["total"] == 3
+    assert len(body["data"]) == 2
     kinds = [
         r["kind"] for r in client.get("/api/v1/credits/transactions?kind=deduction,refund").json()["data"]
     ]
@@ -72,7 +73,8 @@ def test_no_api_lets_an_organisation_grant_itself_credits(world, api_as):
 def test_other_organisations_ledger_is_invisible(world, api_as):
     _fund(world.org_b, 500)
     data = api_as(world.member_a).get("/api/v1/credits").json()["data"]
-    assert data["balance"] == 0 and data["recent_transactions"] == []
+    assert data["balance"] == 0
+    assert data["recent_transactions"] == []
 
 
 def test_grant_credits_command_names_the_operator(world):
@@ -92,11 +94,9 @@ def test_grant_credits_command_names_the_operator(world):
     assert "balance is now 250" in out.getvalue()
     with tenant_context(world.org_a):
         row = CreditTransaction.objects.get()
-    assert (
-        row.kind == TransactionKind.GRANT
-        and row.actor_label == "operator:ops-ann"
-        and row.reference == "welcome"
-    )
+    assert row.kind == TransactionKind.GRANT
+    assert row.actor_label == "operator:ops-ann"
+    assert row.reference == "welcome"
 
 
 @pytest.mark.parametrize(
@@ -130,7 +130,8 @@ def test_admin_grant_action_writes_a_grant_naming_the_operator(world, client):
     for org in (world.org_a, world.org_b):
         with tenant_context(org):
             row = CreditTransaction.objects.get()
-            assert row.amount == 40 and row.actor_label == "operator:root@nexus.test"
+            assert row.amount == 40
+            assert row.actor_label == "operator:root@nexus.test"
             assert row.actor_id == operator.pk
 
 
@@ -139,4 +140,5 @@ def test_admin_organisation_page_shows_balance_and_ledger(world, client):
     client.force_login(User.objects.create_superuser("root@nexus.test", "operator-password-123"))
     page = client.get(f"/admin/tenants/organisation/{world.org_a.pk}/change/")
     assert page.status_code == 200
-    assert b"33" in page.content and b"operator:tests" in page.content
+    assert b"33" in page.content
+    assert b"operator:tests" in page.content

@@ -61,7 +61,8 @@ def test_without_stripe_keys_checkout_is_503_and_says_why(world, api_as, pack, s
     response = _checkout(api_as(world.admin_a), pack)
     assert response.status_code == 503
     error = response.json()["error"]
-    assert error["code"] == "BILLING_UNAVAILABLE" and "not configured" in error["message"]
+    assert error["code"] == "BILLING_UNAVAILABLE"
+    assert "not configured" in error["message"]
 
 
 def test_member_cannot_buy(world, api_as, pack, stripe_stub):
@@ -73,12 +74,16 @@ def test_admin_starts_a_checkout_session(world, api_as, pack, stripe_stub):
     response = _checkout(api_as(world.admin_a), pack)
     assert response.status_code == 201
     data = response.json()["data"]
-    assert data["status"] == "pending" and data["credits"] == 500 and data["amount_cents"] == 4500
+    assert data["status"] == "pending"
+    assert data["credits"] == 500
+    assert data["amount_cents"] == 4500
     (session,) = stripe_stub.sessions.values()
     assert data["checkout_url"] == session["url"]
-    assert session["mode"] == "payment" and session["client_reference_id"] == data["id"]
+    assert session["mode"] == "payment"
+    assert session["client_reference_id"] == data["id"]
     assert session["metadata"] == {"organisation_id": str(world.org_a.id), "purchase_id": data["id"]}
-    assert session["amount_total"] == 4500 and session["currency"] == "usd"
+    assert session["amount_total"] == 4500
+    assert session["currency"] == "usd"
     assert stripe_stub.requests[0].headers["idempotency-key"] == f"checkout-{data['id']}"
     listed = api_as(world.member_a).get("/api/v1/billing/purchases").json()["data"]
     assert [p["id"] for p in listed] == [data["id"]]
@@ -88,7 +93,8 @@ def test_checkout_honours_idempotency_key(world, api_as, pack, stripe_stub):
     client = api_as(world.admin_a)
     first = _checkout(client, pack, HTTP_IDEMPOTENCY_KEY="buy-1")
     second = _checkout(client, pack, HTTP_IDEMPOTENCY_KEY="buy-1")
-    assert second["Idempotent-Replayed"] == "true" and first.json()["data"] == second.json()["data"]
+    assert second["Idempotent-Replayed"] == "true"
+    assert first.json()["data"] == second.json()["data"]
     assert len(stripe_stub.sessions) == 1
 
 
@@ -103,7 +109,8 @@ def test_transient_stripe_errors_are_retried(world, api_as, pack, stripe_stub):
     stripe_stub.failures = [500, 503]
     response = _checkout(api_as(world.admin_a), pack)
     assert response.status_code == 201
-    assert len(stripe_stub.requests) == 3 and len(stripe_stub.sessions) == 1
+    assert len(stripe_stub.requests) == 3
+    assert len(stripe_stub.sessions) == 1
 
 
 def test_stripe_down_is_a_clear_503_and_leaves_nothing(world, api_as, pack, stripe_stub):
@@ -139,17 +146,22 @@ def test_paid_session_fulfils_once(world, client, stripe_stub, started):
     purchase_id, session_id = started
     completed = event("checkout.session.completed", stripe_stub.pay(session_id))
     response = _send(client, completed)
-    assert response.status_code == 200 and response.json()["outcome"] == "fulfilled"
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "fulfilled"
     with tenant_context(world.org_a):
         purchase = Purchase.objects.get(pk=purchase_id)
-        assert purchase.status == "completed" and purchase.stripe_payment_intent_id.startswith("pi_")
+        assert purchase.status == "completed"
+        assert purchase.stripe_payment_intent_id.startswith("pi_")
         assert credits_balance() == 500
     (row,) = _purchase_rows(world.org_a)
-    assert row.amount == 500 and str(row.purchase_id) == purchase_id and row.actor_label == "stripe"
+    assert row.amount == 500
+    assert str(row.purchase_id) == purchase_id
+    assert row.actor_label == "stripe"
 
     # The same event again, and replayed with a fresh signature: 200, nothing changes.
     again = _send(client, completed)
-    assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert again.status_code == 200
+    assert again.json()["duplicate"] is True
     assert _send(client, completed, timestamp=int(time.time()) + 1).json()["duplicate"] is True
     # Another event for the same paid session (an async success) finds it applied.
     later = event("checkout.session.async_payment_succeeded", stripe_stub.sessions[session_id])
@@ -181,7 +193,8 @@ def test_fulfilment_publishes_credits_purchased(
     assert schemas == [world.org_a.schema_name]
     with tenant_context(world.org_a):
         (delivery,) = WebhookDelivery.objects.all()
-    assert delivery.event_type == "credits.purchased" and delivery.payload["data"]["status"] == "completed"
+    assert delivery.event_type == "credits.purchased"
+    assert delivery.payload["data"]["status"] == "completed"
 
 
 def test_unpaid_completion_waits_for_payment(world, client, stripe_stub, started):
@@ -217,7 +230,8 @@ def test_refund_that_overtakes_the_completion(world, client, stripe_stub, starte
     assert _send(client, refund).json()["outcome"] == "refunded"
     with tenant_context(world.org_a):
         purchase = Purchase.objects.get()
-        assert purchase.status == "refunded" and purchase.credits_reversed == 500
+        assert purchase.status == "refunded"
+        assert purchase.credits_reversed == 500
         assert credits_balance() == 0
     # The completion arriving last changes nothing.
     assert (
@@ -239,10 +253,12 @@ def test_refund_after_credits_were_spent_records_the_shortfall(world, client, st
     with tenant_context(world.org_a):
         purchase = Purchase.objects.get()
         assert purchase.status == "refunded"
-        assert purchase.credits_reversed == 80 and purchase.refund_shortfall == 420
+        assert purchase.credits_reversed == 80
+        assert purchase.refund_shortfall == 420
         assert credits_balance() == 0
         adjustment = CreditTransaction.objects.get(kind="adjustment")
-        assert adjustment.amount == -80 and adjustment.purchase_id == purchase.pk
+        assert adjustment.amount == -80
+        assert adjustment.purchase_id == purchase.pk
 
 
 def test_partial_refunds_reverse_credits_in_proportion(world, client, stripe_stub, started):
@@ -250,13 +266,15 @@ def test_partial_refunds_reverse_credits_in_proportion(world, client, stripe_stu
     _send(client, event("charge.refunded", stripe_stub.charge(started[1], refunded_cents=900)))  # 20 %
     with tenant_context(world.org_a):
         purchase = Purchase.objects.get()
-        assert (
-            purchase.status == "completed" and purchase.credits_reversed == 100 and credits_balance() == 400
-        )
+        assert purchase.status == "completed"
+        assert purchase.credits_reversed == 100
+        assert credits_balance() == 400
     _send(client, event("charge.refunded", stripe_stub.charge(started[1], refunded_cents=4500)))
     with tenant_context(world.org_a):
         purchase = Purchase.objects.get()
-        assert purchase.status == "refunded" and purchase.credits_reversed == 500 and credits_balance() == 0
+        assert purchase.status == "refunded"
+        assert purchase.credits_reversed == 500
+        assert credits_balance() == 0
 
 
 @pytest.mark.parametrize(
@@ -285,7 +303,8 @@ def test_bad_signatures_are_400_and_change_nothing(world, client, stripe_stub, s
 
 def test_unknown_event_types_are_acknowledged(world, client, stripe_stub):
     response = _send(client, event("customer.created", {"id": "cus_1", "object": "customer"}))
-    assert response.status_code == 200 and response.json()["outcome"] == "ignored"
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "ignored"
     assert StripeEvent.objects.get().type == "customer.created"
 
 
@@ -324,10 +343,12 @@ def interrupted(world, api_as, pack, stripe_stub):
 def test_a_paid_session_we_never_indexed_is_found_from_its_metadata(world, client, stripe_stub, interrupted):
     purchase_id, session_id = interrupted
     response = _send(client, event("checkout.session.completed", stripe_stub.pay(session_id)))
-    assert response.status_code == 200 and response.json()["outcome"] == "fulfilled"
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "fulfilled"
     with tenant_context(world.org_a):
         purchase = Purchase.objects.get(pk=purchase_id)
-        assert purchase.status == "completed" and purchase.stripe_session_id == session_id
+        assert purchase.status == "completed"
+        assert purchase.stripe_session_id == session_id
         assert credits_balance() == 500
 
 
@@ -351,7 +372,8 @@ def test_an_event_racing_the_one_that_tied_the_session_finds_its_index(
 
     monkeypatch.setattr(stripe_events, "_index_for_session", lookup_before_the_first_committed)
     again = _send(client, event("checkout.session.completed", session))
-    assert again.status_code == 200 and again.json()["outcome"] == "already_applied"
+    assert again.status_code == 200
+    assert again.json()["outcome"] == "already_applied"
     assert len(calls) == 2
     with tenant_context(world.org_a):
         assert credits_balance() == 500
@@ -392,4 +414,5 @@ def test_buy_page_with_a_malformed_pack_id_is_a_message_not_a_500(world, stripe_
     client = Client()
     client.force_login(world.admin_a)
     response = client.post("/billing/buy", {"pack": "not-a-uuid"}, follow=True)
-    assert response.status_code == 200 and "No such credit pack" in response.content.decode()
+    assert response.status_code == 200
+    assert "No such credit pack" in response.content.decode()

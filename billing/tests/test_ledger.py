@@ -41,7 +41,8 @@ def test_grant_deduct_refund_keep_balance_equal_to_ledger_sum(org_a):
     credits_deduct(job_id=job, amount=25, actor_label="user:x")
     assert credits_balance() == 75
     refund = credits_refund(job_id=job, reason="failed")
-    assert refund.amount == 25 and refund.kind == TransactionKind.REFUND
+    assert refund.amount == 25
+    assert refund.kind == TransactionKind.REFUND
     assert credits_balance() == 100 == credits_ledger_sum()
     rows = list(CreditTransaction.objects.order_by("sequence"))
     assert [r.sequence for r in rows] == [1, 2, 3]
@@ -55,7 +56,8 @@ def test_insufficient_credits_writes_nothing(org_a):
         credits_deduct(job_id=uuid.uuid4(), amount=10, actor_label="user:x")
     assert caught.value.details == {"balance": 5, "required": 10}
     assert caught.value.status_code == 402
-    assert CreditTransaction.objects.count() == 1 and credits_balance() == 5
+    assert CreditTransaction.objects.count() == 1
+    assert credits_balance() == 5
 
 
 def test_second_deduction_for_a_job_is_refused(org_a):

@@ -34,7 +34,8 @@ def test_admin_creates_and_members_read_sources(world, api_as, files):
     response = admin.post("/api/v1/etl/sources", _source_body(files), format="json")
     assert response.status_code == 201, response.json()
     data = response.json()["data"]
-    assert data["kind"] == "csv" and data["required_fields"] == ["external_id", "title"]
+    assert data["kind"] == "csv"
+    assert data["required_fields"] == ["external_id", "title"]
     assert member.get("/api/v1/etl/sources").json()["meta"]["total"] == 1
     assert member.post("/api/v1/etl/sources", _source_body(files), format="json").status_code == 403
     assert (
@@ -44,7 +45,8 @@ def test_admin_creates_and_members_read_sources(world, api_as, files):
     patched = admin.patch(
         f"/api/v1/etl/sources/{data['id']}", {"enabled": False, "schedule_minutes": 5}, format="json"
     )
-    assert patched.json()["data"]["enabled"] is False and patched.json()["data"]["schedule_minutes"] == 5
+    assert patched.json()["data"]["enabled"] is False
+    assert patched.json()["data"]["schedule_minutes"] == 5
     assert admin.delete(f"/api/v1/etl/sources/{data['id']}").status_code == 204
 
 
@@ -95,14 +97,16 @@ def test_private_api_urls_are_refused(world, api_as, settings):
         "field_mapping": API_MAPPING,
     }
     response = api_as(world.admin_a).post("/api/v1/etl/sources", body, format="json")
-    assert response.status_code == 422 and response.json()["error"]["details"]["reason"] == "unsafe_url"
+    assert response.status_code == 422
+    assert response.json()["error"]["details"]["reason"] == "unsafe_url"
 
 
 def test_run_now_queues_once(world, api_as, files, queued):
     admin = api_as(world.admin_a)
     source_id = admin.post("/api/v1/etl/sources", _source_body(files), format="json").json()["data"]["id"]
     response = admin.post(f"/api/v1/etl/sources/{source_id}/run")
-    assert response.status_code == 202 and response.json()["data"]["status"] == "queued"
+    assert response.status_code == 202
+    assert response.json()["data"]["status"] == "queued"
     assert admin.post(f"/api/v1/etl/sources/{source_id}/run").status_code == 409
     assert api_as(world.member_a).post(f"/api/v1/etl/sources/{source_id}/run").status_code == 403
 
@@ -119,22 +123,28 @@ def test_runs_detail_compare_and_stats(world, api_as, files):
         second = etl_run_source(source=source)
     client = api_as(world.member_a)
     runs = client.get("/api/v1/etl/runs?limit=1").json()
-    assert runs["meta"]["total"] == 2 and runs["data"][0]["id"] == str(second.pk)
+    assert runs["meta"]["total"] == 2
+    assert runs["data"][0]["id"] == str(second.pk)
     detail = client.get(f"/api/v1/etl/runs/{first.pk}").json()["data"]
-    assert detail["inserted"] == 7 and len(detail["quarantined_items"]) == 3
+    assert detail["inserted"] == 7
+    assert len(detail["quarantined_items"]) == 3
     assert {e["kind"] for e in detail["drift_events"]} == {"new"}
     compare = client.get(f"/api/v1/etl/runs/compare?source={source.pk}").json()["data"]
-    assert compare["previous"]["id"] == str(first.pk) and compare["current"]["id"] == str(second.pk)
-    assert compare["differences"]["inserted"] == -7 and compare["differences"]["fetched"] == -12
+    assert compare["previous"]["id"] == str(first.pk)
+    assert compare["current"]["id"] == str(second.pk)
+    assert compare["differences"]["inserted"] == -7
+    assert compare["differences"]["fetched"] == -12
     assert compare["drift"] == {"previous": ["new:Page Views"], "current": []}
     explicit = client.get(f"/api/v1/etl/runs/compare?a={first.pk}&b={second.pk}").json()["data"]
     assert explicit["differences"] == compare["differences"]
     assert client.get("/api/v1/etl/runs/compare").status_code == 422
     (stats,) = client.get("/api/v1/etl/stats").json()["data"]
-    assert stats["records"] == 7 and stats["records_processed"] == 12 and stats["runs"] == 2
-    assert (
-        stats["last_status"] == "succeeded" and stats["last_success_at"] and stats["last_failure_at"] is None
-    )
+    assert stats["records"] == 7
+    assert stats["records_processed"] == 12
+    assert stats["runs"] == 2
+    assert stats["last_status"] == "succeeded"
+    assert stats["last_success_at"]
+    assert stats["last_failure_at"] is None
 
 
 def test_compare_flags_anomalies_against_history(world, api_as, files):
@@ -165,8 +175,10 @@ def test_compare_flags_anomalies_against_history(world, api_as, files):
         )
     data = api_as(world.member_a).get(f"/api/v1/etl/runs/compare?source={source.pk}").json()["data"]
     anomalies = " ".join(data["anomalies"])
-    assert "fetched 3" in anomalies and "failed, after a history of successful runs" in anomalies
-    assert data["status_changed"] is True and data["error_changed"] is True
+    assert "fetched 3" in anomalies
+    assert "failed, after a history of successful runs" in anomalies
+    assert data["status_changed"] is True
+    assert data["error_changed"] is True
 
 
 def test_data_endpoint_filters_and_reports_latency(world, api_as, files):
@@ -180,7 +192,9 @@ def test_data_endpoint_filters_and_reports_latency(world, api_as, files):
         etl_run_source(source=csv)
     client = api_as(world.member_a)
     body = client.get("/api/v1/data?limit=3").json()
-    assert body["meta"]["total"] == 7 and len(body["data"]) == 3 and body["meta"]["api_latency_ms"] >= 0
+    assert body["meta"]["total"] == 7
+    assert len(body["data"]) == 3
+    assert body["meta"]["api_latency_ms"] >= 0
     assert body["data"][0]["external_id"] == "A-009"  # newest first
     assert [r["external_id"] for r in client.get("/api/v1/data?search=revenue").json()["data"]] == ["A-002"]
     tagged = {r["external_id"] for r in client.get("/api/v1/data?tags=product").json()["data"]}
@@ -241,7 +255,8 @@ def test_api_sources_cannot_read_server_variables_or_page_badly(world, api_as, m
         "field_mapping": API_MAPPING,
     }
     response = api_as(world.admin_a).post("/api/v1/etl/sources", body, format="json")
-    assert response.status_code == 422 and message in response.content.decode()
+    assert response.status_code == 422
+    assert message in response.content.decode()
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
@@ -299,6 +314,5 @@ def test_an_empty_id_filter_is_no_filter(world, api_as, files):
     client = api_as(world.member_a)
     assert client.get("/api/v1/etl/runs?source=").json()["meta"]["total"] == 1
     compare = client.get("/api/v1/etl/runs/compare?source=&a=&b=")
-    assert compare.status_code == 422 and compare.json()["error"]["details"] == {
-        "fields": {"source": ["Required."]}
-    }
+    assert compare.status_code == 422
+    assert compare.json()["error"]["details"] == {"fields": {"source": ["Required."]}}

@@ -85,7 +85,8 @@ def test_an_empty_records_path_reads_an_answer_that_is_the_list_itself(org_a):
 def test_a_full_page_that_says_there_is_no_next_page_is_the_last(org_a):
     with Pages(lambda query: {"data": [_item(1), _item(2)], "next_page": None}) as api:
         run = etl_run_source(source=_source(api.server.url, page_size=2))
-        assert run.status == "succeeded" and len(api.queries) == 1
+        assert run.status == "succeeded"
+        assert len(api.queries) == 1
 
 
 def test_a_full_page_with_a_next_page_is_followed_until_a_short_one(org_a):
@@ -159,7 +160,8 @@ def test_a_slice_out_of_pages_stops_between_pages_with_a_resume_cursor(org_a):
             items = list(connector.items({}))
         finally:
             connector.close()
-    assert len(items) == 2 and connector.budget.cut
+    assert len(items) == 2
+    assert connector.budget.cut
     assert connector.resume_cursor == {
         "updated_since": None,
         "page": 2,
@@ -206,7 +208,8 @@ def test_the_typed_api_config_has_the_defaults_a_run_has_always_used():
         "updated_since",
         "updated_at",
     )
-    assert config.records_path == "" and config.max_pages is None
+    assert config.records_path == ""
+    assert config.max_pages is None
     assert source_config_read(kind="api", config={"url": "https://x.test"}).records_path == "data"
     blank = source_config_read(
         kind="api", config={"url": "https://x.test", "page_param": "", "updated_field": None}
@@ -216,11 +219,9 @@ def test_the_typed_api_config_has_the_defaults_a_run_has_always_used():
 
 def test_the_typed_config_is_frozen_and_keeps_unknown_keys():
     config = source_config_read(kind="csv", config={"delimiter": ";", "note": "kept"})
-    assert (
-        isinstance(config, CsvSourceConfig)
-        and config.delimiter == ";"
-        and config.model_extra == {"note": "kept"}
-    )
+    assert isinstance(config, CsvSourceConfig)
+    assert config.delimiter == ";"
+    assert config.model_extra == {"note": "kept"}
     assert source_config_read(kind="csv", config={"delimiter": ""}).delimiter == ","
     with pytest.raises(Exception, match="frozen"):
         config.delimiter = ","

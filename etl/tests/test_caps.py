@@ -51,7 +51,8 @@ def test_a_webhook_endpoint_over_the_cap_is_409_limit_reached(world, api_as):
         body = {"url": receiver.hook_url, "event_types": ["job.completed"]}
         assert client.post("/api/v1/webhooks", body, format="json").status_code == 201
         response = client.post("/api/v1/webhooks", body, format="json")
-    assert response.status_code == 409 and response.json()["error"]["code"] == "LIMIT_REACHED"
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "LIMIT_REACHED"
     assert response.json()["error"]["details"]["limit"] == "webhook_endpoints"
     with tenant_context(world.org_a):
         assert WebhookEndpoint.objects.count() == 1
@@ -71,7 +72,8 @@ def test_an_operator_sets_an_organisations_own_cap_in_the_admin(world, client, a
     admin = api_as(world.admin_a)
     assert admin.post("/api/v1/etl/sources", _csv(files), format="json").status_code == 201
     over = admin.post("/api/v1/etl/sources", _csv(files, "Second"), format="json")
-    assert over.status_code == 409 and over.json()["error"]["details"]["cap"] == 1
+    assert over.status_code == 409
+    assert over.json()["error"]["details"]["cap"] == 1
     # The default (20) still applies to every other organisation.
     assert api_as(world.admin_b).post("/api/v1/etl/sources", _csv(files), format="json").status_code == 201
     assert (
@@ -130,7 +132,8 @@ def test_a_patch_cannot_slow_a_source_below_the_minimum_pace(world, api_as, mock
         "field_mapping": API_MAPPING,
     }
     created = client.post("/api/v1/etl/sources", body, format="json")
-    assert created.status_code == 201 and created.json()["data"]["config"]["max_pages"] == 50
+    assert created.status_code == 201
+    assert created.json()["data"]["config"]["max_pages"] == 50
     source_id = created.json()["data"]["id"]
     slowed = client.patch(f"/api/v1/etl/sources/{source_id}", {"requests_per_second": 0.19}, format="json")
     assert slowed.status_code == 422

@@ -49,10 +49,8 @@ def test_an_admin_adds_a_csv_source_without_path_or_url_and_edits_it(world, file
     client = _client(world.admin_a)
     assert "Add a data source" in client.get("/data/sources/new").content.decode()
     response = client.post("/data/sources/new", _form(), follow=True)
-    assert (
-        response.status_code == 200
-        and "Articles: source added. Upload its file below." in response.content.decode()
-    )
+    assert response.status_code == 200
+    assert "Articles: source added. Upload its file below." in response.content.decode()
     with tenant_context(world.org_a):
         source = DataSource.objects.get()
     assert (source.kind, source.config, source.schedule_minutes, source.enabled) == ("csv", {}, 30, True)
@@ -99,7 +97,8 @@ def test_an_admin_adds_an_api_source_with_its_key(world, files):
         "page_size": 50,
         "api_key_header": "X-Key",
     }
-    assert source.api_key_encrypted and "secret-value" not in source.api_key_encrypted
+    assert source.api_key_encrypted
+    assert "secret-value" not in source.api_key_encrypted
     assert (
         "secret-value" not in _client(world.admin_a).get(f"/data/sources/{source.pk}/edit").content.decode()
     )
@@ -132,9 +131,11 @@ def test_members_cannot_add_edit_or_upload(world, files, settings):
     assert client.post("/data/sources/new", _form()).status_code == 403
     assert client.post(f"/data/sources/{source.pk}/edit", _form(name="Mine")).status_code == 403
     upload = client.post(f"/data/sources/{source.pk}/file", {"file": ContentFile(ARTICLES, name="a.csv")})
-    assert upload.status_code == 403 and _stored_files(settings.MEDIA_ROOT) == []
+    assert upload.status_code == 403
+    assert _stored_files(settings.MEDIA_ROOT) == []
     member_page = client.get("/data").content.decode()
-    assert "/data/sources/new" not in member_page and 'type="file"' not in member_page
+    assert "/data/sources/new" not in member_page
+    assert 'type="file"' not in member_page
 
 
 def test_another_organisations_source_is_a_404_page_for_edit_and_upload(world, files, settings):
@@ -143,7 +144,8 @@ def test_another_organisations_source_is_a_404_page_for_edit_and_upload(world, f
     assert client.get(f"/data/sources/{source_b.pk}/edit").status_code == 404
     assert client.post(f"/data/sources/{source_b.pk}/edit", _form(name="Taken")).status_code == 404
     upload = client.post(f"/data/sources/{source_b.pk}/file", {"file": ContentFile(ARTICLES, name="a.csv")})
-    assert upload.status_code == 404 and _stored_files(settings.MEDIA_ROOT) == []
+    assert upload.status_code == 404
+    assert _stored_files(settings.MEDIA_ROOT) == []
     with tenant_context(world.org_b):
         assert DataSource.objects.get(pk=source_b.pk).name == "Uploads"
 
@@ -169,17 +171,17 @@ def test_uploading_with_htmx_replaces_the_file_cell(world, files, settings):
         HTTP_HX_REQUEST="true",
     )
     fragment = ok.content.decode()
-    assert ok.status_code == 200 and fragment.startswith(f'<td data-label="File" id="file-{source.pk}"')
-    assert "data-upload-notice" in fragment and "articles.csv" in fragment
+    assert ok.status_code == 200
+    assert fragment.startswith(f'<td data-label="File" id="file-{source.pk}"')
+    assert "data-upload-notice" in fragment
+    assert "articles.csv" in fragment
     bad = client.post(
         f"/data/sources/{source.pk}/file",
         {"file": ContentFile(b"id,title\n1,caf\xe9\n", name="bad.csv")},
         HTTP_HX_REQUEST="true",
     )
-    assert (
-        "The file is not UTF-8 text (line 2)." in bad.content.decode()
-        and "data-upload-error" in bad.content.decode()
-    )
+    assert "The file is not UTF-8 text (line 2)." in bad.content.decode()
+    assert "data-upload-error" in bad.content.decode()
     assert _stored_files(settings.MEDIA_ROOT) == [f"{world.org_a.schema_name}/etl/{source.pk}/articles.csv"]
 
 
@@ -199,4 +201,5 @@ def test_an_upload_without_the_csrf_token_is_refused(world, files, settings):
     source = _source(world.org_a)
     client = _client(world.admin_a, enforce_csrf_checks=True)
     response = client.post(f"/data/sources/{source.pk}/file", {"file": ContentFile(ARTICLES, name="a.csv")})
-    assert response.status_code == 403 and _stored_files(settings.MEDIA_ROOT) == []
+    assert response.status_code == 403
+    assert _stored_files(settings.MEDIA_ROOT) == []

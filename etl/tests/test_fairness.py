@@ -94,7 +94,8 @@ def test_a_slow_endless_source_of_one_organisation_does_not_delay_another(
                 return EtlRun.objects.get(pk=run_id)
 
         run = _wait(victim_run, lambda r: r.status in ("succeeded", "failed"), timeout=30)
-        assert run.status == "succeeded" and run.inserted == 7
+        assert run.status == "succeeded"
+        assert run.inserted == 7
         assert time.monotonic() - started < SLICE_SECONDS + 5 + 5  # a slice, a paced request, slack
 
         # Meanwhile the hostile run goes on, slice after slice, at its own pace.
@@ -103,10 +104,12 @@ def test_a_slow_endless_source_of_one_organisation_does_not_delay_another(
                 return EtlRun.objects.get(source=slow)
 
         endless_run = _wait(hostile_run, lambda r: r.slices >= 2, timeout=30)
-        assert endless_run.status in ("queued", "running") and endless_run.finished_at is None
+        assert endless_run.status in ("queued", "running")
+        assert endless_run.finished_at is None
         times = [r["at"] for r in list(endless.requests)]
         gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(times)]
-        assert gaps and min(gaps) >= 4.5  # 0.2 requests/s, also from one slice to the next
+        assert gaps
+        assert min(gaps) >= 4.5  # 0.2 requests/s, also from one slice to the next
 
 
 def test_a_slice_stopped_at_its_soft_time_limit_fails_the_run_cleanly_and_frees_the_worker(live_org):

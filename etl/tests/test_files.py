@@ -52,22 +52,29 @@ def test_uploaded_csv_is_ingested_by_the_next_run_and_an_unchanged_reupload_adds
     response = _upload(client, source.pk, ARTICLES)
     assert response.status_code == 200, response.json()
     data = response.json()["data"]
-    assert data["id"] == str(source.pk) and data["config"] == {}
-    assert data["file"]["name"] == "articles.csv" and data["file"]["size"] == len(ARTICLES)
-    assert len(data["file"]["sha256"]) == 64 and data["file"]["uploaded_at"]
-    assert "file_key" not in data and world.org_a.schema_name not in response.content.decode()
+    assert data["id"] == str(source.pk)
+    assert data["config"] == {}
+    assert data["file"]["name"] == "articles.csv"
+    assert data["file"]["size"] == len(ARTICLES)
+    assert len(data["file"]["sha256"]) == 64
+    assert data["file"]["uploaded_at"]
+    assert "file_key" not in data
+    assert world.org_a.schema_name not in response.content.decode()
     assert _stored_files(settings.MEDIA_ROOT) == [f"{world.org_a.schema_name}/etl/{source.pk}/articles.csv"]
 
     with tenant_context(world.org_a):
         first = etl_run_source(source=DataSource.objects.get(pk=source.pk))
         assert first.status == "succeeded", first.error
-        assert first.inserted == 7 and Record.objects.filter(source=source).count() == 7
+        assert first.inserted == 7
+        assert Record.objects.filter(source=source).count() == 7
 
     again = _upload(client, source.pk, ARTICLES, version="v2")
-    assert again.status_code == 200 and again.json()["data"]["file"]["sha256"] == data["file"]["sha256"]
+    assert again.status_code == 200
+    assert again.json()["data"]["file"]["sha256"] == data["file"]["sha256"]
     with tenant_context(world.org_a):
         second = etl_run_source(source=DataSource.objects.get(pk=source.pk))
-    assert second.status == "succeeded" and (second.fetched, second.inserted, second.updated) == (0, 0, 0)
+    assert second.status == "succeeded"
+    assert (second.fetched, second.inserted, second.updated) == (0, 0, 0)
 
 
 def test_a_new_upload_replaces_the_file_deletes_the_old_one_and_ingests_only_what_changed(
@@ -89,7 +96,9 @@ def test_a_new_upload_replaces_the_file_deletes_the_old_one_and_ingests_only_wha
     ]  # the previous object is gone
     with tenant_context(world.org_a):
         run = etl_run_source(source=DataSource.objects.get(pk=source.pk))
-    assert run.status == "succeeded" and run.inserted == 1 and run.updated == 0
+    assert run.status == "succeeded"
+    assert run.inserted == 1
+    assert run.updated == 0
 
 
 def test_an_rss_source_takes_a_feed_upload_and_reads_it(world, api_as, files):
@@ -98,7 +107,8 @@ def test_an_rss_source_takes_a_feed_upload_and_reads_it(world, api_as, files):
     assert _upload(api_as(world.admin_a), source.pk, FEED, name="feed.xml").status_code == 200
     with tenant_context(world.org_a):
         run = etl_run_source(source=DataSource.objects.get(pk=source.pk))
-    assert run.status == "succeeded" and run.inserted > 0
+    assert run.status == "succeeded"
+    assert run.inserted > 0
 
 
 def test_a_source_with_neither_path_nor_url_is_created_and_its_run_fails_until_a_file_is_uploaded(
@@ -106,10 +116,12 @@ def test_a_source_with_neither_path_nor_url_is_created_and_its_run_fails_until_a
 ):
     body = {"name": "Later", "kind": "csv", "config": {}, "field_mapping": CSV_MAPPING}
     response = api_as(world.admin_a).post("/api/v1/etl/sources", body, format="json")
-    assert response.status_code == 201 and response.json()["data"]["file"] is None
+    assert response.status_code == 201
+    assert response.json()["data"]["file"] is None
     with tenant_context(world.org_a):
         run = etl_run_source(source=DataSource.objects.get(pk=response.json()["data"]["id"]))
-    assert run.status == "failed" and run.error == NO_FILE_UPLOADED
+    assert run.status == "failed"
+    assert run.error == NO_FILE_UPLOADED
 
 
 def test_setting_a_path_later_forgets_the_uploaded_file(
@@ -122,7 +134,8 @@ def test_setting_a_path_later_forgets_the_uploaded_file(
         patched = client.patch(
             f"/api/v1/etl/sources/{source.pk}", {"config": {"path": "articles.csv"}}, format="json"
         )
-    assert patched.status_code == 200 and patched.json()["data"]["file"] is None
+    assert patched.status_code == 200
+    assert patched.json()["data"]["file"] is None
     assert _stored_files(settings.MEDIA_ROOT) == []
 
 
@@ -157,7 +170,8 @@ def test_deleting_a_source_deletes_its_file(
 def test_uploading_to_another_organisations_source_is_404_and_stores_nothing(world, api_as, files, settings):
     source_b = _csv_source(world.org_b)
     response = _upload(api_as(world.admin_a), source_b.pk, ARTICLES)
-    assert response.status_code == 404 and response.json()["error"]["code"] == "NOT_FOUND"
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "NOT_FOUND"
     unknown = _upload(api_as(world.admin_a), "00000000-0000-0000-0000-000000000000", ARTICLES)
     assert unknown.json()["error"] == response.json()["error"]  # "not yours" looks like "does not exist"
     assert _stored_files(settings.MEDIA_ROOT) == []
@@ -190,7 +204,8 @@ def test_uploading_to_an_api_source_is_422(world, api_as, files, settings):
 def _assert_too_large(response, limit: int) -> None:
     assert response.status_code == 413, response.content
     error = response.json()["error"]
-    assert error["code"] == "PAYLOAD_TOO_LARGE" and error["details"] == {"limit_bytes": limit}
+    assert error["code"] == "PAYLOAD_TOO_LARGE"
+    assert error["details"] == {"limit_bytes": limit}
 
 
 def test_a_file_one_byte_over_the_default_limit_is_413_and_nothing_is_stored(world, api_as, files, settings):
@@ -300,7 +315,8 @@ def test_wrong_content_is_422_naming_what_is_wrong_and_nothing_is_stored(
     response = _upload(api_as(world.admin_a), source.pk, content, name=f"x.{kind}")
     assert response.status_code == 422, response.content
     error = response.json()["error"]
-    assert error["code"] == "VALIDATION_ERROR" and error["message"].startswith(message)
+    assert error["code"] == "VALIDATION_ERROR"
+    assert error["message"].startswith(message)
     assert "file" in error["details"]["fields"]
     assert _stored_files(settings.MEDIA_ROOT) == []
 
@@ -319,9 +335,8 @@ def test_a_request_without_the_file_field_is_422(world, api_as, files):
     response = api_as(world.admin_a).post(
         f"/api/v1/etl/sources/{source.pk}/file", {"other": "x"}, format="multipart"
     )
-    assert response.status_code == 422 and response.json()["error"]["details"]["fields"] == {
-        "file": ["Required."]
-    }
+    assert response.status_code == 422
+    assert response.json()["error"]["details"]["fields"] == {"file": ["Required."]}
 
 
 def test_a_csv_with_a_byte_order_mark_is_accepted(world, api_as, files):
@@ -376,7 +391,9 @@ def test_a_path_swapped_for_a_symlink_to_another_organisation_fails_the_run_with
         os.remove(files / "articles.csv")
         (files / "articles.csv").symlink_to(files.parent / world.org_b.schema_name / "articles.csv")
         run = etl_run_source(source=source)
-    assert run.status == "failed" and run.error == NO_SUCH_FILE and run.fetched == 0
+    assert run.status == "failed"
+    assert run.error == NO_SUCH_FILE
+    assert run.fetched == 0
 
 
 def test_a_stored_file_key_outside_the_organisations_location_is_never_read(world, files):
@@ -389,4 +406,6 @@ def test_a_stored_file_key_outside_the_organisations_location_is_never_read(worl
     with tenant_context(world.org_a):
         DataSource.objects.filter(pk=source_a.pk).update(file_key=key_b)
         run = etl_run_source(source=DataSource.objects.get(pk=source_a.pk))
-    assert run.status == "failed" and run.fetched == 0 and "upload it again" in run.error
+    assert run.status == "failed"
+    assert run.fetched == 0
+    assert "upload it again" in run.error

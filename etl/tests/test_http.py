@@ -44,7 +44,8 @@ def test_a_feed_that_redirects_fails_its_run(org_a, moved):
         name="Moved feed", kind="rss", config={"url": f"{moved.url}/feed.xml"}, field_mapping=RSS_MAPPING
     )
     run = etl_run_source(source=source)
-    assert run.status == "failed" and run.inserted == 0
+    assert run.status == "failed"
+    assert run.inserted == 0
     assert "redirected to https://elsewhere.test/feed (HTTP 302)" in run.error
     assert "redirects are not followed" in run.error
 
@@ -58,5 +59,6 @@ def test_an_api_source_that_redirects_fails_its_run(org_a, moved):
         requests_per_second=50,
     )
     run = etl_run_source(source=source)
-    assert run.status == "failed" and run.fetched == 0
+    assert run.status == "failed"
+    assert run.fetched == 0
     assert "redirected to https://elsewhere.test/feed (HTTP 302)" in run.error

@@ -37,7 +37,8 @@ def test_an_organisation_uses_its_own_server_held_key_by_name(world, api_as, moc
     assert response.json()["data"]["api_key_set"] is True
     with tenant_context(world.org_a):
         run = etl_run_source(source=DataSource.objects.get())
-    assert run.status == "succeeded" and run.inserted == 250
+    assert run.status == "succeeded"
+    assert run.inserted == 250
     assert {r["api_key"] for r in mock_api.requests} == {"test-key"}
 
 
@@ -73,7 +74,8 @@ def test_naming_another_organisations_key_looks_exactly_like_naming_none(
 def test_key_names_that_could_reach_other_variables_are_refused(world, api_as, mock_api, monkeypatch, config):
     monkeypatch.setenv(_variable(world.org_b, "ITEMS"), "org-b-secret")
     response = api_as(world.admin_a).post("/api/v1/etl/sources", _body(mock_api.url, **config), format="json")
-    assert response.status_code == 422 and _error(response)["code"] == "VALIDATION_ERROR"
+    assert response.status_code == 422
+    assert _error(response)["code"] == "VALIDATION_ERROR"
     with tenant_context(world.org_a):
         assert not DataSource.objects.exists()
 
@@ -138,7 +140,8 @@ def test_a_run_in_another_organisation_never_resolves_the_name_to_its_key(world,
             field_mapping=API_MAPPING,
         )
         run = etl_run_source(source=source)
-    assert run.status == "failed" and "HTTP 401" in run.error
+    assert run.status == "failed"
+    assert "HTTP 401" in run.error
     assert {r["api_key"] for r in mock_api.requests} == {"org-b-key"}
 
 
@@ -146,7 +149,8 @@ def test_a_key_and_a_key_name_together_are_refused(world, api_as, mock_api, monk
     monkeypatch.setenv(_variable(world.org_a, "ITEMS"), "test-key")
     body = {**_body(mock_api.url, api_key_name="ITEMS"), "api_key": "other"}
     response = api_as(world.admin_a).post("/api/v1/etl/sources", body, format="json")
-    assert response.status_code == 422 and "not both" in _error(response)["message"]
+    assert response.status_code == 422
+    assert "not both" in _error(response)["message"]
 
 
 # --- Finding: a stored key followed the URL ----------------------------------------------------
@@ -180,13 +184,15 @@ def test_changing_scheme_host_or_port_clears_the_stored_key(world, api_as, mock_
         {"config": {"url": _moved(mock_api.url, how, other_server)}},
         format="json",
     )
-    assert patched.status_code == 200 and patched.json()["data"]["api_key_set"] is False
+    assert patched.status_code == 200
+    assert patched.json()["data"]["api_key_set"] is False
     with tenant_context(world.org_a):
         assert DataSource.objects.get(pk=source_id).api_key_encrypted == ""
     if how == "port":
         with tenant_context(world.org_a):
             run = etl_run_source(source=DataSource.objects.get(pk=source_id))
-        assert run.status == "failed" and "HTTP 401" in run.error
+        assert run.status == "failed"
+        assert "HTTP 401" in run.error
         assert [r["api_key"] for r in other_server.requests] == [None]  # the key never left
 
 
@@ -203,7 +209,8 @@ def test_a_server_held_key_name_is_dropped_when_the_port_changes(
         format="json",
     )
     data = patched.json()["data"]
-    assert data["api_key_set"] is False and "api_key_name" not in data["config"]
+    assert data["api_key_set"] is False
+    assert "api_key_name" not in data["config"]
     with tenant_context(world.org_a):
         etl_run_source(source=DataSource.objects.get(pk=source_id))
     assert [r["api_key"] for r in other_server.requests] == [None]

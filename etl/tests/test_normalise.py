@@ -75,9 +75,12 @@ def test_normalise_maps_trims_and_keeps_the_rest_in_extra():
         MAPPING,
         ["external_id", "title"],
     )
-    assert record.external_id == "17" and record.title == "Hello" and record.author is None
+    assert record.external_id == "17"
+    assert record.title == "Hello"
+    assert record.author is None
     assert record.published_at == datetime(2026, 1, 5, tzinfo=UTC)
-    assert record.tags == ["x", "y"] and record.extra == {"views": 1234}
+    assert record.tags == ["x", "y"]
+    assert record.extra == {"views": 1234}
 
 
 @pytest.mark.parametrize(
@@ -121,12 +124,10 @@ def test_drift_matches_a_renamed_field_and_reports_it():
     )
     assert plan.effective["title"] == "titel"
     (event,) = plan.events
-    assert (
-        event.kind == "renamed"
-        and event.field == "title"
-        and event.matched_to == "titel"
-        and event.confidence >= 80
-    )
+    assert event.kind == "renamed"
+    assert event.field == "title"
+    assert event.matched_to == "titel"
+    assert event.confidence >= 80
 
 
 def test_drift_below_the_threshold_is_missing_and_required_is_flagged():
@@ -137,7 +138,8 @@ def test_drift_below_the_threshold_is_missing_and_required_is_flagged():
         threshold=85,
     )
     kinds = {(e.kind, e.field) for e in plan.events}
-    assert ("missing_required", "title") in kinds and ("missing", "author") in kinds
+    assert ("missing_required", "title") in kinds
+    assert ("missing", "author") in kinds
     assert {("new", "headline"), ("new", "writer")} <= kinds
 
 

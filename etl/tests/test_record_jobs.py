@@ -54,7 +54,8 @@ def test_summarise_a_record_by_id(funded, api_as, files, sent):
         assert job.input == {"text": "Quarterly report\n\nRevenue grew. Costs fell.", "record_id": record.pk}
         tasks.run_job(data["id"])
     detail = client.get(f"/api/v1/jobs/{data['id']}").json()["data"]
-    assert detail["status"] == "completed" and detail["output"]["summary"]
+    assert detail["status"] == "completed"
+    assert detail["output"]["summary"]
     assert detail["input"]["record_id"] == record.pk
     assert client.get("/api/v1/credits").json()["data"]["balance"] == 90
 
@@ -62,7 +63,8 @@ def test_summarise_a_record_by_id(funded, api_as, files, sent):
 def test_analyse_a_record_by_id(funded, api_as, files, sent):
     record = _record(files, funded.org_a, title="", body="A wonderful, excellent result.")
     response = api_as(funded.member_a).post("/api/v1/analyze", {"record_id": record.pk}, format="json")
-    assert response.status_code == 202 and response.json()["data"]["cost"] == 25
+    assert response.status_code == 202
+    assert response.json()["data"]["cost"] == 25
     with tenant_context(funded.org_a):
         assert Job.objects.get().input == {"text": "A wonderful, excellent result.", "record_id": record.pk}
 
@@ -81,7 +83,8 @@ def test_text_or_record_id_exactly_one_else_422(funded, api_as, body, fields, se
     response = api_as(funded.member_a).post("/api/v1/summarize", body, format="json")
     assert response.status_code == 422
     error = response.json()["error"]
-    assert error["code"] == "VALIDATION_ERROR" and set(error["details"]["fields"]) == fields
+    assert error["code"] == "VALIDATION_ERROR"
+    assert set(error["details"]["fields"]) == fields
     with tenant_context(funded.org_a):
         assert not Job.objects.exists()
     assert sent == []
@@ -121,7 +124,8 @@ def test_the_data_page_sends_a_record_to_a_job(funded, files, sent, django_captu
     client = Client()
     client.force_login(funded.member_a)
     page = client.get("/data").content.decode()
-    assert f'action="/data/records/{record.pk}/job"' in page and "Summarise" in page
+    assert f'action="/data/records/{record.pk}/job"' in page
+    assert "Summarise" in page
 
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(f"/data/records/{record.pk}/job", {"job_type": "analyze"}, follow=True)

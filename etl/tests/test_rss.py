@@ -56,11 +56,13 @@ def test_a_newest_first_feed_resumes_where_it_stopped(org_a, files):
     source = _feed_source(path)
 
     failed = etl_run_source(source=source, fail_after=3)
-    assert failed.status == "failed" and failed.fetched == 3
+    assert failed.status == "failed"
+    assert failed.fetched == 3
     assert _ids(source) == _guids([1, 2, 3])  # oldest first, whatever the feed's order
 
     resumed = etl_run_source(source=source)
-    assert resumed.status == "succeeded" and resumed.trigger == "resume"
+    assert resumed.status == "succeeded"
+    assert resumed.trigger == "resume"
     assert (resumed.fetched, resumed.inserted, resumed.skipped) == (7, 7, 0)
     assert _ids(source) == _guids(range(1, 11))
     assert RawRssItem.objects.filter(source=source).count() == 10

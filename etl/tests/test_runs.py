@@ -37,22 +37,23 @@ def test_sample_csv_first_run(org_a, files):
     assert Record.objects.filter(source=source).count() == 7
 
     launch = _record("A-001")
-    assert launch.title == "Launch day recap" and launch.tags == ["product", "launch"]
-    assert launch.published_at == datetime(2026, 1, 5, tzinfo=UTC) and launch.extra == {"Page Views": 1234}
+    assert launch.title == "Launch day recap"
+    assert launch.tags == ["product", "launch"]
+    assert launch.published_at == datetime(2026, 1, 5, tzinfo=UTC)
+    assert launch.extra == {"Page Views": 1234}
     assert _record("A-002").published_at == datetime(2026, 1, 5, tzinfo=UTC)
     assert _record("A-002").extra == {"Page Views": 12500}
     revised = _record("A-003")
-    assert revised.title == "Support trends (revised)" and revised.extra == {"Page Views": 1010}
+    assert revised.title == "Support trends (revised)"
+    assert revised.extra == {"Page Views": 1010}
     assert revised.published_at == datetime(2026, 1, 7, 14, 30, tzinfo=UTC)
     assert _record("A-004").published_at == datetime(2026, 1, 8, 7, 15, tzinfo=UTC)
     assert _record("A-005").published_at == datetime(2026, 1, 9, 9, 13, 20, tzinfo=UTC)
     assert _record("A-005").extra == {"Page Views": None}
     roadmap = _record("A-006")
-    assert (
-        roadmap.body == ""
-        and roadmap.author == ""
-        and roadmap.published_at == datetime(2026, 1, 10, tzinfo=UTC)
-    )
+    assert roadmap.body == ""
+    assert roadmap.author == ""
+    assert roadmap.published_at == datetime(2026, 1, 10, tzinfo=UTC)
     assert _record("A-009").extra == {"Page Views": 1000000}
 
     reasons = sorted(q.reason for q in QuarantinedItem.objects.filter(run=run))
@@ -71,7 +72,8 @@ def test_second_run_over_unchanged_data_inserts_nothing(org_a, files):
     assert again.status == "succeeded"
     assert (again.fetched, again.inserted, again.updated) == (0, 0, 0)
     assert time.perf_counter() - started < 5
-    assert again.checkpoint_before == again.checkpoint_after and again.checkpoint_after["complete"]
+    assert again.checkpoint_before == again.checkpoint_after
+    assert again.checkpoint_after["complete"]
 
 
 def test_changed_file_updates_only_what_changed(org_a, files):
@@ -84,8 +86,10 @@ def test_changed_file_updates_only_what_changed(org_a, files):
         handle.write('2026-01-05,Ann Lee,"product, launch",1300\n')
     run = etl_run_source(source=source)
     assert (run.inserted, run.updated) == (1, 1)
-    assert _record("A-001").extra == {"Page Views": 1300} and _record("A-010").title == "New row"
-    assert _record("A-001").first_seen_run_id != run.pk and _record("A-001").last_updated_run_id == run.pk
+    assert _record("A-001").extra == {"Page Views": 1300}
+    assert _record("A-010").title == "New row"
+    assert _record("A-001").first_seen_run_id != run.pk
+    assert _record("A-001").last_updated_run_id == run.pk
 
 
 def test_items_rejected_again_unchanged_are_skipped_not_quarantined_again(org_a, files):
@@ -110,7 +114,8 @@ def test_items_rejected_again_unchanged_are_skipped_not_quarantined_again(org_a,
     third = etl_run_source(source=source)
     assert (third.inserted, third.quarantined) == (1, 1)
     (item,) = QuarantinedItem.objects.filter(run=third)
-    assert item.external_id == "A-007" and "still not a date" in item.reason
+    assert item.external_id == "A-007"
+    assert "still not a date" in item.reason
     assert QuarantinedItem.objects.filter(source=source).count() == 4
 
 
@@ -128,12 +133,14 @@ def test_resume_after_an_injected_failure_has_no_duplicates_and_no_gaps(org_a, f
         field_mapping={"external_id": "id", "title": "title"},
     )
     failed = etl_run_source(source=source, fail_after=1200)
-    assert failed.status == "failed" and "1200 items" in failed.error
+    assert failed.status == "failed"
+    assert "1200 items" in failed.error
     assert Record.objects.filter(source=source).count() == 1200
     assert Checkpoint.objects.get(source=source).cursor["row"] == 1200
 
     resumed = etl_run_source(source=source)
-    assert resumed.status == "succeeded" and resumed.trigger == "resume"
+    assert resumed.status == "succeeded"
+    assert resumed.trigger == "resume"
     assert resumed.checkpoint_before["row"] == 1200
     assert (resumed.fetched, resumed.inserted, resumed.skipped) == (1300, 1300, 0)
     ids = set(Record.objects.filter(source=source).values_list("external_id", flat=True))
@@ -182,7 +189,8 @@ def test_api_source_pages_with_the_key_and_then_asks_only_for_changes(org_a, moc
 
     mock_api.count = 260
     third = etl_run_source(source=source)
-    assert third.inserted == 10 and Record.objects.filter(source=source).count() == 260
+    assert third.inserted == 10
+    assert Record.objects.filter(source=source).count() == 260
 
 
 def test_api_key_is_sent_and_never_shown(org_a, mock_api):
@@ -191,7 +199,9 @@ def test_api_key_is_sent_and_never_shown(org_a, mock_api):
     assert "test-key" not in source.api_key_encrypted
     mock_api.api_key = "another-key"
     run = etl_run_source(source=source)
-    assert run.status == "failed" and "HTTP 401" in run.error and "test-key" not in run.error
+    assert run.status == "failed"
+    assert "HTTP 401" in run.error
+    assert "test-key" not in run.error
 
 
 def test_429_and_5xx_are_retried_and_retry_after_is_honoured(org_a, mock_api):
@@ -199,7 +209,8 @@ def test_429_and_5xx_are_retried_and_retry_after_is_honoured(org_a, mock_api):
     mock_api.scripted = [429, 503, 502]
     source = _api_source(mock_api)
     run = etl_run_source(source=source)
-    assert run.status == "succeeded" and run.inserted == 250
+    assert run.status == "succeeded"
+    assert run.inserted == 250
     first, second = mock_api.requests[0]["at"], mock_api.requests[1]["at"]
     assert (second - first).total_seconds() >= 1.0  # waited as told by Retry-After
 
@@ -208,7 +219,8 @@ def test_giving_up_after_the_retries_fails_the_run(org_a, mock_api, settings):
     settings.ETL_HTTP_RETRIES = 2
     mock_api.scripted = [503, 503, 503]
     run = etl_run_source(source=_api_source(mock_api))
-    assert run.status == "failed" and "after 3 attempts (last: HTTP 503)" in run.error
+    assert run.status == "failed"
+    assert "after 3 attempts (last: HTTP 503)" in run.error
 
 
 def test_per_source_rate_limit_spaces_requests(org_a, mock_api):
@@ -218,7 +230,8 @@ def test_per_source_rate_limit_spaces_requests(org_a, mock_api):
     etl_run_source(source=source)
     times = [r["at"] for r in mock_api.requests]
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
-    assert len(gaps) == 2 and min(gaps) >= 0.19
+    assert len(gaps) == 2
+    assert min(gaps) >= 0.19
 
 
 def test_drift_renamed_missing_and_new_fields(org_a):
@@ -230,9 +243,11 @@ def test_drift_renamed_missing_and_new_fields(org_a):
     assert run.status == "succeeded" and run.inserted == 20, (run.fetched, run.quarantined, run.error)
     events = {(e.kind, e.field): e for e in DriftEvent.objects.filter(run=run)}
     renamed = events[("renamed", "title")]
-    assert renamed.matched_to == "item_title" and renamed.confidence >= 85
+    assert renamed.matched_to == "item_title"
+    assert renamed.confidence >= 85
     assert ("missing", "author") in events
-    assert ("new", "writer") in events and ("new", "score") in events
+    assert ("new", "writer") in events
+    assert ("new", "score") in events
     assert Record.objects.get(external_id="item-00001").title == "Item number 1"
     assert run.drift_warnings == len(events)
 
@@ -259,7 +274,8 @@ def test_paths_outside_the_allowed_roots_fail_the_run(org_a, files):
     source.config = {"path": "/etc/passwd"}
     source.save()
     run = etl_run_source(source=source)
-    assert run.status == "failed" and run.error == NO_SUCH_FILE
+    assert run.status == "failed"
+    assert run.error == NO_SUCH_FILE
 
 
 def test_nul_characters_are_removed_not_fatal(org_a, files):
@@ -273,7 +289,8 @@ def test_nul_characters_are_removed_not_fatal(org_a, files):
     )
     run = etl_run_source(source=source)
     assert run.status == "succeeded", run.error
-    assert run.inserted == 3 and Record.objects.get(source=source, external_id="2").title == "badvalue"
+    assert run.inserted == 3
+    assert Record.objects.get(source=source, external_id="2").title == "badvalue"
 
 
 def test_an_api_that_ignores_the_page_parameter_is_stopped(org_a):
@@ -281,13 +298,15 @@ def test_an_api_that_ignores_the_page_parameter_is_stopped(org_a):
 
     with MockApi(api_key="test-key", items=250, ignore_page=True) as api:
         run = etl_run_source(source=_api_source(api))
-    assert run.status == "failed" and "same page twice" in run.error
+    assert run.status == "failed"
+    assert "same page twice" in run.error
 
 
 def test_an_oversized_answer_is_refused_while_it_is_read(org_a, mock_api, settings):
     settings.ETL_MAX_FILE_BYTES = 2_000
     run = etl_run_source(source=_api_source(mock_api))
-    assert run.status == "failed" and "larger than the limit" in run.error
+    assert run.status == "failed"
+    assert "larger than the limit" in run.error
 
 
 def test_drift_after_the_first_batch_is_matched_and_reported_once(org_a, settings):

@@ -211,7 +211,8 @@ def test_run_etl_fail_after_stops_the_run_and_the_next_run_resumes(world, files)
         call_command("run_etl", "--source", str(source.pk), "--fail-after", "3", stdout=out)
     assert failure.value.returncode == 1  # a non-zero exit status for the shell
     printed = out.getvalue()
-    assert "failed (manual)" in printed and "fetched 3, inserted 3" in printed
+    assert "failed (manual)" in printed
+    assert "fetched 3, inserted 3" in printed
     assert "error: Stopped on purpose after 3 items (fail-after 3)." in printed
     with tenant_context(world.org_a):
         failed = EtlRun.objects.get()
@@ -223,7 +224,8 @@ def test_run_etl_fail_after_stops_the_run_and_the_next_run_resumes(world, files)
         )
 
     printed = _run_etl("--source", str(source.pk), "--org", world.org_a.slug)
-    assert "succeeded (resume)" in printed and "fetched 7, inserted 7, updated 0, skipped 0" in printed
+    assert "succeeded (resume)" in printed
+    assert "fetched 7, inserted 7, updated 0, skipped 0" in printed
     with tenant_context(world.org_a):
         runs = list(EtlRun.objects.order_by("started_at").values_list("trigger", "status", "inserted"))
         assert runs == [("manual", "failed", 3), ("resume", "succeeded", 7)]

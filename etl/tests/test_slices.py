@@ -92,7 +92,9 @@ def test_drift_is_reported_once_per_run_across_its_slices(org_a, settings):
     settings.ETL_SLICE_PAGES = 1
     with MockApi(api_key="test-key", items=20, renames={"title": "item_title", "author": "writer"}) as api:
         run = etl_run_source(source=_api_source(api.url, page_size=5))
-    assert run.status == "succeeded" and run.slices == 4 and run.inserted == 20
+    assert run.status == "succeeded"
+    assert run.slices == 4
+    assert run.inserted == 20
     kinds = sorted(DriftEvent.objects.filter(run=run).values_list("kind", "field"))
     assert kinds == [("missing", "author"), ("new", "score"), ("new", "writer"), ("renamed", "title")]
     assert run.drift_warnings == 4
@@ -107,7 +109,8 @@ def test_a_worker_slice_requeues_the_same_run_which_continues_from_its_checkpoin
     with django_capture_on_commit_callbacks(execute=True):
         run = etl_run_slice(run=run)
     assert (run.status, run.slices, run.fetched) == ("queued", 1, 100)
-    assert run.slice_queued_at is not None and run.finished_at is None
+    assert run.slice_queued_at is not None
+    assert run.finished_at is None
     assert sent == [(str(run.pk), 0.01)]  # again, one interval of the source's pace later
     # Between its slices the run is queued: no second run of the source can be added.
     with pytest.raises(Conflict) as conflict:
@@ -118,7 +121,8 @@ def test_a_worker_slice_requeues_the_same_run_which_continues_from_its_checkpoin
             run = etl_run_slice(run=EtlRun.objects.get(pk=run.pk))
     assert (run.status, run.slices, run.fetched, run.inserted) == ("succeeded", 3, 250, 250)
     assert run.checkpoint_before == {}  # where the run started, not where its last slice did
-    assert EtlRun.objects.count() == 1 and len(sent) == 2
+    assert EtlRun.objects.count() == 1
+    assert len(sent) == 2
 
 
 def test_a_failure_in_a_later_slice_keeps_what_earlier_slices_committed(org_a, mock_api, settings):
@@ -126,10 +130,13 @@ def test_a_failure_in_a_later_slice_keeps_what_earlier_slices_committed(org_a, m
     settings.ETL_HTTP_RETRIES = 0
     source = _api_source(mock_api.url)
     run = etl_run_source(source=source, one_slice=True)
-    assert run.status == "queued" and Record.objects.count() == 100
+    assert run.status == "queued"
+    assert Record.objects.count() == 100
     mock_api.scripted = [503]
     run = etl_run_source(source=source, run=EtlRun.objects.get(pk=run.pk), one_slice=True)
-    assert run.status == "failed" and run.fetched == 100 and "HTTP 503" in run.error
+    assert run.status == "failed"
+    assert run.fetched == 100
+    assert "HTTP 503" in run.error
     resumed = etl_run_source(source=source)
     assert (resumed.trigger, resumed.status, resumed.inserted) == ("resume", "succeeded", 150)
     assert Record.objects.count() == 250
@@ -161,7 +168,8 @@ def test_a_run_over_the_concurrent_runs_cap_waits_queued_then_runs(
         try:
             with django_capture_on_commit_callbacks(execute=True):
                 waiting = etl_run_slice(run=run)
-            assert waiting.status == "queued" and waiting.slices == 0
+            assert waiting.status == "queued"
+            assert waiting.slices == 0
             assert EtlRun.objects.get(pk=run.pk).status == "queued"
             assert sent == [(str(run.pk), 5.0)]  # ETL_SLOT_RETRY_SECONDS
             # Another organisation's slots are its own.
@@ -205,8 +213,10 @@ def test_a_run_whose_next_slice_was_lost_is_superseded_by_the_next_run(org_a, mo
     later = etl_run_source(source=source)
     assert (later.status, later.inserted) == ("succeeded", 150)  # from the lost run's checkpoint
     lost.refresh_from_db()
-    assert lost.status == "failed" and lost.error == "Superseded: a later run continued from its checkpoint."
+    assert lost.status == "failed"
+    assert lost.error == "Superseded: a later run continued from its checkpoint."
     # Its task, arriving after all, does nothing.
     tasks.execute_run.run(str(lost.pk))
     lost.refresh_from_db()
-    assert lost.status == "failed" and Record.objects.count() == 250
+    assert lost.status == "failed"
+    assert Record.objects.count() == 250

@@ -132,7 +132,8 @@ def test_each_config_rule_refuses_with_its_exact_message_and_nothing_is_saved(
                 field_mapping=API_MAPPING if kind == "api" else CSV_MAPPING,
             )
         assert (refused.value.message, refused.value.details) == expected
-        assert refused.value.status_code == 422 and refused.value.code == "VALIDATION_ERROR"
+        assert refused.value.status_code == 422
+        assert refused.value.code == "VALIDATION_ERROR"
         assert not DataSource.objects.exists()
 
 

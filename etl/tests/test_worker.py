@@ -33,6 +33,7 @@ def test_run_now_executes_on_the_worker(live_org, celery_worker):
             break
         time.sleep(0.1)
     assert run.status == "succeeded", run.error
-    assert run.trigger == "manual" and run.inserted == 7
+    assert run.trigger == "manual"
+    assert run.inserted == 7
     with tenant_context(live_org):
         assert Record.objects.count() == 7

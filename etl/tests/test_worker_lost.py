@@ -47,7 +47,8 @@ def test_a_running_run_whose_lock_is_free_is_failed_at_its_workers_last_heartbea
 
     assert etl_runs_sweep() == 1
     run.refresh_from_db()
-    assert run.status == RunStatus.FAILED and run.finished_at == stopped_at
+    assert run.status == RunStatus.FAILED
+    assert run.finished_at == stopped_at
     assert run.error.startswith("The worker running it stopped")
     assert run.duration_ms == 30_000
     assert etl_runs_sweep() == 0
@@ -106,7 +107,8 @@ def test_a_run_killed_with_its_worker_is_failed_within_30_seconds_and_resumed(li
         first.refresh_from_db()
         print(f"killed run marked failed after {recovery:.1f} s")
         assert recovery <= 30
-        assert first.status == RunStatus.FAILED and "worker running it stopped" in first.error
+        assert first.status == RunStatus.FAILED
+        assert "worker running it stopped" in first.error
         # Stopped at the worker's last heartbeat: just before the kill, never after it.
         assert killed_at - timedelta(seconds=3) <= first.finished_at <= killed_at + timedelta(seconds=1)
 

@@ -37,9 +37,12 @@ def test_identical_text_is_answered_from_cache_for_free(funded, api_as, django_c
     response = client.post("/api/v1/summarize", {"text": TEXT}, format="json")
     assert response.status_code == 201
     data = response.json()["data"]
-    assert data["status"] == "completed" and data["cache_hit"] is True and data["cost"] == 0
+    assert data["status"] == "completed"
+    assert data["cache_hit"] is True
+    assert data["cost"] == 0
     first = client.get(f"/api/v1/jobs/{first_id}").json()["data"]
-    assert data["output"] == first["output"] and data["provider"] == first["provider"]
+    assert data["output"] == first["output"]
+    assert data["provider"] == first["provider"]
     with tenant_context(funded.org_a):
         assert credits_balance() == 90
         assert not CreditTransaction.objects.filter(job_id=data["id"]).exists()
@@ -50,7 +53,8 @@ def test_identical_text_is_answered_from_cache_for_free(funded, api_as, django_c
 def test_cache_is_per_organisation(funded, api_as, django_capture_on_commit_callbacks):
     _complete_one(funded, api_as(funded.member_a), django_capture_on_commit_callbacks)
     response = api_as(funded.member_b).post("/api/v1/summarize", {"text": TEXT}, format="json")
-    assert response.status_code == 202 and response.json()["data"]["cache_hit"] is False
+    assert response.status_code == 202
+    assert response.json()["data"]["cache_hit"] is False
 
 
 def test_cache_is_per_job_type_and_exact_text(funded, api_as, django_capture_on_commit_callbacks):
@@ -76,12 +80,15 @@ def test_failed_jobs_are_not_cached(funded, api_as, django_capture_on_commit_cal
 
 def test_cache_keys_are_hashed_and_namespaced_by_schema(world):
     key = cache_key("summarize", TEXT)
-    assert TEXT not in key and key.startswith("jobcache:summarize:") and len(key.split(":")[-1]) == 64
+    assert TEXT not in key
+    assert key.startswith("jobcache:summarize:")
+    assert len(key.split(":")[-1]) == 64
     with tenant_context(world.org_a):
         key_a = cache.make_key(key)
     with tenant_context(world.org_b):
         key_b = cache.make_key(key)
-    assert key_a != key_b and world.org_a.schema_name in key_a
+    assert key_a != key_b
+    assert world.org_a.schema_name in key_a
 
 
 def _metric(name, **labels):
@@ -100,7 +107,8 @@ def test_redis_down_is_a_miss_not_an_outage(
     caplog.set_level(logging.WARNING, logger="jobs.cache")
     response = client.post("/api/v1/summarize", {"text": TEXT}, format="json")
     assert response.status_code == 202
-    assert response.json()["data"]["cache_hit"] is False and response.json()["data"]["cost"] == 10
+    assert response.json()["data"]["cache_hit"] is False
+    assert response.json()["data"]["cost"] == 10
     assert _metric("nexus_cache_unavailable_total", operation="get") == before + 1
     assert any(isinstance(r.msg, dict) and r.msg.get("event") == "cache.unavailable" for r in caplog.records)
     # Completing a job while Redis is down is fine too: the write is skipped.

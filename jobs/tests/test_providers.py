@@ -18,9 +18,11 @@ def test_local_summary_is_extractive_and_deterministic():
     first = LocalProvider().run("summarize", TEXT)
     second = LocalProvider().run("summarize", TEXT)
     assert first == second
-    assert first.provider == "local" and first.model == "extractive-v1"
+    assert first.provider == "local"
+    assert first.model == "extractive-v1"
     summary = first.output["summary"]
-    assert summary and all(sentence in TEXT for sentence in summary.split(". ") if sentence)
+    assert summary
+    assert all(sentence in TEXT for sentence in summary.split(". ") if sentence)
 
 
 def test_local_analysis_has_sentiment_phrases_reading_time_and_statistics():
@@ -30,7 +32,9 @@ def test_local_analysis_has_sentiment_phrases_reading_time_and_statistics():
     assert "billing page" in output["key_phrases"]
     assert output["reading_time_seconds"] == 14  # 46 words at 200 wpm
     stats = output["statistics"]
-    assert stats["words"] == 46 and stats["sentences"] == 4 and stats["paragraphs"] == 2
+    assert stats["words"] == 46
+    assert stats["sentences"] == 4
+    assert stats["paragraphs"] == 2
     assert stats["characters"] == len(TEXT)
 
 
@@ -59,7 +63,8 @@ def gemini(settings, gemini_stub):
 def test_gemini_summary(gemini):
     result = gemini.run("summarize", "Some text.")
     assert result.output == {"summary": "A stand-in summary."}
-    assert result.provider == "gemini" and result.model == "gemini-2.5-flash"
+    assert result.provider == "gemini"
+    assert result.model == "gemini-2.5-flash"
 
 
 def test_gemini_analysis_adds_local_statistics(gemini):

@@ -73,7 +73,8 @@ def test_a_send_refused_by_the_broker_is_counted_and_resent_by_the_next_sweep(
     with django_capture_on_commit_callbacks(execute=True):
         job = _create(world)
     job.refresh_from_db()
-    assert job.status == JobStatus.PENDING and job.enqueued_at is None
+    assert job.status == JobStatus.PENDING
+    assert job.enqueued_at is None
     assert _metric("nexus_enqueue_failures_total", task="jobs.run_job") == failures + 1
 
     # Still down at the next sweep: the send fails again and the job stays unstamped.
@@ -116,7 +117,8 @@ def test_a_retry_is_kept_in_the_database_and_sent_by_the_sweep_once_due(
     with django_capture_on_commit_callbacks(execute=True):
         services.job_fail(job_id=job.pk, attempt=1, error="HTTP 503", retryable=True)
     job.refresh_from_db()
-    assert job.enqueued_at is None and job.worker == "w1@host"
+    assert job.enqueued_at is None
+    assert job.worker == "w1@host"
     # The delayed message is only a fast path: it may be lost with its worker or Redis.
     assert broker.sent[-1] == ([str(job.pk)], 5)
     # Not due yet: neither the sweep nor an early message runs it.
@@ -129,10 +131,12 @@ def test_a_retry_is_kept_in_the_database_and_sent_by_the_sweep_once_due(
         assert services.jobs_sweep()["resent"] == 1
     assert broker.sent[-1] == ([str(job.pk)], 0)
     claimed = services.job_claim(job_id=job.pk, worker="w2@host")
-    assert claimed.attempt_count == 2 and claimed.worker == "w2@host"
+    assert claimed.attempt_count == 2
+    assert claimed.worker == "w2@host"
     assert services.job_claim(job_id=job.pk) is None
     kinds = [e.kind for e in job.events.order_by("created_at", "id")]
-    assert kinds.count(EventKind.STARTED) == 2 and kinds.count(EventKind.REQUEUED) == 1
+    assert kinds.count(EventKind.STARTED) == 2
+    assert kinds.count(EventKind.REQUEUED) == 1
 
 
 def _running(world, *, worker: str, attempt: int = 1, started_ago: float = 60) -> Job:
@@ -161,7 +165,8 @@ def test_a_running_job_whose_worker_stopped_heartbeating_is_retried(world, org, 
     _heartbeat("alive@host", ago=1)
     assert services.jobs_sweep()["worker_lost"] == 1
     dead.refresh_from_db()
-    assert dead.status == JobStatus.PENDING and dead.attempt_count == 1
+    assert dead.status == JobStatus.PENDING
+    assert dead.attempt_count == 1
     assert dead.error_message == "The worker running the job stopped."
     assert Job.objects.get(pk=alive.pk).status == JobStatus.RUNNING
     assert credits_balance() == 80
@@ -172,7 +177,8 @@ def test_a_job_whose_worker_died_on_its_last_attempt_fails_and_is_refunded_once(
     assert services.jobs_sweep()["worker_lost"] == 1
     assert services.jobs_sweep()["worker_lost"] == 0
     job.refresh_from_db()
-    assert job.status == JobStatus.FAILED and job.failed_at
+    assert job.status == JobStatus.FAILED
+    assert job.failed_at
     assert credits_balance() == 100 == credits_ledger_sum()
     assert CreditTransaction.objects.filter(job_id=job.pk, kind="refund").count() == 1
 
@@ -185,7 +191,8 @@ def test_a_just_claimed_job_is_not_taken_for_orphaned(world, org, broker, settin
 def test_metrics_export_the_enqueue_counters(client, settings):
     settings.DEBUG = True  # /metrics answers without a token only in development
     body = client.get("/metrics").content.decode()
-    assert "nexus_enqueue_failures_total" in body and "nexus_enqueue_resends_total" in body
+    assert "nexus_enqueue_failures_total" in body
+    assert "nexus_enqueue_resends_total" in body
 
 
 @pytest.fixture

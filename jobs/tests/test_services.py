@@ -59,10 +59,13 @@ def _kinds(job):
 def test_create_charges_and_sends_the_task_on_commit(world, org, sent, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         job = _create(world)
-    assert job.status == JobStatus.PENDING and job.cost == 10 and job.attempt_count == 0
+    assert job.status == JobStatus.PENDING
+    assert job.cost == 10
+    assert job.attempt_count == 0
     assert credits_balance() == 90
     deduction = CreditTransaction.objects.get(job_id=job.pk)
-    assert deduction.kind == TransactionKind.DEDUCTION and deduction.amount == -10
+    assert deduction.kind == TransactionKind.DEDUCTION
+    assert deduction.amount == -10
     assert deduction.actor_label == f"user:{world.member_a.email}"
     assert sent == [([str(job.pk)], 0)]
     assert sent.schemas == [world.org_a.schema_name]
@@ -89,7 +92,8 @@ def test_not_enough_credits_writes_nothing(world, sent, django_capture_on_commit
 def test_invalid_text_is_refused_before_anything_is_written(world, org, text):
     with pytest.raises(ValidationFailed):
         _create(world, text=text)
-    assert Job.objects.count() == 0 and credits_balance() == 100
+    assert Job.objects.count() == 0
+    assert credits_balance() == 100
 
 
 def test_text_of_exactly_20000_characters_is_accepted(world, org):
@@ -99,7 +103,9 @@ def test_text_of_exactly_20000_characters_is_accepted(world, org):
 def test_claim_is_conditional(world, org):
     job = _create(world)
     claimed = services.job_claim(job_id=job.pk)
-    assert claimed.status == JobStatus.RUNNING and claimed.attempt_count == 1 and claimed.started_at
+    assert claimed.status == JobStatus.RUNNING
+    assert claimed.attempt_count == 1
+    assert claimed.started_at
     assert services.job_claim(job_id=job.pk) is None
     assert services.job_claim(job_id=uuid.uuid4()) is None
 
@@ -109,7 +115,9 @@ def test_complete_records_the_result_once(world, org):
     services.job_claim(job_id=job.pk)
     result = ProviderResult(output={"summary": "s"}, provider="local", model="m")
     done = services.job_complete(job_id=job.pk, attempt=1, result=result)
-    assert done.status == JobStatus.COMPLETED and done.output == {"summary": "s"} and done.completed_at
+    assert done.status == JobStatus.COMPLETED
+    assert done.output == {"summary": "s"}
+    assert done.completed_at
     assert services.job_complete(job_id=job.pk, attempt=1, result=result) is None
     assert _kinds(done) == [EventKind.CREATED, EventKind.STARTED, EventKind.COMPLETED]
 
@@ -134,7 +142,8 @@ def test_transient_failure_is_retried_with_the_configured_delay(
         outcome = services.job_fail(job_id=job.pk, attempt=1, error="HTTP 503", retryable=True)
     assert outcome is services.FailOutcome.RETRY_SCHEDULED
     job.refresh_from_db()
-    assert job.status == JobStatus.PENDING and job.error_message == "HTTP 503"
+    assert job.status == JobStatus.PENDING
+    assert job.error_message == "HTTP 503"
     assert 4.5 < (job.next_attempt_at - timezone.now()).total_seconds() <= 5
     assert sent == [([str(job.pk)], 5)]
     assert credits_balance() == 90
@@ -161,7 +170,9 @@ def test_three_failed_attempts_fail_the_job_and_refund_in_the_same_transaction(w
     for _ in range(3):
         tasks.run_job(str(job.pk))  # each call is one attempt; the retry message is not sent in tests
     job.refresh_from_db()
-    assert job.status == JobStatus.FAILED and job.attempt_count == 3 and job.failed_at
+    assert job.status == JobStatus.FAILED
+    assert job.attempt_count == 3
+    assert job.failed_at
     assert "always fails" in job.error_message
     assert credits_balance() == 100 == credits_ledger_sum()
     rows = CreditTransaction.objects.filter(job_id=job.pk).order_by("sequence")
@@ -187,7 +198,8 @@ def test_permanent_failure_is_not_retried_and_is_refunded(world, org, monkeypatc
     job = _create(world)
     tasks.run_job(str(job.pk))
     job.refresh_from_db()
-    assert job.status == JobStatus.FAILED and job.attempt_count == 1
+    assert job.status == JobStatus.FAILED
+    assert job.attempt_count == 1
     assert credits_balance() == 100
 
 
@@ -206,7 +218,8 @@ def test_local_job_runs_to_completion(world, org):
     tasks.run_job(str(job.pk))
     job.refresh_from_db()
     assert job.status == JobStatus.COMPLETED
-    assert job.provider == "local" and job.model == "extractive-v1"
+    assert job.provider == "local"
+    assert job.model == "extractive-v1"
     assert job.output["summary"]
 
 
@@ -237,7 +250,8 @@ def test_sweep_fails_stuck_running_jobs_and_refunds_on_the_last_attempt(world, o
     )
     assert services.jobs_sweep() == _swept(timed_out=1)
     job.refresh_from_db()
-    assert job.status == JobStatus.FAILED and "worker was lost" in job.error_message
+    assert job.status == JobStatus.FAILED
+    assert "worker was lost" in job.error_message
     assert credits_balance() == 100
 
 
@@ -247,7 +261,8 @@ def test_sweep_retries_a_stuck_job_with_attempts_left(world, org):
     Job.objects.filter(pk=job.pk).update(started_at=timezone.now() - timedelta(hours=1))
     services.jobs_sweep()
     job.refresh_from_db()
-    assert job.status == JobStatus.PENDING and job.attempt_count == 1
+    assert job.status == JobStatus.PENDING
+    assert job.attempt_count == 1
     assert credits_balance() == 90
 
 
@@ -263,4 +278,5 @@ def test_broker_down_at_commit_leaves_a_pending_job_for_the_sweep(
     with django_capture_on_commit_callbacks(execute=True):
         job = _create(world)
     job.refresh_from_db()
-    assert job.status == JobStatus.PENDING and credits_balance() == 90
+    assert job.status == JobStatus.PENDING
+    assert credits_balance() == 90

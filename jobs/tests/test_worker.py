@@ -37,8 +37,10 @@ def test_api_job_completes_on_the_worker(live_org, celery_worker):
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {bearer_for(live_org.admin)}")
     job_id = client.post("/api/v1/summarize", {"text": TEXT}, format="json").json()["data"]["id"]
     job = _wait_for(live_org, job_id)
-    assert job.status == JobStatus.COMPLETED and job.attempt_count == 1
-    assert job.output["summary"] and job.provider == "local"
+    assert job.status == JobStatus.COMPLETED
+    assert job.attempt_count == 1
+    assert job.output["summary"]
+    assert job.provider == "local"
     data = client.get(f"/api/v1/jobs/{job_id}").json()["data"]
     assert data["status"] == "completed"
 
@@ -51,7 +53,8 @@ def test_transient_failures_retry_three_times_then_fail_and_refund(live_org, cel
         )
         assert credits_balance() == 90
     job = _wait_for(live_org, job.pk)
-    assert job.status == JobStatus.FAILED and job.attempt_count == 3
+    assert job.status == JobStatus.FAILED
+    assert job.attempt_count == 3
     assert "HTTP 500" in job.error_message
     events = _events(live_org, job.pk)
     failures = [e for e in events if e.kind == EventKind.ATTEMPT_FAILED]
@@ -74,7 +77,8 @@ def test_permanent_failure_fails_at_once_and_refunds(live_org, celery_worker):
             user=live_org.admin, job_type="analyze", text=f"{TEXT} [bad-request]", provider="gemini"
         )
     job = _wait_for(live_org, job.pk)
-    assert job.status == JobStatus.FAILED and job.attempt_count == 1
+    assert job.status == JobStatus.FAILED
+    assert job.attempt_count == 1
     with tenant_context(live_org):
         assert credits_balance() == 100
 
@@ -93,7 +97,8 @@ def test_worker_killed_mid_job_finishes_the_job_exactly_once(live_org, celery_wo
         assert services.jobs_sweep()["timed_out"] == 1  # back to pending, re-sent
     celery_worker.start()
     job = _wait_for(live_org, job.pk)
-    assert job.status == JobStatus.COMPLETED and job.attempt_count == 2
+    assert job.status == JobStatus.COMPLETED
+    assert job.attempt_count == 2
     kinds = [e.kind for e in _events(live_org, job.pk)]
     assert kinds.count(EventKind.COMPLETED) == 1
     with tenant_context(live_org):

@@ -75,7 +75,8 @@ def test_a_job_whose_worker_is_killed_is_retried_within_30_seconds(live_org, hea
 
     heartbeating_worker.start()
     done = _wait(live_org, job.pk, lambda j: j.status == JobStatus.COMPLETED, timeout=60, sweep=True)
-    assert done.attempt_count == 2 and done.worker != running.worker
+    assert done.attempt_count == 2
+    assert done.worker != running.worker
     assert [e.error for e in _events(live_org, job.pk, EventKind.ATTEMPT_FAILED)] == [
         "The worker running the job stopped."
     ]
@@ -106,7 +107,8 @@ def test_a_retry_pending_when_its_worker_dies_still_runs_on_time(live_org, celer
     assert failed.attempt_count == 3
     starts = [e.created_at for e in _events(live_org, job.pk, EventKind.STARTED)]
     retries = _events(live_org, job.pk, EventKind.RETRY_SCHEDULED)
-    assert len(starts) == 3 and len(retries) == 2
+    assert len(starts) == 3
+    assert len(retries) == 2
     gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(starts)]
     print(f"gaps between attempts: {', '.join(f'{gap:.1f} s' for gap in gaps)}")
     # Never early; late by at most the resend grace plus one sweep period (and a margin).

@@ -40,7 +40,8 @@ def _record(source: DataSource, pk: int | None = None) -> Record:
 def _not_found_message(call) -> str:
     with pytest.raises(NotFound) as raised:
         call()
-    assert raised.value.status_code == 404 and raised.value.code == "NOT_FOUND"
+    assert raised.value.status_code == 404
+    assert raised.value.code == "NOT_FOUND"
     return raised.value.message
 
 
@@ -186,7 +187,8 @@ def test_filter_id_converts_a_well_formed_id():
 def test_filter_id_refuses_a_malformed_id_naming_the_parameter(raw):
     with pytest.raises(ValidationFailed) as raised:
         filter_id(EtlRun, raw, param="a", what="run")
-    assert raised.value.status_code == 422 and raised.value.code == "VALIDATION_ERROR"
+    assert raised.value.status_code == 422
+    assert raised.value.code == "VALIDATION_ERROR"
     assert raised.value.message == "a must be a run id."
     assert raised.value.details == {"fields": {"a": ["Invalid id."]}}
 

@@ -16,7 +16,8 @@ def _assert_error_envelope(response, status, code):
     body = response.json()
     assert set(body) == {"error", "meta"}
     assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    assert isinstance(body["error"]["message"], str)
+    assert body["error"]["message"]
     assert isinstance(body["error"]["details"], dict)
     assert body["meta"]["request_id"] == response["X-Request-ID"]
     text = response.content.decode()
@@ -98,7 +99,9 @@ def test_bad_pagination_and_sort_are_422(world, api_as):
 def test_pagination_meta(world, api_as):
     response = api_as(world.member_a).get("/api/v1/org/members?limit=1&page=2&sort=-email")
     body = response.json()
-    assert body["meta"]["page"] == 2 and body["meta"]["limit"] == 1 and body["meta"]["total"] == 2
+    assert body["meta"]["page"] == 2
+    assert body["meta"]["limit"] == 1
+    assert body["meta"]["total"] == 2
     assert [m["email"] for m in body["data"]] == ["admin@org-a.test"]
 
 

@@ -82,7 +82,8 @@ def test_database_down_on_a_page_is_a_503_page_not_the_debug_page(database_down,
     assert response.status_code == 503
     assert "Retry-After" in response
     text = response.content.decode()
-    assert "Traceback" not in text and "DATABASE_URL" not in text
+    assert "Traceback" not in text
+    assert "DATABASE_URL" not in text
 
 
 @pytest.mark.urls("nexus.tests.urls")

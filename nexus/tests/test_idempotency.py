@@ -27,7 +27,8 @@ def test_retry_with_the_same_key_replays_without_charging_again(funded, api_as):
     first = _post(client, "order-42")
     second = _post(client, "order-42")
     assert first.status_code == second.status_code == 202
-    assert second["Idempotent-Replayed"] == "true" and "Idempotent-Replayed" not in first
+    assert second["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first
     assert second.json()["data"] == first.json()["data"]
     with tenant_context(funded.org_a):
         assert Job.objects.count() == 1
@@ -130,13 +131,15 @@ def test_server_errors_are_not_stored(funded, api_as, monkeypatch):
     assert _post(client, "order-47").status_code == 500
     monkeypatch.setattr(services, "job_create", original)
     retry = _post(client, "order-47")
-    assert retry.status_code == 202 and "Idempotent-Replayed" not in retry
+    assert retry.status_code == 202
+    assert "Idempotent-Replayed" not in retry
 
 
 def test_keys_are_per_organisation(funded, api_as):
     _post(api_as(funded.member_a), "shared-key")
     response = _post(api_as(funded.member_b), "shared-key")
-    assert response.status_code == 202 and "Idempotent-Replayed" not in response
+    assert response.status_code == 202
+    assert "Idempotent-Replayed" not in response
 
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "naïve-key", "line\nbreak"])
@@ -178,4 +181,5 @@ def test_requests_without_a_key_are_untouched(funded, api_as):
     client.post("/api/v1/summarize", BODY, format="json")
     client.post("/api/v1/summarize", BODY, format="json")
     with tenant_context(funded.org_a):
-        assert Job.objects.count() == 2 and not IdempotencyRecord.objects.exists()
+        assert Job.objects.count() == 2
+        assert not IdempotencyRecord.objects.exists()

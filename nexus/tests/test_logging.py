@@ -25,7 +25,8 @@ def test_one_line_per_request_with_caller_fields(world, api_as, caplog):
     assert event["org_id"] == str(world.org_a.id)
     assert event["user_id"] == str(world.member_a.pk)
     assert event["route"] == "^api/(?P<version>v1|v2)/org/members"
-    assert event["method"] == "GET" and event["status"] == 200
+    assert event["method"] == "GET"
+    assert event["status"] == 200
     assert isinstance(event["duration_ms"], float)
 
 
@@ -33,7 +34,9 @@ def test_anonymous_request_logs_no_caller(client, caplog):
     caplog.set_level(logging.INFO, logger="nexus.request")
     client.get("/health")
     (event,) = _request_events(caplog)
-    assert event["org_id"] is None and event["user_id"] is None and event["status"] == 200
+    assert event["org_id"] is None
+    assert event["user_id"] is None
+    assert event["status"] == 200
 
 
 def test_json_format_renders_one_json_object_per_line(capsys):
@@ -43,4 +46,6 @@ def test_json_format_renders_one_json_object_per_line(capsys):
     structlog.get_logger("probe").info("hello", answer=42)
     line = capsys.readouterr().err.strip().splitlines()[-1]
     parsed = json.loads(line)
-    assert parsed["event"] == "hello" and parsed["answer"] == 42 and parsed["level"] == "info"
+    assert parsed["event"] == "hello"
+    assert parsed["answer"] == 42
+    assert parsed["level"] == "info"

@@ -184,7 +184,8 @@ def test_the_rebinding_target_answers_whoever_resolves_the_name_again(servers, d
     dns.lookups = 1  # the check has happened
     context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
     response = httpx.get(f"https://{HOST}:{vetted.port}/feed", verify=context, trust_env=False)
-    assert response.text == "served by rebound" and vetted.requests == []
+    assert response.text == "served by rebound"
+    assert vetted.requests == []
 
 
 def test_etl_https_fetch_goes_to_the_checked_address(servers, dns, trust_test_ca):
@@ -194,11 +195,13 @@ def test_etl_https_fetch_goes_to_the_checked_address(servers, dns, trust_test_ca
         fetched = http.get(f"https://{HOST}:{vetted.port}/feed")
     finally:
         http.close()
-    assert fetched.status_code == 200 and fetched.content == b"served by vetted"
+    assert fetched.status_code == 200
+    assert fetched.content == b"served by vetted"
     assert dns.lookups == 1  # only the check looked the name up
     assert vetted.requests == [{"method": "GET", "path": "/feed", "host": f"{HOST}:{vetted.port}"}]
     assert vetted.sni == [HOST]
-    assert rebound.requests == [] and rebound.sni == []
+    assert rebound.requests == []
+    assert rebound.sni == []
 
 
 def test_etl_https_certificate_is_verified_against_the_host_name(servers, dns, trust_test_ca, settings):
@@ -210,7 +213,9 @@ def test_etl_https_certificate_is_verified_against_the_host_name(servers, dns, t
             http.get(f"https://{HOST}:{vetted.port}/feed")
     finally:
         http.close()
-    assert vetted.sni == [HOST] and vetted.requests == [] and rebound.requests == []
+    assert vetted.sni == [HOST]
+    assert vetted.requests == []
+    assert rebound.requests == []
 
 
 def test_https_needs_a_certificate_the_trust_store_accepts(servers, dns, settings):
@@ -242,7 +247,8 @@ def test_webhook_https_delivery_goes_to_the_checked_address(world, servers, dns,
     assert attempt.succeeded and attempt.status_code == 200, attempt.error
     assert dns.lookups == 1
     assert vetted.requests == [{"method": "POST", "path": "/hook", "host": f"{HOST}:{vetted.port}"}]
-    assert vetted.sni == [HOST] and rebound.requests == []
+    assert vetted.sni == [HOST]
+    assert rebound.requests == []
 
 
 @pytest.mark.django_db
@@ -260,6 +266,8 @@ def test_webhook_https_certificate_for_another_name_fails_the_attempt(
         (delivery,) = services.webhook_publish(event_type="job.completed", data={})
         dns.rebind_after_next_lookup()
         attempt = services.webhook_attempt(delivery_id=delivery.pk)
-    assert not attempt.succeeded and attempt.status_code is None
+    assert not attempt.succeeded
+    assert attempt.status_code is None
     assert attempt.error == "Could not connect: ConnectError."
-    assert vetted.requests == [] and rebound.requests == []
+    assert vetted.requests == []
+    assert rebound.requests == []

@@ -35,7 +35,8 @@ def _is_prometheus(response) -> bool:
 
 def test_metrics_with_nothing_configured_is_404_outside_debug(client, production):
     response = client.get("/metrics")
-    assert response.status_code == 404 and response.content == b"not found\n"
+    assert response.status_code == 404
+    assert response.content == b"not found\n"
 
 
 def test_metrics_with_nothing_configured_is_open_in_debug(client, production):
@@ -98,7 +99,8 @@ def test_a_bad_network_in_the_setting_stops_start_up():
         text=True,
         timeout=60,
     )
-    assert result.returncode != 0 and "METRICS_ALLOWED_IPS: '10.0.0.0/33'" in result.stderr
+    assert result.returncode != 0
+    assert "METRICS_ALLOWED_IPS: '10.0.0.0/33'" in result.stderr
 
 
 @pytest.fixture
@@ -143,10 +145,14 @@ def test_health_reports_the_scheduler_aggregate_over_all_organisations(
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+\+00:00", body["etl"]["last_dispatch_at"])
     text = response.content.decode()
     for org in (world.org_a, world.org_b):
-        assert org.name not in text and org.schema_name not in text and str(org.pk) not in text
+        assert org.name not in text
+        assert org.schema_name not in text
+        assert str(org.pk) not in text
     for thing in sources:
         assert str(thing.pk) not in text
-    assert "Secret sales" not in text and "secret-ledger" not in text and "HTTP 401" not in text
+    assert "Secret sales" not in text
+    assert "secret-ledger" not in text
+    assert "HTTP 401" not in text
 
 
 def test_runs_older_than_an_hour_drop_out_of_the_aggregate(client, fresh_stats, monkeypatch):
@@ -173,4 +179,5 @@ def test_health_is_one_query_whatever_the_number_of_organisations(world, client,
 def test_health_without_redis_has_no_etl_aggregate(client, settings):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
     body = client.get("/health").json()
-    assert body["status"] == "degraded" and body["etl"] is None
+    assert body["status"] == "degraded"
+    assert body["etl"] is None

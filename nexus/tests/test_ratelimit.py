@@ -43,7 +43,8 @@ def test_110_parallel_requests_give_exactly_100_successes(limited_org):
     with ThreadPoolExecutor(max_workers=24) as pool:
         responses = list(pool.map(call, range(110)))
     statuses = [r.status_code for r in responses]
-    assert statuses.count(200) == 100 and statuses.count(429) == 10
+    assert statuses.count(200) == 100
+    assert statuses.count(429) == 10
     rejected = next(r for r in responses if r.status_code == 429)
     body = rejected.json()
     assert body["error"]["code"] == "RATE_LIMITED"
@@ -63,7 +64,8 @@ def test_every_api_response_carries_the_headers(limited_org):
     assert second["RateLimit"].startswith('"org";r=98;t=')
     # Errors count and carry them too.
     missing = client.get("/api/v1/jobs/00000000-0000-0000-0000-000000000000")
-    assert missing.status_code == 404 and missing["RateLimit"].startswith('"org";r=97;')
+    assert missing.status_code == 404
+    assert missing["RateLimit"].startswith('"org";r=97;')
 
 
 def test_the_limit_is_shared_by_the_organisations_users(limited_org):
@@ -87,12 +89,14 @@ def test_operators_limit_change_applies_at_once(limited_org):
     limited_org.api_rate_limit = 5
     limited_org.save(update_fields=["api_rate_limit"])
     response = client.get("/api/v1/org")
-    assert response.status_code == 200 and response["RateLimit-Policy"] == '"org";q=5;w=900'
+    assert response.status_code == 200
+    assert response["RateLimit-Policy"] == '"org";q=5;w=900'
 
 
 def test_non_api_requests_are_not_counted(limited_org, client):
     response = client.get("/health")
-    assert "RateLimit" not in response and "RateLimit-Policy" not in response
+    assert "RateLimit" not in response
+    assert "RateLimit-Policy" not in response
 
 
 @pytest.fixture
@@ -111,9 +115,8 @@ def test_requests_without_an_organisation_are_limited_per_address(anonymous_limi
     client = APIClient()
     first = client.get("/api/v1/org")  # 401: no organisation, counted against the address
     assert first.status_code == 401
-    assert first["RateLimit-Policy"] == '"anonymous";q=3;w=900' and first["RateLimit"].startswith(
-        '"anonymous";r=2;'
-    )
+    assert first["RateLimit-Policy"] == '"anonymous";q=3;w=900'
+    assert first["RateLimit"].startswith('"anonymous";r=2;')
     bad_token = APIClient()
     bad_token.credentials(HTTP_AUTHORIZATION="Bearer not-a-token")
     assert bad_token.get("/api/v1/org").status_code == 401
@@ -121,8 +124,10 @@ def test_requests_without_an_organisation_are_limited_per_address(anonymous_limi
         client.post("/api/v1/auth/token", {"email": "x@example.com", "password": "wrong"}).status_code == 401
     )
     refused = client.post("/api/v1/auth/token", {"email": "x@example.com", "password": "wrong"})
-    assert refused.status_code == 429 and refused.json()["error"]["code"] == "RATE_LIMITED"
-    assert "this address" in refused.json()["error"]["message"] and int(refused["Retry-After"]) >= 1
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "RATE_LIMITED"
+    assert "this address" in refused.json()["error"]["message"]
+    assert int(refused["Retry-After"]) >= 1
     # An organisation's caller is counted against the organisation, not the address.
     assert _client(limited_org.admin).get("/api/v1/org")["RateLimit-Policy"] == '"org";q=100;w=900'
 
@@ -176,7 +181,8 @@ def test_redis_down_lets_requests_through(limited_org, settings, caplog):
     client = _client(limited_org.admin)
     responses = [client.get("/api/v1/org") for _ in range(3)]
     assert [r.status_code for r in responses] == [200, 200, 200]
-    assert "RateLimit" not in responses[0] and responses[0]["RateLimit-Policy"] == '"org";q=1;w=900'
+    assert "RateLimit" not in responses[0]
+    assert responses[0]["RateLimit-Policy"] == '"org";q=1;w=900'
     assert REGISTRY.get_sample_value("nexus_ratelimit_unavailable_total") == before + 3
     assert any(
         isinstance(r.msg, dict) and r.msg.get("event") == "ratelimit.unavailable" for r in caplog.records
@@ -187,4 +193,5 @@ def test_a_limit_of_zero_refuses_everything(limited_org):
     limited_org.api_rate_limit = 0
     limited_org.save(update_fields=["api_rate_limit"])
     response = _client(limited_org.admin).get("/api/v1/org")
-    assert response.status_code == 429 and int(response["Retry-After"]) >= 1
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) >= 1

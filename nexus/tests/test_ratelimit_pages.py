@@ -68,11 +68,15 @@ def _assert_friendly_429(response, *, htmx: bool = False) -> None:
     assert response["RateLimit"] == f'"org";r=0;t={retry_after}'
     text = response.content.decode()
     assert f"your organisation has used its {LIMIT} requests" in " ".join(text.split())
-    assert "Nothing was charged or started" in text and f"Try again in {retry_after} s." in text
+    assert "Nothing was charged or started" in text
+    assert f"Try again in {retry_after} s." in text
     if htmx:
-        assert "<html" not in text and text.lstrip().startswith("<p") and response["HX-Reswap"] == "innerHTML"
+        assert "<html" not in text
+        assert text.lstrip().startswith("<p")
+        assert response["HX-Reswap"] == "innerHTML"
     else:
-        assert "<html" in text and "<h1>Too many requests</h1>" in text
+        assert "<html" in text
+        assert "<h1>Too many requests</h1>" in text
 
 
 def test_job_page_over_the_limit_is_429_and_charges_nothing(world, budget, no_broker):
@@ -96,11 +100,13 @@ def test_job_page_over_the_limit_answers_htmx_a_fragment(world, budget, no_broke
 def test_pages_and_the_api_share_the_organisations_budget(world, budget, no_broker):
     balance, jobs, _ = _state(world.org_a)
     first = budget.post("/jobs/submit", {"job_type": "summarize", "text": "One job."})
-    assert first.status_code == 302 and first["RateLimit"].startswith('"org";r=2;')
+    assert first.status_code == 302
+    assert first["RateLimit"].startswith('"org";r=2;')
     assert _state(world.org_a)[:2] == (balance - 10, jobs + 1)
     _spend(budget, LIMIT - 1)
     refused = budget.get("/api/v1/org")
-    assert refused.status_code == 429 and refused.json()["error"]["code"] == "RATE_LIMITED"
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "RATE_LIMITED"
 
 
 def test_record_job_page_over_the_limit_is_429_and_charges_nothing(world, budget, no_broker):
@@ -156,7 +162,8 @@ def test_reading_pages_is_not_counted(world, budget):
     _spend(budget, LIMIT)
     for path in ("/", "/jobs", "/data", "/billing"):
         response = budget.get(path)
-        assert response.status_code == 200 and "RateLimit" not in response
+        assert response.status_code == 200
+        assert "RateLimit" not in response
 
 
 def test_google_sign_in_is_limited_per_address(settings):
@@ -168,10 +175,12 @@ def test_google_sign_in_is_limited_per_address(settings):
     assert client.get("/auth/login").status_code != 429
     assert client.get("/auth/callback").status_code != 429  # shares the sign-in budget
     refused = client.get("/auth/login")
-    assert refused.status_code == 429 and 1 <= int(refused["Retry-After"]) <= 60
+    assert refused.status_code == 429
+    assert 1 <= int(refused["Retry-After"]) <= 60
     assert refused["RateLimit-Policy"] == '"signin";q=2;w=60'
     text = " ".join(refused.content.decode().split())
-    assert "<h1>Too many requests</h1>" in text and "this address has used its 2 requests" in text
+    assert "<h1>Too many requests</h1>" in text
+    assert "this address has used its 2 requests" in text
     assert client.get("/auth/callback?code=x&state=y").status_code == 429
     # Another address has its own budget.
     assert Client(REMOTE_ADDR="198.51.100.24").get("/auth/login").status_code != 429
@@ -193,7 +202,8 @@ def test_stripe_webhook_is_limited_per_address_and_the_event_is_not_processed(wo
     refused = client.post(
         "/stripe/webhook", body, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
     )
-    assert refused.status_code == 429 and refused["Content-Type"].startswith("text/plain")
+    assert refused.status_code == 429
+    assert refused["Content-Type"].startswith("text/plain")
     assert 1 <= int(refused["Retry-After"]) <= 900
     assert refused["RateLimit-Policy"] == '"stripe-webhook";q=2;w=900'
     assert StripeEvent.objects.count() == events_before

@@ -26,5 +26,6 @@ def test_seed_demo_content_is_idempotent_and_its_sources_run():
         assert DataSource.objects.count() == 2
         for source in DataSource.objects.all():
             # Uploaded into the organisation's own storage location, not named by a server path.
-            assert source.config == {} and source.file_key.startswith(f"{org.schema_name}/etl/{source.pk}/")
+            assert source.config == {}
+            assert source.file_key.startswith(f"{org.schema_name}/etl/{source.pk}/")
             assert etl_run_source(source=source).status == "succeeded"

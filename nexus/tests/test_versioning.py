@@ -37,7 +37,8 @@ def test_v2_summarize_adds_usage_from_the_same_code_path(funded, api_as):
         "input_characters": len(TEXT),
     }
     v1_view = client.get(f"/api/v1/jobs/{data['id']}").json()["data"]
-    assert "usage" not in v1_view and v1_view["id"] == data["id"]
+    assert "usage" not in v1_view
+    assert v1_view["id"] == data["id"]
     assert client.get(f"/api/v2/jobs/{data['id']}").json()["data"]["usage"]["credits_charged"] == 10
     assert "usage" in client.get("/api/v2/jobs").json()["data"][0]
 

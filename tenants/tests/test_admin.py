@@ -42,7 +42,8 @@ def test_creating_an_organisation_in_the_admin_creates_its_schema(operator_clien
     )
     assert response.status_code == 302, response.content
     org = Organisation.objects.get(email_domain="adminmade.example")
-    assert org.plan == "pro" and org.api_rate_limit == 500
+    assert org.plan == "pro"
+    assert org.api_rate_limit == 500
     connection.set_schema_to_public()
     assert schema_exists(org.schema_name)
 

@@ -23,7 +23,8 @@ def test_create_org_prints_slug_last(world):
     output = run("create_org", "--name", "Initech Ltd", "--domain", "Initech.example")
     slug = output.strip().splitlines()[-1]
     org = Organisation.objects.get(slug=slug)
-    assert org.name == "Initech Ltd" and org.email_domain == "initech.example"
+    assert org.name == "Initech Ltd"
+    assert org.email_domain == "initech.example"
     assert org.schema_name == f"org_{slug.replace('-', '_')}"
 
 
@@ -54,7 +55,8 @@ def test_create_user_then_password_login(world, client):
         "a-long-unusual-passphrase",
     )
     user = User.objects.get(email="new@org-a.test")
-    assert user.organisation_id == world.org_a.id and user.role == "member"
+    assert user.organisation_id == world.org_a.id
+    assert user.role == "member"
     assert client.login(email="new@org-a.test", password="a-long-unusual-passphrase")
 
 
@@ -99,7 +101,8 @@ def test_seed_demo_twice_is_harmless(world):
     second = run("seed_demo")
     assert Organisation.objects.count() == orgs
     for output in (first, second):
-        assert "admin@acme.test" in output and "member@globex.test" in output
+        assert "admin@acme.test" in output
+        assert "member@globex.test" in output
         assert output.count("token: ") == 4
     assert User.objects.filter(email__endswith="@acme.test").count() == 2
 
@@ -109,5 +112,6 @@ def test_names_differing_only_by_underscore_get_distinct_schemas(world):
 
     first = organisation_create(name="john_smith personal")
     second = organisation_create(name="john-smith personal")
-    assert first.slug != second.slug and first.schema_name != second.schema_name
+    assert first.slug != second.slug
+    assert first.schema_name != second.schema_name
     assert "_" not in first.slug

@@ -41,7 +41,8 @@ def test_member_cannot_call_admin_endpoints(world, api_as, method, payload):
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "FORBIDDEN"
     world.admin_a.refresh_from_db()
-    assert world.admin_a.role == Role.ADMIN and world.admin_a.is_active
+    assert world.admin_a.role == Role.ADMIN
+    assert world.admin_a.is_active
 
 
 def test_admin_promotes_and_demotes(world, api_as):
@@ -78,7 +79,8 @@ def test_admin_removes_member_and_their_token_stops_working(world, api_as):
     response = api_as(world.admin_a).delete(f"/api/v1/org/members/{world.member_a.pk}")
     assert response.status_code == 204
     world.member_a.refresh_from_db()
-    assert world.member_a.organisation_id is None and not world.member_a.is_active
+    assert world.member_a.organisation_id is None
+    assert not world.member_a.is_active
 
     from rest_framework.test import APIClient
 

@@ -94,7 +94,8 @@ def _personal(user):
 
 def test_first_workspace_user_of_a_new_domain_creates_the_organisation_as_admin(google, client):
     response = google(client, "Founder@NewCo.example", hd="newco.example")
-    assert response.status_code == 302 and response["Location"] == "/"
+    assert response.status_code == 302
+    assert response["Location"] == "/"
     user = _user("founder@newco.example")
     assert user.role == Role.ADMIN
     assert user.organisation.email_domain == "newco.example"
@@ -118,7 +119,8 @@ def test_later_workspace_user_of_the_same_domain_joins_as_member(google, client)
 def test_workspace_user_joins_an_existing_company_organisation(google, client, world):
     google(client, "newhire@org-a.test", hd="org-a.test")
     newhire = _user("newhire@org-a.test")
-    assert newhire.organisation_id == world.org_a.id and newhire.role == Role.MEMBER
+    assert newhire.organisation_id == world.org_a.id
+    assert newhire.role == Role.MEMBER
 
 
 def test_company_address_without_hd_gets_a_personal_organisation(google, client, world):
@@ -128,7 +130,8 @@ def test_company_address_without_hd_gets_a_personal_organisation(google, client,
     client.logout()
     google(client, "founder@newco.example", name="Founder")
     stranger, founder = _user("stranger@org-a.test"), _user("founder@newco.example")
-    assert _personal(stranger) and stranger.organisation_id != world.org_a.id
+    assert _personal(stranger)
+    assert stranger.organisation_id != world.org_a.id
     assert stranger.organisation.name == "Stranger (personal)"
     assert _personal(founder)
     assert not Organisation.objects.filter(email_domain="newco.example").exists()
@@ -140,7 +143,8 @@ def test_hd_of_another_domain_gets_a_personal_organisation(google, client, world
     # address Google shows as the email) proves nothing about org-a.test.
     google(client, "mallory@org-a.test", hd="evil.example")
     mallory = _user("mallory@org-a.test")
-    assert _personal(mallory) and mallory.organisation_id != world.org_a.id
+    assert _personal(mallory)
+    assert mallory.organisation_id != world.org_a.id
     assert not Organisation.objects.filter(email_domain="evil.example").exists()
 
 
@@ -152,7 +156,8 @@ def test_unlisted_free_mail_domains_no_longer_pool_strangers(google, client, dom
     client.logout()
     google(client, f"bob@{domain}", name="Bob")
     ann, bob = _user(f"ann@{domain}"), _user(f"bob@{domain}")
-    assert _personal(ann) and _personal(bob)
+    assert _personal(ann)
+    assert _personal(bob)
     assert ann.organisation_id != bob.organisation_id
     assert not Organisation.objects.filter(email_domain=domain).exists()
 
@@ -161,7 +166,8 @@ def test_free_mail_domain_with_hd_still_gets_a_personal_organisation(google, cli
     # The free-mail list is the second guard, should a provider's domain ever carry `hd`.
     google(client, "carol@web.de", hd="web.de", name="Carol")
     google(client, "dave@hey.com", hd="hey.com", name="Dave")
-    assert _personal(_user("carol@web.de")) and _personal(_user("dave@hey.com"))
+    assert _personal(_user("carol@web.de"))
+    assert _personal(_user("dave@hey.com"))
     assert not Organisation.objects.filter(email_domain__in=["web.de", "hey.com"]).exists()
 
 
@@ -171,7 +177,8 @@ def test_free_mail_users_each_get_a_personal_organisation(google, client):
     google(client, "bob@gmail.com", name="Bob")
     ann, bob = _user("ann@gmail.com"), _user("bob@gmail.com")
     assert ann.organisation_id != bob.organisation_id
-    assert ann.organisation.email_domain is None and bob.organisation.email_domain is None
+    assert ann.organisation.email_domain is None
+    assert bob.organisation.email_domain is None
     assert ann.organisation.name == "Ann (personal)"
     assert ann.role == bob.role == Role.ADMIN
     assert not Organisation.objects.filter(email_domain="gmail.com").exists()
@@ -191,7 +198,8 @@ def test_operator_created_user_signs_in_to_their_existing_account(google, client
     google(client, "member@org-a.test")
     user = _user("member@org-a.test")
     assert user.pk == world.member_a.pk
-    assert user.organisation_id == world.org_a.id and user.role == Role.MEMBER
+    assert user.organisation_id == world.org_a.id
+    assert user.role == Role.MEMBER
 
 
 def test_sign_in_records_the_ip_address(google, client):

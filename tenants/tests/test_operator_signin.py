@@ -39,13 +39,15 @@ def test_admin_login_page_sends_operators_to_the_allauth_form(browser):
     assert location.path == "/accounts/login/"
     assert parse_qs(location.query) == {"next": ["/admin/"]}
     form = browser.get(response["Location"]).content.decode()
-    assert 'name="login"' in form and 'name="password"' in form
+    assert 'name="login"' in form
+    assert 'name="password"' in form
 
 
 def test_unauthenticated_admin_request_ends_on_the_allauth_form(browser):
     response = browser.get("/admin/tenants/organisation/", follow=True)
     assert response.redirect_chain[-1][0] == "/accounts/login/?next=%2Fadmin%2Ftenants%2Forganisation%2F"
-    assert response.status_code == 200 and 'name="password"' in response.content.decode()
+    assert response.status_code == 200
+    assert 'name="password"' in response.content.decode()
 
 
 def test_admin_login_ignores_a_next_pointing_elsewhere(browser):
@@ -61,7 +63,8 @@ def test_admin_login_form_no_longer_takes_passwords(browser, operator):
 
 def test_correct_operator_sign_in_reaches_the_admin(browser, operator):
     response = _sign_in(browser, operator.email, PASSWORD)
-    assert response.status_code == 302 and response["Location"] == "/admin/"
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/"
     admin_index = browser.get("/admin/")
     assert admin_index.status_code == 200
     assert "Organisations and users" in admin_index.content.decode()

@@ -75,7 +75,8 @@ def test_tokens_carry_the_users_version_and_their_family(world):
     claims, refresh_claims = AccessToken(access), RefreshToken(refresh)
     assert claims["ver"] == refresh_claims["ver"] == world.member_a.token_version == 0
     family = TokenFamily.objects.get(pk=claims["fam"])
-    assert refresh_claims["fam"] == str(family.pk) and family.user_id == world.member_a.pk
+    assert refresh_claims["fam"] == str(family.pk)
+    assert family.user_id == world.member_a.pk
     assert family.revoked_at is None
 
 
@@ -102,7 +103,8 @@ def test_replaying_a_rotated_refresh_token_revokes_its_whole_family(world, caplo
     for access in (first_access, second_access, third_access):
         assert _status(access) == 401
     family = TokenFamily.objects.get(pk=_claims(third)["fam"])
-    assert family.revoked_reason == TokenFamily.RevokedReason.REUSE and family.revoked_at is not None
+    assert family.revoked_reason == TokenFamily.RevokedReason.REUSE
+    assert family.revoked_at is not None
 
 
 def test_refresh_token_reuse_is_logged_as_a_security_event_without_token_material(world, caplog):
@@ -118,7 +120,8 @@ def test_refresh_token_reuse_is_logged_as_a_security_event_without_token_materia
     assert event["family_id"] == _claims(first)["fam"]
     [record] = [r for r in caplog.records if r.msg is event]
     assert record.levelno == logging.WARNING
-    assert first not in str(event) and _claims(first)["jti"] not in str(event)
+    assert first not in str(event)
+    assert _claims(first)["jti"] not in str(event)
 
 
 def test_reuse_ends_only_that_sign_in(world):
@@ -200,7 +203,8 @@ def test_sign_out_everywhere_ends_every_token_of_the_caller_at_once(world, versi
     assert _rotate(others_refresh)
     # Signing in again works, with the new version.
     new_access, _ = _sign_in(world.member_a, version)
-    assert _status(new_access) == 200 and AccessToken(new_access)["ver"] == 1
+    assert _status(new_access) == 200
+    assert AccessToken(new_access)["ver"] == 1
 
 
 def test_sign_out_everywhere_needs_a_caller(world):
@@ -232,7 +236,8 @@ def test_sign_out_everywhere_ends_every_browser_session(world):
 
     for client in (laptop, phone):
         response = client.get("/")
-        assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+        assert response.status_code == 302
+        assert response["Location"].startswith("/accounts/login/")
     assert colleague.get("/").status_code == 200
 
 
@@ -262,8 +267,11 @@ def test_api_access_page_offers_sign_out_everywhere_as_a_csrf_protected_form(pag
     page = page_client.get("/api-access").content.decode()
     form = page[page.index('action="/account/sign-out-everywhere"') - 40 :]
     form = form[: form.index("</form>")]
-    assert 'method="post"' in form and 'name="csrfmiddlewaretoken"' in form
-    assert "data-confirm=" in form and "onclick" not in form and "<script" not in form
+    assert 'method="post"' in form
+    assert 'name="csrfmiddlewaretoken"' in form
+    assert "data-confirm=" in form
+    assert "onclick" not in form
+    assert "<script" not in form
 
 
 def test_sign_out_everywhere_page_asks_first(page_client, world):
@@ -285,7 +293,8 @@ def test_sign_out_everywhere_page_ends_every_session_and_token(page_client, worl
         {"csrfmiddlewaretoken": _csrf(page_client), "confirmed": "sign-out-everywhere"},
     )
 
-    assert response.status_code == 302 and response["Location"] == settings.LOGIN_URL
+    assert response.status_code == 302
+    assert response["Location"] == settings.LOGIN_URL
     assert page_client.get("/")["Location"].startswith("/accounts/login/")
     assert other_browser.get("/")["Location"].startswith("/accounts/login/")
     assert _status(access) == 401
@@ -304,7 +313,8 @@ def test_sign_out_everywhere_page_takes_only_post(page_client):
 
 def test_sign_out_everywhere_page_sends_signed_out_visitors_to_sign_in(client):
     response = client.post("/account/sign-out-everywhere")
-    assert response.status_code == 302 and response["Location"] == settings.LOGIN_URL
+    assert response.status_code == 302
+    assert response["Location"] == settings.LOGIN_URL
 
 
 # --- Other ways a user's tokens end -------------------------------------------------------
@@ -320,7 +330,8 @@ def test_removing_a_member_ends_their_sessions_and_tokens(world, api_as):
     member = User.objects.get(pk=world.member_a.pk)
     assert member.token_version == 1
     assert not TokenFamily.objects.filter(user=member, revoked_at__isnull=True).exists()
-    assert _status(access) == 401 and _refresh(refresh).status_code == 401
+    assert _status(access) == 401
+    assert _refresh(refresh).status_code == 401
     assert browser.get("/")["Location"].startswith("/accounts/login/")
 
 
@@ -337,7 +348,8 @@ def test_operator_deactivating_a_user_in_the_admin_ends_their_tokens(world):
     assert response.status_code == 302, response.content
 
     member = User.objects.get(pk=world.member_a.pk)
-    assert not member.is_active and member.token_version == 1
+    assert not member.is_active
+    assert member.token_version == 1
     assert TokenFamily.objects.get(pk=_claims(access)["fam"]).revoked_reason == "deactivated"
     assert _status(access) == 401
 
@@ -350,7 +362,8 @@ def test_role_change_does_not_sign_the_member_out(world, api_as):
         f"/api/v1/org/members/{world.member_a.pk}", {"role": "admin"}, format="json"
     )
     assert response.status_code == 200
-    assert _status(access) == 200 and _rotate(refresh)
+    assert _status(access) == 200
+    assert _rotate(refresh)
     assert User.objects.get(pk=world.member_a.pk).token_version == 0
 
 

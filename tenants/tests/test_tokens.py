@@ -133,7 +133,8 @@ def test_token_endpoint_returns_access_and_sets_refresh_cookie(signed_in, world)
     response = signed_in.post("/api/v1/auth/token", **_csrf(signed_in))
     assert response.status_code == 200
     data = response.json()["data"]
-    assert data["token_type"] == "Bearer" and 0 < data["expires_in"] <= 900
+    assert data["token_type"] == "Bearer"
+    assert 0 < data["expires_in"] <= 900
     assert _get(data["access"]).json()["data"]["user"]["email"] == world.member_a.email
     cookie = response.cookies[settings.REFRESH_COOKIE_NAME]
     assert cookie["httponly"] is True
@@ -162,7 +163,8 @@ def test_v2_clients_get_a_refresh_cookie_their_refresh_endpoint_receives(signed_
     response = signed_in.post("/api/v2/auth/token", **_csrf(signed_in))
     assert response.cookies[settings.REFRESH_COOKIE_NAME]["path"] == "/api/v2/auth/"
     refreshed = signed_in.post("/api/v2/auth/refresh")
-    assert refreshed.status_code == 200 and _get(refreshed.json()["data"]["access"]).status_code == 200
+    assert refreshed.status_code == 200
+    assert _get(refreshed.json()["data"]["access"]).status_code == 200
     logged_out = signed_in.post("/api/v2/auth/logout")
     assert logged_out.status_code == 204
     assert logged_out.cookies[settings.REFRESH_COOKIE_NAME]["path"] == "/api/v2/auth/"

@@ -29,9 +29,11 @@ def test_admin_registers_and_sees_the_secret_once(world, api_as, receiver):
     data = response.json()["data"]
     assert data["secret"].startswith("whsec_")
     assert 24 <= len(base64.b64decode(data["secret"][6:])) <= 64
-    assert data["event_types"] == ["job.completed"] and data["active"] is True
+    assert data["event_types"] == ["job.completed"]
+    assert data["active"] is True
     listed = client.get("/api/v1/webhooks").json()["data"]
-    assert [e["id"] for e in listed] == [data["id"]] and "secret" not in listed[0]
+    assert [e["id"] for e in listed] == [data["id"]]
+    assert "secret" not in listed[0]
     assert "secret" not in client.get(f"/api/v1/webhooks/{data['id']}").json()["data"]
     with tenant_context(world.org_a):
         stored = WebhookEndpoint.objects.get()
@@ -87,7 +89,8 @@ def test_invalid_registrations_are_422(world, api_as, payload):
 def test_https_is_required_outside_debug(world, api_as, settings):
     settings.WEBHOOK_REQUIRE_HTTPS = True
     response = _register(api_as(world.admin_a), "http://127.0.0.1:9/hook")
-    assert response.status_code == 422 and "https" in response.json()["error"]["message"]
+    assert response.status_code == 422
+    assert "https" in response.json()["error"]["message"]
 
 
 @pytest.fixture
@@ -135,7 +138,8 @@ def test_public_address_is_accepted(world, api_as, ssrf_protection):
 
 def test_unresolvable_host_is_refused(world, api_as):
     response = _register(api_as(world.admin_a), "http://does-not-exist.invalid/hook")
-    assert response.status_code == 422 and "does not resolve" in response.json()["error"]["message"]
+    assert response.status_code == 422
+    assert "does not resolve" in response.json()["error"]["message"]
 
 
 def test_patch_updates_and_reenabling_clears_the_failure_state(world, api_as, receiver):
@@ -146,14 +150,17 @@ def test_patch_updates_and_reenabling_clears_the_failure_state(world, api_as, re
             active=False, consecutive_failures=20, disabled_reason="The last 20 deliveries all failed."
         )
     shown = client.get(f"/api/v1/webhooks/{endpoint_id}").json()["data"]
-    assert shown["active"] is False and "20 deliveries" in shown["disabled_reason"]
+    assert shown["active"] is False
+    assert "20 deliveries" in shown["disabled_reason"]
     response = client.patch(
         f"/api/v1/webhooks/{endpoint_id}",
         {"active": True, "event_types": ["job.completed", "job.failed"], "description": "both"},
         format="json",
     )
     data = response.json()["data"]
-    assert data["active"] is True and data["consecutive_failures"] == 0 and data["disabled_reason"] == ""
+    assert data["active"] is True
+    assert data["consecutive_failures"] == 0
+    assert data["disabled_reason"] == ""
     assert data["event_types"] == ["job.completed", "job.failed"]
 
 
@@ -161,7 +168,8 @@ def test_rotate_secret_returns_a_new_secret_and_the_overlap(world, api_as, recei
     client = api_as(world.admin_a)
     created = _register(client, receiver.hook_url).json()["data"]
     rotated = client.post(f"/api/v1/webhooks/{created['id']}/rotate-secret").json()["data"]
-    assert rotated["secret"].startswith("whsec_") and rotated["secret"] != created["secret"]
+    assert rotated["secret"].startswith("whsec_")
+    assert rotated["secret"] != created["secret"]
     assert rotated["previous_secret_expires_at"]
 
 
@@ -190,7 +198,8 @@ def test_delete_goes_through_the_service_and_takes_the_delivery_log(
     caplog.set_level(logging.INFO, logger="webhooks.services")
     assert client.delete(f"/api/v1/webhooks/{endpoint_id}").status_code == 204
     with tenant_context(world.org_a):
-        assert not WebhookDelivery.objects.exists() and not WebhookAttempt.objects.exists()
+        assert not WebhookDelivery.objects.exists()
+        assert not WebhookAttempt.objects.exists()
         # The queued task of a deleted delivery finds nothing to do.
         assert services.webhook_attempt(delivery_id=str(delivery.pk)) is None
     deleted = [
@@ -214,7 +223,8 @@ def test_operator_sees_deliveries_and_redelivers_in_the_admin(world, client, rec
     client.force_login(User.objects.create_superuser("root@nexus.test", "operator-password-123"))
     page = client.get(f"/admin/tenants/organisation/{world.org_a.pk}/webhooks/")
     assert page.status_code == 200
-    assert delivery.pk.encode() in page.content and receiver.hook_url.encode() in page.content
+    assert delivery.pk.encode() in page.content
+    assert receiver.hook_url.encode() in page.content
     response = client.post(page.request["PATH_INFO"], {"delivery_id": delivery.pk})
     assert response.status_code == 302
     with tenant_context(world.org_a):
@@ -308,9 +318,9 @@ def test_webhook_receiver_command_verifies_and_fails_the_first_requests(world):
     finally:
         process.terminate()
         output = process.communicate(timeout=10)[0]
-    assert (
-        "signature OK -> 500" in output and "signature OK -> 200" in output and "signature INVALID" in output
-    )
+    assert "signature OK -> 500" in output
+    assert "signature OK -> 200" in output
+    assert "signature INVALID" in output
 
 
 def test_a_replayed_registration_repeats_the_secret_but_stores_it_encrypted(world, api_as, receiver):
@@ -322,7 +332,8 @@ def test_a_replayed_registration_repeats_the_secret_but_stores_it_encrypted(worl
     again = client.post("/api/v1/webhooks", body, format="json", HTTP_IDEMPOTENCY_KEY="register-1")
     secret = first.json()["data"]["secret"]
     assert secret.startswith("whsec_")
-    assert again["Idempotent-Replayed"] == "true" and again.json()["data"]["secret"] == secret
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.json()["data"]["secret"] == secret
     assert again.json()["data"]["id"] == first.json()["data"]["id"]
     with tenant_context(world.org_a):
         assert WebhookEndpoint.objects.count() == 1

@@ -71,20 +71,27 @@ def test_completed_job_is_delivered_signed(org, receiver, sent, django_capture_o
     with django_capture_on_commit_callbacks(execute=True):
         job_tasks.run_job(str(job.pk))
     delivery = WebhookDelivery.objects.get()
-    assert delivery.event_type == "job.completed" and sent == [(delivery.pk, 0)]
+    assert delivery.event_type == "job.completed"
+    assert sent == [(delivery.pk, 0)]
 
     attempt = services.webhook_attempt(delivery_id=delivery.pk)
-    assert attempt.succeeded and attempt.status_code == 200 and attempt.response_excerpt == "ok"
+    assert attempt.succeeded
+    assert attempt.status_code == 200
+    assert attempt.response_excerpt == "ok"
     (request,) = receiver.requests
     payload = Webhook(secret).verify(request.body, request.headers)
     _verify_by_hand(request, secret)
-    assert request.headers["webhook-id"] == delivery.pk and delivery.pk.startswith("msg_")
+    assert request.headers["webhook-id"] == delivery.pk
+    assert delivery.pk.startswith("msg_")
     assert request.headers["content-type"] == "application/json"
-    assert payload["type"] == "job.completed" and payload["timestamp"]
-    assert payload["data"]["id"] == str(job.pk) and payload["data"]["status"] == "completed"
+    assert payload["type"] == "job.completed"
+    assert payload["timestamp"]
+    assert payload["data"]["id"] == str(job.pk)
+    assert payload["data"]["status"] == "completed"
     assert payload["data"]["output"]["summary"]
     delivery.refresh_from_db()
-    assert delivery.status == "succeeded" and delivery.completed_at
+    assert delivery.status == "succeeded"
+    assert delivery.completed_at
 
 
 def test_failed_job_is_delivered_as_job_failed(org, receiver, sent, django_capture_on_commit_callbacks):
@@ -94,7 +101,8 @@ def test_failed_job_is_delivered_as_job_failed(org, receiver, sent, django_captu
         job_tasks.run_job(str(job.pk))
     delivery = WebhookDelivery.objects.get()
     assert delivery.event_type == "job.failed"
-    assert delivery.payload["data"]["status"] == "failed" and delivery.payload["data"]["error"]
+    assert delivery.payload["data"]["status"] == "failed"
+    assert delivery.payload["data"]["error"]
 
 
 def test_only_subscribed_active_endpoints_get_the_event(org, receiver, sent):
@@ -120,7 +128,9 @@ def test_failing_receiver_is_retried_on_the_schedule_then_fails(org, receiver, s
         sent.clear()
         before = timezone.now()
         attempt = services.webhook_attempt(delivery_id=delivery.pk)
-        assert not attempt.succeeded and attempt.status_code == 500 and attempt.error == "HTTP 500"
+        assert not attempt.succeeded
+        assert attempt.status_code == 500
+        assert attempt.error == "HTTP 500"
         assert len(attempt.response_excerpt) == 1024
         delivery.refresh_from_db()
         assert delivery.status == "pending"
@@ -131,10 +141,12 @@ def test_failing_receiver_is_retried_on_the_schedule_then_fails(org, receiver, s
     last = services.webhook_attempt(delivery_id=delivery.pk)
     assert last.number == 4
     delivery.refresh_from_db()
-    assert delivery.status == "failed" and delivery.attempts.count() == 4
+    assert delivery.status == "failed"
+    assert delivery.attempts.count() == 4
     assert services.webhook_attempt(delivery_id=delivery.pk) is None
     endpoint.refresh_from_db()
-    assert endpoint.consecutive_failures == 1 and endpoint.active
+    assert endpoint.consecutive_failures == 1
+    assert endpoint.active
     assert [r.headers["webhook-id"] for r in receiver.requests] == [delivery.pk] * 4
 
 
@@ -155,8 +167,11 @@ def test_410_gone_disables_the_endpoint(org, receiver, sent):
     services.webhook_attempt(delivery_id=delivery.pk)
     delivery.refresh_from_db()
     endpoint.refresh_from_db()
-    assert delivery.status == "failed" and delivery.attempt_count == 1
-    assert not endpoint.active and "410 Gone" in endpoint.disabled_reason and endpoint.disabled_at
+    assert delivery.status == "failed"
+    assert delivery.attempt_count == 1
+    assert not endpoint.active
+    assert "410 Gone" in endpoint.disabled_reason
+    assert endpoint.disabled_at
 
 
 def test_consecutive_failed_deliveries_disable_the_endpoint(org, receiver, sent, settings, api_as):
@@ -168,7 +183,8 @@ def test_consecutive_failed_deliveries_disable_the_endpoint(org, receiver, sent,
         for _attempt in range(4):
             services.webhook_attempt(delivery_id=delivery.pk)
     endpoint.refresh_from_db()
-    assert not endpoint.active and "last 2 deliveries all failed" in endpoint.disabled_reason
+    assert not endpoint.active
+    assert "last 2 deliveries all failed" in endpoint.disabled_reason
     shown = api_as(org.admin_a).get(f"/api/v1/webhooks/{endpoint.pk}").json()["data"]
     assert "HTTP 503" in shown["disabled_reason"]
 
@@ -190,18 +206,22 @@ def test_timeouts_and_redirects_are_failures(org, receiver, sent, settings):
     _endpoint(receiver)
     (delivery,) = services.webhook_publish(event_type="job.completed", data={})
     attempt = services.webhook_attempt(delivery_id=delivery.pk)
-    assert not attempt.succeeded and attempt.status_code is None and "Timed out" in attempt.error
+    assert not attempt.succeeded
+    assert attempt.status_code is None
+    assert "Timed out" in attempt.error
 
     receiver.answer(302, headers={"Location": "http://169.254.169.254/"})
     attempt = services.webhook_attempt(delivery_id=delivery.pk)
-    assert attempt.status_code == 302 and "redirects are not followed" in attempt.error
+    assert attempt.status_code == 302
+    assert "redirects are not followed" in attempt.error
 
 
 def test_unreachable_receiver_is_a_failed_attempt(org, sent):
     services.webhook_endpoint_create(url="http://127.0.0.1:1/hook", event_types=["job.completed"])
     (delivery,) = services.webhook_publish(event_type="job.completed", data={})
     attempt = services.webhook_attempt(delivery_id=delivery.pk)
-    assert not attempt.succeeded and "Could not connect" in attempt.error
+    assert not attempt.succeeded
+    assert "Could not connect" in attempt.error
 
 
 def test_ssrf_is_checked_again_at_delivery(org, receiver, sent, settings):
@@ -209,7 +229,8 @@ def test_ssrf_is_checked_again_at_delivery(org, receiver, sent, settings):
     (delivery,) = services.webhook_publish(event_type="job.completed", data={})
     settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = False  # as if the name now resolved to a private address
     attempt = services.webhook_attempt(delivery_id=delivery.pk)
-    assert not attempt.succeeded and attempt.error.startswith("Refused:")
+    assert not attempt.succeeded
+    assert attempt.error.startswith("Refused:")
     assert receiver.requests == []
 
 
@@ -238,10 +259,12 @@ def test_redeliver_sends_the_same_message_again(org, receiver, sent, api_as):
         services.webhook_attempt(delivery_id=delivery.pk)
     client = api_as(org.admin_a)
     response = client.post(f"/api/v1/webhooks/deliveries/{delivery.pk}/redeliver")
-    assert response.status_code == 202 and response.json()["data"]["status"] == "pending"
+    assert response.status_code == 202
+    assert response.json()["data"]["status"] == "pending"
     assert client.post(f"/api/v1/webhooks/deliveries/{delivery.pk}/redeliver").status_code == 409
     attempt = services.webhook_attempt(delivery_id=delivery.pk)
-    assert attempt.succeeded and attempt.number == 5
+    assert attempt.succeeded
+    assert attempt.number == 5
     assert {r.headers["webhook-id"] for r in receiver.requests} == {delivery.pk}
     assert (
         api_as(org.member_a).post(f"/api/v1/webhooks/deliveries/{delivery.pk}/redeliver").status_code == 403
@@ -250,7 +273,8 @@ def test_redeliver_sends_the_same_message_again(org, receiver, sent, api_as):
     path = f"/api/v1/webhooks/deliveries/{delivery.pk}/redeliver"
     first = client.post(path, HTTP_IDEMPOTENCY_KEY="again-1")
     again = client.post(path, HTTP_IDEMPOTENCY_KEY="again-1")
-    assert first.status_code == again.status_code == 202 and again["Idempotent-Replayed"] == "true"
+    assert first.status_code == again.status_code == 202
+    assert again["Idempotent-Replayed"] == "true"
 
 
 def test_test_event_and_delivery_log(org, receiver, sent, api_as):
@@ -261,12 +285,15 @@ def test_test_event_and_delivery_log(org, receiver, sent, api_as):
     delivery_id = response.json()["data"]["id"]
     services.webhook_attempt(delivery_id=delivery_id)
     payload = Webhook(secret).verify(receiver.requests[0].body, receiver.requests[0].headers)
-    assert payload["type"] == "webhook.test" and payload["data"]["endpoint_id"] == str(endpoint.pk)
+    assert payload["type"] == "webhook.test"
+    assert payload["data"]["endpoint_id"] == str(endpoint.pk)
     log = client.get(f"/api/v1/webhooks/{endpoint.pk}/deliveries").json()
     assert log["meta"]["total"] == 1
     (entry,) = log["data"]
-    assert entry["status"] == "succeeded" and entry["attempts"][0]["status_code"] == 200
-    assert entry["attempts"][0]["duration_ms"] >= 0 and entry["attempts"][0]["started_at"]
+    assert entry["status"] == "succeeded"
+    assert entry["attempts"][0]["status_code"] == 200
+    assert entry["attempts"][0]["duration_ms"] >= 0
+    assert entry["attempts"][0]["started_at"]
     member = api_as(org.member_a)
     assert member.get(f"/api/v1/webhooks/{endpoint.pk}/deliveries?status=failed").json()["meta"]["total"] == 0
     assert (
@@ -289,7 +316,8 @@ def test_outbox_survives_a_broker_outage(org, receiver, monkeypatch, django_capt
     with django_capture_on_commit_callbacks(execute=True):
         (delivery,) = services.webhook_publish(event_type="job.completed", data={"n": 1})
     delivery.refresh_from_db()
-    assert delivery.status == "pending" and delivery.attempt_count == 0
+    assert delivery.status == "pending"
+    assert delivery.attempt_count == 0
 
     recovered = []
     monkeypatch.setattr(

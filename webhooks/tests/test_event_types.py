@@ -18,7 +18,8 @@ def test_event_types_need_a_caller(db):
         response = APIClient().get(f"/api/{version}/webhooks/event-types")
         assert response.status_code == 401
         body = response.json()
-        assert body["error"]["code"] == "UNAUTHORIZED" and body["meta"]["request_id"]
+        assert body["error"]["code"] == "UNAUTHORIZED"
+        assert body["meta"]["request_id"]
         assert "data" not in body
 
 
@@ -27,7 +28,8 @@ def test_a_member_reads_the_whole_catalogue_in_the_envelope(world, api_as, versi
     response = api_as(world.member_a).get(f"/api/{version}/webhooks/event-types")
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"data", "meta"} and body["meta"]["request_id"] == response["X-Request-ID"]
+    assert set(body) == {"data", "meta"}
+    assert body["meta"]["request_id"] == response["X-Request-ID"]
     assert "page" not in body["meta"]  # a complete list, not a page of one
     assert [e["name"] for e in body["data"]] == list(EVENT_TYPES)
     for entry in body["data"]:
@@ -48,7 +50,8 @@ def test_the_catalogue_is_the_same_for_every_organisation(world, api_as):
         api_as(user).get("/api/v1/webhooks/event-types").json()["data"]
         for user in (world.admin_a, world.member_a, world.member_b)
     ]
-    assert seen[0] == seen[1] == seen[2] and len(seen[0]) == len(EVENT_TYPES)
+    assert seen[0] == seen[1] == seen[2]
+    assert len(seen[0]) == len(EVENT_TYPES)
 
 
 def test_the_catalogue_is_read_only(world, api_as):
@@ -87,7 +90,8 @@ def test_webhooks_page_lists_each_event_type_with_description_and_example(world)
     assert section.count("<article data-event-type=") == len(EVENT_TYPES)
     for name, event in EVENT_TYPES.items():
         entry = section.split(f'<article data-event-type="{name}">')[1].split("</article>")[0]
-        assert f"<code>{name}</code>" in entry and f"version {event.version}" in entry
+        assert f"<code>{name}</code>" in entry
+        assert f"version {event.version}" in entry
         assert event.description.replace("'", "&#x27;") in entry
         shown = entry.split("<pre><code>")[1].split("</code></pre>")[0]
         assert json.loads(shown.replace("&quot;", '"')) == event.example

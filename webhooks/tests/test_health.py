@@ -71,8 +71,10 @@ def test_receiver_that_never_answers_makes_the_endpoint_failing_and_tells_once(w
             _deliver_one_event()
         # Two failed deliveries: counted, not yet news.
         health = _health(api_as(world.member_a), "v1", endpoint)
-        assert health["status"] == "healthy" and health["consecutive_failures"] == 2
-        assert health["failing_since"] is not None and "Timed out" in health["last_error"]
+        assert health["status"] == "healthy"
+        assert health["consecutive_failures"] == 2
+        assert health["failing_since"] is not None
+        assert "Timed out" in health["last_error"]
         assert not WebhookNotice.objects.exists()
 
         for _ in range(3):
@@ -80,8 +82,10 @@ def test_receiver_that_never_answers_makes_the_endpoint_failing_and_tells_once(w
         endpoint.refresh_from_db()
         assert endpoint.active  # 5 < WEBHOOK_DISABLE_AFTER_FAILURES: still tried, now shown failing
         (notice,) = WebhookNotice.objects.all()
-        assert notice.kind == "failing" and "last 3 deliveries" in notice.message
-        assert notice.resolved_at is None and notice.dismissed_at is None
+        assert notice.kind == "failing"
+        assert "last 3 deliveries" in notice.message
+        assert notice.resolved_at is None
+        assert notice.dismissed_at is None
     for version in ("v1", "v2"):
         health = _health(api_as(world.member_a), version, endpoint)
         assert health == {
@@ -109,8 +113,10 @@ def test_a_success_after_the_outage_makes_the_endpoint_healthy_and_resolves_the_
         down.answer(200)  # the receiver is back
         _deliver_one_event()
         health = _health(api_as(world.admin_a), "v2", endpoint)
-        assert health["status"] == "healthy" and health["consecutive_failures"] == 0
-        assert health["failing_since"] is None and health["last_success_at"] is not None
+        assert health["status"] == "healthy"
+        assert health["consecutive_failures"] == 0
+        assert health["failing_since"] is None
+        assert health["last_success_at"] is not None
         (notice,) = WebhookNotice.objects.all()
         assert notice.resolved_at is not None
         assert "data-webhook-notice" not in _page_as(world.member_a).get("/").content.decode()
@@ -135,7 +141,8 @@ def test_disabling_after_failures_tells_once_more_and_re_enabling_resolves(
         assert not endpoint.active
         assert sorted(WebhookNotice.objects.values_list("kind", flat=True)) == ["disabled", "failing"]
         health = _health(api_as(world.member_a), "v1", endpoint)
-        assert health["status"] == "disabled" and health["consecutive_failures"] == 4
+        assert health["status"] == "disabled"
+        assert health["consecutive_failures"] == 4
 
         services.webhook_endpoint_update(endpoint=endpoint, active=True)
         assert not WebhookNotice.objects.filter(resolved_at__isnull=True).exists()
@@ -151,17 +158,20 @@ def test_members_see_the_notice_and_only_admins_dismiss_it(world, down, sent):
 
     member, admin = _page_as(world.member_a), _page_as(world.admin_a)
     dashboard = member.get("/").content.decode()
-    assert 'data-webhook-notice="failing"' in dashboard and endpoint.url in dashboard
+    assert 'data-webhook-notice="failing"' in dashboard
+    assert endpoint.url in dashboard
     assert f"/webhooks/notices/{notice.pk}/dismiss" not in dashboard  # no button for members
     assert member.post(f"/webhooks/notices/{notice.pk}/dismiss").status_code == 403
 
     assert f"/webhooks/notices/{notice.pk}/dismiss" in admin.get("/").content.decode()
     done = admin.post(f"/webhooks/notices/{notice.pk}/dismiss", follow=True)
-    assert done.status_code == 200 and "Notice dismissed." in done.content.decode()
+    assert done.status_code == 200
+    assert "Notice dismissed." in done.content.decode()
     assert "data-webhook-notice" not in member.get("/").content.decode()
     with tenant_context(world.org_a):
         notice.refresh_from_db()
-        assert notice.dismissed_at is not None and notice.dismissed_by_id == world.admin_a.pk
+        assert notice.dismissed_at is not None
+        assert notice.dismissed_by_id == world.admin_a.pk
         # Dismissed is not resolved: the endpoint is still failing, and says so.
         assert notice.resolved_at is None
 
@@ -176,7 +186,8 @@ def test_the_webhook_pages_show_the_endpoint_health(world, down, sent):
         html = page.content.decode()
         assert page.status_code == 200
         assert 'data-health="failing"' in html
-        assert "3 failed deliveries in a row" in html and "Last error: Timed out after 0.2 s." in html
+        assert "3 failed deliveries in a row" in html
+        assert "Last error: Timed out after 0.2 s." in html
 
 
 def test_another_organisation_never_sees_or_dismisses_the_notice(world, down, sent, api_as):
@@ -188,7 +199,8 @@ def test_another_organisation_never_sees_or_dismisses_the_notice(world, down, se
 
     other_admin = _page_as(world.admin_b)
     dashboard = other_admin.get("/").content.decode()
-    assert "data-webhook-notice" not in dashboard and endpoint.url not in dashboard
+    assert "data-webhook-notice" not in dashboard
+    assert endpoint.url not in dashboard
     assert other_admin.post(f"/webhooks/notices/{notice.pk}/dismiss").status_code == 404
     assert api_as(world.admin_b).get(f"/api/v1/webhooks/{endpoint.pk}").status_code == 404
     with tenant_context(world.org_a):
@@ -205,6 +217,7 @@ def test_deliveries_left_for_a_disabled_endpoint_keep_the_receivers_last_error(w
         attempt = services.webhook_attempt(delivery_id=delivery.pk)
         assert attempt.error.startswith("Endpoint disabled")
         endpoint.refresh_from_db()
-        assert endpoint.last_error == "Timed out after 0.2 s." and endpoint.consecutive_failures == 2
+        assert endpoint.last_error == "Timed out after 0.2 s."
+        assert endpoint.consecutive_failures == 2
         # Switched off by an admin: not news for the dashboard.
         assert not WebhookNotice.objects.exists()

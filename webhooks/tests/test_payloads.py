@@ -67,7 +67,9 @@ def test_the_catalogue_lists_every_event_in_its_order():
     assert list(EVENT_TYPES) == ["job.completed", "job.failed", "credits.purchased", "webhook.test"]
     assert list(SUBSCRIBABLE_EVENTS) == ["job.completed", "job.failed", "credits.purchased"]
     for name, event in EVENT_TYPES.items():
-        assert event.name == name and event.description and event.version == 1
+        assert event.name == name
+        assert event.description
+        assert event.version == 1
 
 
 def test_an_unregistered_event_type_is_a_programming_error():
@@ -219,7 +221,8 @@ def test_body_wraps_data_with_its_type_and_publishing_time():
     before = datetime.now(UTC)
     body = payloads.body(event_type="job.failed", data={"id": "x"})
     assert list(body) == ["type", "timestamp", "data"]
-    assert body["type"] == "job.failed" and body["data"] == {"id": "x"}
+    assert body["type"] == "job.failed"
+    assert body["data"] == {"id": "x"}
     assert before <= datetime.fromisoformat(body["timestamp"]) <= datetime.now(UTC)
 
 
@@ -302,7 +305,8 @@ def test_purchase_body_of_a_real_purchase_validates_and_is_what_was_published(or
     body = payloads.body(event_type="credits.purchased", data=payloads.purchase_data(purchase))
     assert _errors("credits.purchased", body) == []
     assert _errors("credits.purchased", delivery.payload) == []
-    assert delivery.payload["data"] == body["data"] and body["data"]["id"] == str(purchase.pk)
+    assert delivery.payload["data"] == body["data"]
+    assert body["data"]["id"] == str(purchase.pk)
 
 
 @pytest.mark.django_db

@@ -76,10 +76,13 @@ def test_receiver_down_then_up_through_the_worker_turns_health_failing_then_heal
         with tenant_context(live_org):
             endpoint.refresh_from_db()
             health = selectors.endpoint_health(endpoint)
-            assert health["status"] == "failing" and health["consecutive_failures"] == 3
-            assert health["last_error"] == "HTTP 503" and health["failing_since"] is not None
+            assert health["status"] == "failing"
+            assert health["consecutive_failures"] == 3
+            assert health["last_error"] == "HTTP 503"
+            assert health["failing_since"] is not None
             (notice,) = WebhookNotice.objects.all()
-            assert notice.kind == "failing" and notice.resolved_at is None
+            assert notice.kind == "failing"
+            assert notice.resolved_at is None
         assert len(receiver.requests) == 3 * (len(settings.WEBHOOK_RETRY_DELAYS) + 1)
 
         receiver.answer(200)
@@ -94,7 +97,9 @@ def test_receiver_down_then_up_through_the_worker_turns_health_failing_then_heal
         with tenant_context(live_org):
             endpoint.refresh_from_db()
             health = selectors.endpoint_health(endpoint)
-            assert health["status"] == "healthy" and health["consecutive_failures"] == 0
-            assert health["failing_since"] is None and health["last_success_at"] is not None
+            assert health["status"] == "healthy"
+            assert health["consecutive_failures"] == 0
+            assert health["failing_since"] is None
+            assert health["last_success_at"] is not None
             (notice,) = WebhookNotice.objects.all()
             assert notice.resolved_at is not None

@@ -104,7 +104,9 @@ def test_htmx_still_sends_a_job_and_shows_its_result(page, live_web, person):
     page.locator("[data-job-output]").wait_for(state="visible", timeout=20_000)
     assert "A stand-in summary." in page.locator("[data-job-output]").inner_text()
     assert page.evaluate("window.__notReloaded") is True  # swapped in by HTMX, not a reload
-    assert page.evaluate("window.__csp") == [] and violations.console == [] and violations.errors == []
+    assert page.evaluate("window.__csp") == []
+    assert violations.console == []
+    assert violations.errors == []
 
 
 def test_the_token_button_works_from_its_own_script(page, live_web, person):
@@ -115,7 +117,8 @@ def test_the_token_button_works_from_its_own_script(page, live_web, person):
     output = page.locator("#token-output")
     page.wait_for_function("() => document.getElementById('token-output').textContent.startsWith('TOKEN=')")
     assert "Expires at" in output.inner_text()
-    assert page.evaluate("window.__csp") == [] and violations.errors == []
+    assert page.evaluate("window.__csp") == []
+    assert violations.errors == []
 
 
 def test_a_rate_limited_job_is_told_in_place_and_nothing_is_charged(page, live_web, person):
@@ -137,10 +140,12 @@ def test_a_rate_limited_job_is_told_in_place_and_nothing_is_charged(page, live_w
     page.get_by_role("button", name="Summarise — 10 credits").click()
     message = page.locator("#job-result [data-rate-limited]")
     message.wait_for(state="visible")
-    assert "Too many requests" in message.inner_text() and "Nothing was charged" in message.inner_text()
+    assert "Too many requests" in message.inner_text()
+    assert "Nothing was charged" in message.inner_text()
     page.wait_for_function(
         "() => !document.querySelector('[data-job-button]').disabled"
     )  # the buttons come back once the answer is in
     with tenant_context(person):
         assert credits_balance() == 100
-    assert page.evaluate("window.__csp") == [] and violations.errors == []
+    assert page.evaluate("window.__csp") == []
+    assert violations.errors == []

@@ -68,7 +68,8 @@ def test_member_actions_fit_on_a_phone(phone, live_web, busy_person):
         phone.get_by_role("button", name=f"Remove {busy_person.colleague.email}"),
     ):
         box = control.bounding_box()
-        assert box["x"] >= 0 and box["x"] + box["width"] <= 390
+        assert box["x"] >= 0
+        assert box["x"] + box["width"] <= 390
     # Each row is a card whose cells say what they are.
     assert (
         phone.evaluate("getComputedStyle(document.querySelector('tbody td'), '::before').content")
@@ -150,7 +151,8 @@ def test_removing_a_member_asks_first(page, live_web, busy_person):
     remove.click()
     page.get_by_text("Member removed.").wait_for()
     colleague = User.objects.get(pk=busy_person.colleague.pk)
-    assert not colleague.is_active and colleague.organisation_id is None
+    assert not colleague.is_active
+    assert colleague.organisation_id is None
 
 
 def test_deleting_a_webhook_asks_first_without_javascript(page_without_javascript, live_web, busy_person):
@@ -183,7 +185,8 @@ def test_a_job_sent_without_javascript_keeps_the_text_out_of_the_address(
     page.get_by_label("Text to process").fill("Private words stay in the body.")
     page.get_by_role("button", name="Summarise — 10 credits").click()
     page.wait_for_url(f"{live_web.url}/jobs?job=*")
-    assert "Private" not in page.url and "csrf" not in page.url
+    assert "Private" not in page.url
+    assert "csrf" not in page.url
     assert page.get_by_role("heading", name="Jobs").is_visible()
     assert page.locator("#job-result[data-job-id]").is_visible()
     for _ in range(40):  # no polling without JavaScript: the person reloads

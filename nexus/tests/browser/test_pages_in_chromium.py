@@ -35,7 +35,8 @@ def balance(page) -> str:
 
 def test_signed_out_visitor_is_sent_to_sign_in_and_back(page, live_web, person):
     page.goto(f"{live_web.url}/jobs")
-    assert "/accounts/login/?next=" in page.url and page.url.endswith("jobs")
+    assert "/accounts/login/?next=" in page.url
+    assert page.url.endswith("jobs")
     sign_in(page, live_web, person, path="/jobs")
     page.wait_for_url(f"{live_web.url}/jobs")
     assert page.get_by_role("heading", name="Jobs").is_visible()
@@ -65,7 +66,8 @@ def test_server_stopped_keeps_the_last_known_balance(page, live_web, person):
     live_web.stop()
     warning = page.locator("[data-stale-warning]")
     warning.wait_for(state="visible", timeout=10_000)
-    assert "Could not refresh" in warning.inner_text() and "as of" in warning.inner_text()
+    assert "Could not refresh" in warning.inner_text()
+    assert "as of" in warning.inner_text()
     assert balance(page) == "70"
     assert "Traceback" not in page.content()
 
@@ -108,7 +110,8 @@ def test_network_cut_mid_job_shows_a_readable_error_then_recovers(page, live_web
     page.context.set_offline(True)
     note = page.locator("#job-connection")
     note.wait_for(state="visible", timeout=10_000)
-    assert "could not reach the server" in note.inner_text() and "keeps running" in note.inner_text()
+    assert "could not reach the server" in note.inner_text()
+    assert "keeps running" in note.inner_text()
     page.context.set_offline(False)
     page.locator("[data-job-output]").wait_for(state="visible", timeout=20_000)
     assert note.is_hidden()
@@ -202,7 +205,8 @@ def test_a_failed_job_shows_its_error(page, live_web, person):
     page.get_by_role("button", name=SUMMARISE).click()
     error = page.locator("[data-job-error]")
     error.wait_for(state="visible", timeout=20_000)
-    assert "The job failed" in error.inner_text() and "refunded" in error.inner_text()
+    assert "The job failed" in error.inner_text()
+    assert "refunded" in error.inner_text()
     assert "failed" in page.locator("#job-history tbody tr").first.inner_text()
     assert buttons_enabled(page)
 
@@ -238,7 +242,8 @@ def test_a_server_error_when_sending_a_job_is_explained(page, live_web, person):
     page.get_by_role("button", name=ANALYSE).click()
     problem = page.locator("[data-job-send-error]")
     problem.wait_for(state="visible", timeout=10_000)
-    assert "server had a problem" in problem.inner_text() and "error 502" in problem.inner_text()
+    assert "server had a problem" in problem.inner_text()
+    assert "error 502" in problem.inner_text()
     assert "Bad gateway" not in page.content()
     page.wait_for_function("() => document.querySelectorAll('[data-job-button]:disabled').length === 0")
 
@@ -272,7 +277,8 @@ def test_a_server_error_while_polling_is_not_called_a_network_failure(page, live
     page.get_by_role("button", name=SUMMARISE).click()
     note = page.locator("#job-connection")
     note.wait_for(state="visible", timeout=10_000)
-    assert "server had a problem" in note.inner_text() and "error 500" in note.inner_text()
+    assert "server had a problem" in note.inner_text()
+    assert "error 500" in note.inner_text()
     assert "could not reach" not in note.inner_text()
     assert page.locator("#job-result[data-job-active]").count() == 1  # still asking
     page.unroute("**/result?*")

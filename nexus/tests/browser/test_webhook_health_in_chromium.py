@@ -29,7 +29,8 @@ def test_dashboard_notice_of_a_failing_endpoint_is_dismissed_by_the_admin(page, 
     sign_in(page, live_web, person)
     page.wait_for_url(f"{live_web.url}/")
     shown = page.locator('[data-webhook-notice="failing"]')
-    assert shown.is_visible() and "The last 3 deliveries all failed." in shown.inner_text()
+    assert shown.is_visible()
+    assert "The last 3 deliveries all failed." in shown.inner_text()
 
     shown.get_by_role("button", name="Dismiss").click()
     page.get_by_text("Notice dismissed.").wait_for()
