@@ -113,6 +113,62 @@ def api_as():
     return make
 
 
+# --- The broker edge -----------------------------------------------------------------------
+
+
+@dataclass
+class TaskMessage:
+    task: str
+    args: list
+    countdown: float
+    schema: str | None
+
+
+class Broker:
+    """Every task message the code under test sends, recorded here instead of going to
+    Redis (the broker edge; nothing inside the code is patched). `down = True` refuses
+    sends as a stopped Redis does."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.messages: list[TaskMessage] = []
+        self._watches: list[tuple[str, object, list]] = []
+
+    def watch(self, task: str, shape=lambda message: message.args[0], into: list | None = None) -> list:
+        """A list that receives `shape(message)` for each message of `task` sent from now on
+        (by default the message's first argument: the id it carries)."""
+        view = [] if into is None else into
+        self._watches.append((task, shape, view))
+        return view
+
+    def record(self, task: str, args, countdown, schema: str | None) -> None:
+        if self.down:
+            from kombu.exceptions import OperationalError
+
+            raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        message = TaskMessage(task, list(args or []), countdown or 0, schema)
+        self.messages.append(message)
+        for name, shape, view in self._watches:
+            if name == task:
+                view.append(shape(message))
+
+
+@pytest.fixture
+def broker(monkeypatch) -> Broker:
+    """Tasks are recorded, not sent: see Broker. The schema is the one the message would
+    carry (its header, else the schema current when it is sent)."""
+    from nexus.celery import NexusTask
+
+    recorder = Broker()
+
+    def apply_async(task, args=None, kwargs=None, countdown=None, headers=None, **options):
+        schema = (headers or {}).get("_schema_name") or connection.schema_name
+        recorder.record(task.name, args, countdown, schema)
+
+    monkeypatch.setattr(NexusTask, "apply_async", apply_async)
+    return recorder
+
+
 # --- Committed data, a real Celery worker, a Gemini stand-in ---------------------------------
 # Tests that need other connections (threads, a worker process) to see their rows cannot
 # run inside the rolled-back test transaction; they use `live_org`, an organisation that is

@@ -171,18 +171,12 @@ def test_paid_session_fulfils_once(world, client, stripe_stub, started):
 
 
 def test_fulfilment_publishes_credits_purchased(
-    world, client, stripe_stub, started, monkeypatch, django_capture_on_commit_callbacks
+    world, client, stripe_stub, started, broker, django_capture_on_commit_callbacks
 ):
     from webhooks import services as webhook_services
-    from webhooks import tasks as webhook_tasks
     from webhooks.models import WebhookDelivery
 
-    schemas = []
-    monkeypatch.setattr(
-        webhook_tasks.deliver,
-        "apply_async",
-        lambda args, headers=None, **kw: schemas.append(headers["_schema_name"]),
-    )
+    schemas = broker.watch("webhooks.deliver", lambda message: message.schema)
     with tenant_context(world.org_a):
         webhook_services.webhook_endpoint_create(
             url="http://127.0.0.1:9/hook", event_types=["credits.purchased"]

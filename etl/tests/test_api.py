@@ -3,7 +3,6 @@
 import pytest
 from django_tenants.utils import tenant_context
 
-from etl import tasks
 from etl.models import EtlRun
 from etl.services import etl_run_source, etl_source_create
 from etl.tests.conftest import API_MAPPING, CSV_MAPPING
@@ -12,10 +11,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def queued(monkeypatch):
-    sent = []
-    monkeypatch.setattr(tasks.execute_run, "apply_async", lambda args, **kwargs: sent.append(args[0]))
-    return sent
+def queued(broker):
+    return broker.watch("etl.execute_run")
 
 
 def _source_body(files, **overrides):

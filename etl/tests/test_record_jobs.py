@@ -18,11 +18,9 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def sent(monkeypatch):
+def sent(broker):
     """Job tasks that would be sent to the broker."""
-    calls = []
-    monkeypatch.setattr(tasks.run_job, "apply_async", lambda args, **kwargs: calls.append(args[0]))
-    return calls
+    return broker.watch("jobs.run_job")
 
 
 def _record(files, org, *, external_id="R-1", title="Quarterly report", body="Revenue grew. Costs fell."):

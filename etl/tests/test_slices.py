@@ -19,15 +19,9 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def sent(monkeypatch):
+def sent(broker):
     """Continuations handed to the broker: (run id, countdown), recorded at the broker edge."""
-    calls = []
-    monkeypatch.setattr(
-        tasks.execute_run,
-        "apply_async",
-        lambda args, countdown=0, **kwargs: calls.append((args[0], countdown)),
-    )
-    return calls
+    return broker.watch("etl.execute_run", lambda message: (message.args[0], message.countdown))
 
 
 def _api_source(url, **config):

@@ -30,12 +30,7 @@ def _source(url: str, **extra):
 
 
 @pytest.mark.django_db
-def test_a_running_run_whose_lock_is_free_is_failed_at_its_workers_last_heartbeat(
-    org_a, mock_api, monkeypatch
-):
-    from etl.tasks import execute_run
-
-    monkeypatch.setattr(execute_run, "apply_async", lambda *args, **kwargs: None)
+def test_a_running_run_whose_lock_is_free_is_failed_at_its_workers_last_heartbeat(org_a, mock_api, broker):
     source = _source(mock_api.url)
     stopped_at = timezone.now() - timedelta(seconds=12)
     with schema_context("public"):

@@ -7,12 +7,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 from django_tenants.utils import schema_context, tenant_context
-from kombu.exceptions import OperationalError
 from prometheus_client import REGISTRY
 
 from billing.models import CreditTransaction
 from billing.selectors import credits_balance, credits_ledger_sum
-from jobs import services, tasks
+from jobs import services
 from jobs.models import EventKind, Job, JobEvent, JobStatus
 from nexus.tests.live import free_port
 from tenants.models import WorkerHeartbeat
@@ -29,23 +28,9 @@ def org(funded):
 
 
 @pytest.fixture
-def broker(monkeypatch):
-    """The broker edge of run_job: `down` refuses sends as Redis does when it is stopped;
-    `sent` lists the (args, countdown) of each accepted message."""
-
-    class Broker:
-        down = False
-        sent: list = []
-
-    broker = Broker()
-    broker.sent = []
-
-    def apply_async(args, countdown=0, headers=None):
-        if broker.down:
-            raise OperationalError("Error 111 connecting to redis. Connection refused.")
-        broker.sent.append((args, countdown))
-
-    monkeypatch.setattr(tasks.run_job, "apply_async", apply_async)
+def broker(broker):
+    """The root broker, with `sent`: the (args, countdown) of each job message accepted."""
+    broker.sent = broker.watch("jobs.run_job", lambda message: (message.args, message.countdown))
     return broker
 
 

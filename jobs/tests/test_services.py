@@ -35,16 +35,10 @@ class Sent(list):
 
 
 @pytest.fixture
-def sent(monkeypatch):
-    """Records the tasks the services send (the broker edge), instead of sending them."""
-    calls = Sent()
-    calls.schemas = []
-
-    def record(args, countdown=0, headers=None):
-        calls.append((args, countdown))
-        calls.schemas.append((headers or {}).get("_schema_name"))
-
-    monkeypatch.setattr(tasks.run_job, "apply_async", record)
+def sent(broker):
+    """The jobs the services send (recorded by the root `broker` fixture)."""
+    calls = broker.watch("jobs.run_job", lambda message: (message.args, message.countdown), into=Sent())
+    calls.schemas = broker.watch("jobs.run_job", lambda message: message.schema)
     return calls
 
 
@@ -267,14 +261,9 @@ def test_sweep_retries_a_stuck_job_with_attempts_left(world, org):
 
 
 def test_broker_down_at_commit_leaves_a_pending_job_for_the_sweep(
-    world, org, monkeypatch, django_capture_on_commit_callbacks
+    world, org, broker, django_capture_on_commit_callbacks
 ):
-    from kombu.exceptions import OperationalError
-
-    def broker_down(*args, **kwargs):
-        raise OperationalError("Error 111 connecting to redis. Connection refused.")
-
-    monkeypatch.setattr(tasks.run_job, "apply_async", broker_down)
+    broker.down = True
     with django_capture_on_commit_callbacks(execute=True):
         job = _create(world)
     job.refresh_from_db()

@@ -232,10 +232,9 @@ def test_https_needs_a_certificate_the_trust_store_accepts(servers, dns, setting
 
 
 @pytest.mark.django_db
-def test_webhook_https_delivery_goes_to_the_checked_address(world, servers, dns, trust_test_ca, monkeypatch):
-    from webhooks import services, tasks
+def test_webhook_https_delivery_goes_to_the_checked_address(world, servers, dns, trust_test_ca, broker):
+    from webhooks import services
 
-    monkeypatch.setattr(tasks.deliver, "apply_async", lambda *a, **k: None)  # the broker edge
     vetted, rebound = servers()
     with tenant_context(world.org_a):
         services.webhook_endpoint_create(
@@ -253,11 +252,10 @@ def test_webhook_https_delivery_goes_to_the_checked_address(world, servers, dns,
 
 @pytest.mark.django_db
 def test_webhook_https_certificate_for_another_name_fails_the_attempt(
-    world, servers, dns, trust_test_ca, monkeypatch
+    world, servers, dns, trust_test_ca, broker
 ):
-    from webhooks import services, tasks
+    from webhooks import services
 
-    monkeypatch.setattr(tasks.deliver, "apply_async", lambda *a, **k: None)
     vetted, rebound = servers(cert_name="other.test")
     with tenant_context(world.org_a):
         services.webhook_endpoint_create(

@@ -29,8 +29,8 @@ def admin(world):
 
 
 @pytest.fixture
-def no_tasks(monkeypatch):
-    monkeypatch.setattr(tasks.run_job, "apply_async", lambda *a, **k: None)
+def no_tasks(broker):
+    return broker
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -349,15 +349,11 @@ def test_billing_without_keys_says_it_is_not_configured(admin):
     assert "Buy Starter" not in page
 
 
-def test_data_page_lists_sources_and_queues_runs(
-    admin, world, monkeypatch, django_capture_on_commit_callbacks
-):
-    from etl import tasks as etl_tasks
+def test_data_page_lists_sources_and_queues_runs(admin, world, broker, django_capture_on_commit_callbacks):
     from etl.samples import ARTICLES_CSV_MAPPING as CSV_MAPPING
     from etl.samples import sample_source_create
 
-    sent = []
-    monkeypatch.setattr(etl_tasks.execute_run, "apply_async", lambda args, **kwargs: sent.append(args[0]))
+    sent = broker.watch("etl.execute_run")
     with tenant_context(world.org_a):
         source = sample_source_create(
             name="Sample CSV", kind="csv", sample="articles.csv", field_mapping=CSV_MAPPING

@@ -18,7 +18,6 @@ from etl.mock_api import MockApi
 from etl.models import Record
 from etl.samples import MOCK_API_MAPPING
 from etl.services import etl_run_source, etl_source_create
-from jobs import tasks as job_tasks
 from jobs.models import Job
 from nexus.redis import get_redis, redis_key
 
@@ -45,8 +44,8 @@ def budget(world):
 
 
 @pytest.fixture
-def no_broker(monkeypatch):
-    monkeypatch.setattr(job_tasks.run_job, "apply_async", lambda *a, **k: None)
+def no_broker(broker):
+    return broker
 
 
 def _spend(client, count: int) -> None:

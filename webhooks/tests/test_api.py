@@ -180,15 +180,12 @@ def test_delete_removes_the_endpoint(world, api_as, receiver):
     assert client.get(f"/api/v1/webhooks/{endpoint_id}").status_code == 404
 
 
-def test_delete_goes_through_the_service_and_takes_the_delivery_log(
-    world, api_as, receiver, monkeypatch, caplog
-):
+def test_delete_goes_through_the_service_and_takes_the_delivery_log(world, api_as, receiver, broker, caplog):
     import logging
 
-    from webhooks import services, tasks
+    from webhooks import services
     from webhooks.models import WebhookAttempt, WebhookDelivery
 
-    monkeypatch.setattr(tasks.deliver, "apply_async", lambda *a, **k: None)
     client = api_as(world.admin_a)
     endpoint_id = _register(client, receiver.hook_url).json()["data"]["id"]
     with tenant_context(world.org_a):
@@ -210,12 +207,11 @@ def test_delete_goes_through_the_service_and_takes_the_delivery_log(
     assert deleted == [{**deleted[0], "endpoint_id": endpoint_id, "deliveries": 1}]
 
 
-def test_operator_sees_deliveries_and_redelivers_in_the_admin(world, client, receiver, monkeypatch):
+def test_operator_sees_deliveries_and_redelivers_in_the_admin(world, client, receiver, broker):
     from tenants.models import User
-    from webhooks import services, tasks
+    from webhooks import services
     from webhooks.models import WebhookDelivery
 
-    monkeypatch.setattr(tasks.deliver, "apply_async", lambda *a, **k: None)
     with tenant_context(world.org_a):
         endpoint, _ = services.webhook_endpoint_create(url=receiver.hook_url, event_types=["job.completed"])
         delivery = services.webhook_send_test(endpoint=endpoint)
@@ -233,11 +229,10 @@ def test_operator_sees_deliveries_and_redelivers_in_the_admin(world, client, rec
     assert b"/webhooks/" in change_page.content
 
 
-def test_operator_filters_deliveries_in_the_admin(world, client, receiver, monkeypatch):
+def test_operator_filters_deliveries_in_the_admin(world, client, receiver, broker):
     from tenants.models import User
-    from webhooks import services, tasks
+    from webhooks import services
 
-    monkeypatch.setattr(tasks.deliver, "apply_async", lambda *a, **k: None)
     with tenant_context(world.org_a):
         first, _ = services.webhook_endpoint_create(url=receiver.hook_url, event_types=["job.completed"])
         second, _ = services.webhook_endpoint_create(url=receiver.hook_url + "?b", event_types=["job.failed"])

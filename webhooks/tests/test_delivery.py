@@ -31,16 +31,9 @@ def receiver():
 
 
 @pytest.fixture
-def sent(monkeypatch):
+def sent(broker):
     """Deliveries handed to the broker (recorded at the broker edge, not sent)."""
-    calls = []
-    monkeypatch.setattr(
-        tasks.deliver,
-        "apply_async",
-        lambda args, countdown=0, headers=None: calls.append((args[0], countdown)),
-    )
-    monkeypatch.setattr(job_tasks.run_job, "apply_async", lambda *a, **k: None)
-    return calls
+    return broker.watch("webhooks.deliver", lambda message: (message.args[0], message.countdown))
 
 
 @pytest.fixture
@@ -305,13 +298,8 @@ def test_test_event_and_delivery_log(org, receiver, sent, api_as):
     assert member.get(f"/api/v1/webhooks/{endpoint.pk}/deliveries?status=lost").status_code == 422
 
 
-def test_outbox_survives_a_broker_outage(org, receiver, monkeypatch, django_capture_on_commit_callbacks):
-    from kombu.exceptions import OperationalError
-
-    def broker_down(*args, **kwargs):
-        raise OperationalError("Connection refused")
-
-    monkeypatch.setattr(tasks.deliver, "apply_async", broker_down)
+def test_outbox_survives_a_broker_outage(org, receiver, broker, django_capture_on_commit_callbacks):
+    broker.down = True
     _endpoint(receiver)
     with django_capture_on_commit_callbacks(execute=True):
         (delivery,) = services.webhook_publish(event_type="job.completed", data={"n": 1})
@@ -319,10 +307,8 @@ def test_outbox_survives_a_broker_outage(org, receiver, monkeypatch, django_capt
     assert delivery.status == "pending"
     assert delivery.attempt_count == 0
 
-    recovered = []
-    monkeypatch.setattr(
-        tasks.deliver, "apply_async", lambda args, countdown=0, headers=None: recovered.append(args[0])
-    )
+    broker.down = False
+    recovered = broker.watch("webhooks.deliver")
     assert services.webhooks_sweep() == 0  # not overdue yet
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
         next_attempt_at=timezone.now() - timedelta(minutes=5)

@@ -7,7 +7,7 @@ import pytest
 from django.test import Client
 from django_tenants.utils import tenant_context
 
-from webhooks import services, tasks
+from webhooks import services
 from webhooks.models import WebhookEndpoint, WebhookNotice
 from webhooks.tests.receiver import Receiver
 
@@ -23,13 +23,9 @@ def receiver():
 
 
 @pytest.fixture
-def sent(monkeypatch):
+def sent(broker):
     """Retries handed to the broker are recorded, not sent: the test makes each attempt."""
-    calls = []
-    monkeypatch.setattr(
-        tasks.deliver, "apply_async", lambda args, countdown=0, headers=None: calls.append(args[0])
-    )
-    return calls
+    return broker.watch("webhooks.deliver")
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from billing.services.purchases import purchase_fulfil
 from jobs import services as job_services
 from jobs import tasks as job_tasks
 from jobs.models import Job
-from webhooks import payloads, services, tasks
+from webhooks import payloads, services
 from webhooks.events import EVENT_TYPES, SUBSCRIBABLE_EVENTS, event_type_get
 from webhooks.models import WebhookDelivery
 
@@ -230,11 +230,9 @@ def test_body_wraps_data_with_its_type_and_publishing_time():
 
 
 @pytest.fixture
-def org(world, monkeypatch):
+def org(world, broker):
     """Organisation A with credits and an endpoint subscribed to everything; tasks handed
-    to the broker are dropped (the outbox rows are what these tests read)."""
-    monkeypatch.setattr(tasks.deliver, "apply_async", lambda *a, **k: None)
-    monkeypatch.setattr(job_tasks.run_job, "apply_async", lambda *a, **k: None)
+    to the broker are only recorded (the outbox rows are what these tests read)."""
     with tenant_context(world.org_a):
         credits_grant(amount=500, reason="seed", actor_label="operator:tests")
         endpoint, _secret = services.webhook_endpoint_create(
