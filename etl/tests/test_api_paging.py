@@ -7,8 +7,9 @@ from etl.config import ApiSourceConfig, CsvSourceConfig, source_config_parse, so
 from etl.connectors.api import ApiConnector, Position
 from etl.http import FetchError
 from etl.models import DataSource, Record
-from etl.services import etl_run_source, etl_source_create
+from etl.services import etl_run_source
 from etl.tests.conftest import API_MAPPING
+from etl.tests.factories import api_source_create
 from nexus.api.errors import ValidationFailed
 from nexus.tests.stub_server import StubServer
 
@@ -44,13 +45,7 @@ class Pages:
 
 
 def _source(url: str, **config) -> DataSource:
-    return etl_source_create(
-        name="Paged",
-        kind="api",
-        config={"url": url, **config},
-        field_mapping=API_MAPPING,
-        requests_per_second=100,
-    )
+    return api_source_create(url=url, name="Paged", config=config, requests_per_second=100)
 
 
 def test_the_request_uses_the_configured_parameter_names_and_the_records_path(org_a):

@@ -12,8 +12,8 @@ from django_tenants.utils import tenant_context
 
 from etl.models import DataSource
 from etl.owned import NO_SUCH_FILE
-from etl.services import etl_source_create
 from etl.tests.conftest import CSV_MAPPING, SAMPLE
+from etl.tests.factories import csv_source_create
 from etl.tests.test_files import _stored_files
 
 pytestmark = pytest.mark.django_db
@@ -42,7 +42,7 @@ def _form(**overrides) -> dict:
 
 def _source(org, **kwargs) -> DataSource:
     with tenant_context(org):
-        return etl_source_create(name="Uploads", kind="csv", config={}, field_mapping=CSV_MAPPING, **kwargs)
+        return csv_source_create(name="Uploads", **kwargs)
 
 
 def test_an_admin_adds_a_csv_source_without_path_or_url_and_edits_it(world, files):

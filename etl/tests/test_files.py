@@ -16,6 +16,7 @@ from etl.models import DataSource, Record
 from etl.owned import NO_SUCH_FILE
 from etl.services import etl_run_source, etl_source_create, etl_source_file_upload
 from etl.tests.conftest import API_MAPPING, CSV_MAPPING, RSS_MAPPING, SAMPLE
+from etl.tests.factories import csv_source_create
 
 pytestmark = pytest.mark.django_db
 
@@ -30,7 +31,7 @@ def _stored_files(media_root) -> list[str]:
 
 def _csv_source(org, **kwargs) -> DataSource:
     with tenant_context(org):
-        return etl_source_create(name="Uploads", kind="csv", config={}, field_mapping=CSV_MAPPING, **kwargs)
+        return csv_source_create(name="Uploads", **kwargs)
 
 
 def _upload(client, source_id, content: bytes, name: str = "articles.csv", version: str = "v1"):

@@ -12,16 +12,15 @@ from django.db import connection
 from etl.models import Checkpoint, DriftEvent, QuarantinedItem, RawApiRecord, RawCsvRecord, RawRssItem, Record
 from etl.owned import NO_SUCH_FILE
 from etl.services import _lock_key, etl_run_source, etl_source_create
-from etl.tests.conftest import API_MAPPING, CSV_MAPPING, RSS_MAPPING
+from etl.tests.conftest import RSS_MAPPING
+from etl.tests.factories import api_source_create, csv_source_create
 from nexus.api.errors import Conflict
 
 pytestmark = pytest.mark.django_db
 
 
 def _csv_source(path, **kwargs):
-    return etl_source_create(
-        name="Articles", kind="csv", config={"path": path.name}, field_mapping=CSV_MAPPING, **kwargs
-    )
+    return csv_source_create(config={"path": path.name}, **kwargs)
 
 
 def _record(external_id):
@@ -163,14 +162,8 @@ def test_rss_sample_then_only_newer_items(org_a, files):
 
 
 def _api_source(mock_api, **extra):
-    return etl_source_create(
-        name="Items API",
-        kind="api",
-        config={"url": mock_api.url, "page_size": 100},
-        field_mapping=API_MAPPING,
-        api_key="test-key",
-        requests_per_second=50,
-        **extra,
+    return api_source_create(
+        url=mock_api.url, config={"page_size": 100}, api_key="test-key", requests_per_second=50, **extra
     )
 
 

@@ -19,7 +19,8 @@ from django_tenants.utils import tenant_context
 
 from etl import tasks
 from etl.models import DataSource, EtlRun, RawCsvRecord, Record
-from etl.services import etl_run_queue, etl_source_create
+from etl.services import etl_run_queue
+from etl.tests.factories import csv_source_create
 from nexus.celery import app as celery_app
 
 pytestmark = pytest.mark.django_db
@@ -82,12 +83,8 @@ def _csv(files, name: str, rows: int = 10):
 
 
 def _source(path, name: str = "Rows", **kwargs) -> DataSource:
-    return etl_source_create(
-        name=name,
-        kind="csv",
-        config={"path": path.name},
-        field_mapping={"external_id": "id", "title": "title"},
-        **kwargs,
+    return csv_source_create(
+        name=name, config={"path": path.name}, field_mapping={"external_id": "id", "title": "title"}, **kwargs
     )
 
 

@@ -11,7 +11,8 @@ from etl import tasks
 from etl.mock_api import MockApi
 from etl.models import DriftEvent, EtlRun, QuarantinedItem, RawApiRecord, Record
 from etl.services import etl_run_queue, etl_run_slice, etl_run_source, etl_source_create
-from etl.tests.conftest import API_MAPPING, CSV_MAPPING
+from etl.tests.conftest import CSV_MAPPING
+from etl.tests.factories import api_source_create
 from nexus.api.errors import Conflict
 from tenants.models import Organisation
 
@@ -25,11 +26,10 @@ def sent(broker):
 
 
 def _api_source(url, **config):
-    return etl_source_create(
+    return api_source_create(
+        url=url,
         name="Items",
-        kind="api",
-        config={"url": url, "page_size": 100, **config},
-        field_mapping=API_MAPPING,
+        config={"page_size": 100, **config},
         api_key="test-key",
         requests_per_second=100,
     )

@@ -13,20 +13,13 @@ from django_tenants.utils import schema_context, tenant_context
 
 from etl.mock_api import MockApi
 from etl.models import EtlRun, Record, RunStatus
-from etl.services import etl_run_queue, etl_runs_sweep, etl_source_create
-from etl.tests.conftest import API_MAPPING
+from etl.services import etl_run_queue, etl_runs_sweep
+from etl.tests.factories import api_source_create
 from tenants.models import WorkerHeartbeat
 
 
 def _source(url: str, **extra):
-    return etl_source_create(
-        name="Items API",
-        kind="api",
-        config={"url": url, "page_size": 10},
-        field_mapping=API_MAPPING,
-        api_key="test-key",
-        **extra,
-    )
+    return api_source_create(url=url, config={"page_size": 10}, api_key="test-key", **extra)
 
 
 @pytest.mark.django_db

@@ -13,6 +13,7 @@ from billing.models import CreditTransaction
 from billing.selectors import credits_balance, credits_ledger_sum
 from jobs import services
 from jobs.models import EventKind, Job, JobEvent, JobStatus
+from jobs.tests.factories import job_create
 from nexus.tests.live import free_port
 from tenants.models import WorkerHeartbeat
 
@@ -38,12 +39,6 @@ def _metric(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-def _create(world, provider="local"):
-    return services.job_create(
-        user=world.member_a, job_type="summarize", text="Hello there. A text.", provider=provider
-    )
-
-
 def _age(job, seconds: float) -> None:
     """Move the job's due time into the past, as if the sweep ran `seconds` later."""
     Job.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=seconds))
@@ -56,7 +51,7 @@ def test_a_send_refused_by_the_broker_is_counted_and_resent_by_the_next_sweep(
     resends = _metric("nexus_enqueue_resends_total", task="jobs.run_job", reason="unsent")
     broker.down = True
     with django_capture_on_commit_callbacks(execute=True):
-        job = _create(world)
+        job = job_create(user=world.member_a)
     job.refresh_from_db()
     assert job.status == JobStatus.PENDING
     assert job.enqueued_at is None
@@ -85,7 +80,7 @@ def test_a_job_queued_at_creation_is_not_sent_again_by_the_sweep(
     world, org, broker, settings, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        job = _create(world)
+        job = job_create(user=world.member_a)
     _age(job, settings.JOB_RESEND_GRACE_SECONDS + 1)
     with django_capture_on_commit_callbacks(execute=True):
         assert services.jobs_sweep()["resent"] == 0
@@ -97,7 +92,7 @@ def test_a_retry_is_kept_in_the_database_and_sent_by_the_sweep_once_due(
 ):
     settings.JOB_RETRY_DELAY_SECONDS = 5
     with django_capture_on_commit_callbacks(execute=True):
-        job = _create(world)
+        job = job_create(user=world.member_a)
     services.job_claim(job_id=job.pk, worker="w1@host")
     with django_capture_on_commit_callbacks(execute=True):
         services.job_fail(job_id=job.pk, attempt=1, error="HTTP 503", retryable=True)
@@ -125,7 +120,7 @@ def test_a_retry_is_kept_in_the_database_and_sent_by_the_sweep_once_due(
 
 
 def _running(world, *, worker: str, attempt: int = 1, started_ago: float = 60) -> Job:
-    job = _create(world)
+    job = job_create(user=world.member_a)
     Job.objects.filter(pk=job.pk).update(
         status=JobStatus.RUNNING,
         attempt_count=attempt,
@@ -203,8 +198,8 @@ def test_a_job_queued_before_the_broker_restarted_is_sent_again_at_once(
     # restart may be sent once more (harmless), so `kept` is sent clearly after it.
     time.sleep(1.5)
     with django_capture_on_commit_callbacks(execute=True):
-        lost = _create(world)
-        kept = _create(world)
+        lost = job_create(user=world.member_a)
+        kept = job_create(user=world.member_a)
     # `lost` was queued 20 s ago, before this Redis started: its message went with the old
     # one. `kept` was queued now, after it started. Neither is old enough for the
     # not-picked-up rule (JOB_REQUEUE_AFTER_SECONDS).
@@ -233,7 +228,7 @@ def test_a_broker_that_does_not_answer_leaves_queued_jobs_to_the_other_rules(
 ):
     settings.CELERY_BROKER_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens
     with django_capture_on_commit_callbacks(execute=True):
-        job = _create(world)
+        job = job_create(user=world.member_a)
     Job.objects.filter(pk=job.pk).update(enqueued_at=timezone.now() - timedelta(seconds=20))
     broker.sent.clear()
     with django_capture_on_commit_callbacks(execute=True):

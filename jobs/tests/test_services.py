@@ -15,6 +15,7 @@ from billing.services import InsufficientCredits, credits_grant
 from jobs import services, tasks
 from jobs.models import EventKind, Job, JobStatus
 from jobs.providers import ProviderResult
+from jobs.tests.factories import job_create
 from nexus.api.errors import ValidationFailed
 
 pytestmark = pytest.mark.django_db
@@ -42,17 +43,13 @@ def sent(broker):
     return calls
 
 
-def _create(world, job_type="summarize", text="Hello there. This is a text.", provider="local"):
-    return services.job_create(user=world.member_a, job_type=job_type, text=text, provider=provider)
-
-
 def _kinds(job):
     return [e.kind for e in job.events.order_by("created_at", "id")]
 
 
 def test_create_charges_and_sends_the_task_on_commit(world, org, sent, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        job = _create(world)
+        job = job_create(user=world.member_a)
     assert job.status == JobStatus.PENDING
     assert job.cost == 10
     assert job.attempt_count == 0
@@ -67,7 +64,7 @@ def test_create_charges_and_sends_the_task_on_commit(world, org, sent, django_ca
 
 
 def test_analyze_costs_25(world, org):
-    _create(world, job_type="analyze")
+    job_create(user=world.member_a, job_type="analyze")
     assert credits_balance() == 75
 
 
@@ -75,7 +72,7 @@ def test_not_enough_credits_writes_nothing(world, sent, django_capture_on_commit
     with tenant_context(world.org_a):
         credits_grant(amount=24, reason="seed", actor_label="operator:tests")
         with django_capture_on_commit_callbacks(execute=True), pytest.raises(InsufficientCredits) as caught:
-            _create(world, job_type="analyze")
+            job_create(user=world.member_a, job_type="analyze")
         assert caught.value.details == {"balance": 24, "required": 25}
         assert Job.objects.count() == 0
         assert CreditTransaction.objects.count() == 1
@@ -85,17 +82,17 @@ def test_not_enough_credits_writes_nothing(world, sent, django_capture_on_commit
 @pytest.mark.parametrize("text", ["", "   \n\t", "x" * 20_001, None, 42])
 def test_invalid_text_is_refused_before_anything_is_written(world, org, text):
     with pytest.raises(ValidationFailed):
-        _create(world, text=text)
+        job_create(user=world.member_a, text=text)
     assert Job.objects.count() == 0
     assert credits_balance() == 100
 
 
 def test_text_of_exactly_20000_characters_is_accepted(world, org):
-    assert _create(world, text="a" * 20_000).cost == 10
+    assert job_create(user=world.member_a, text="a" * 20_000).cost == 10
 
 
 def test_claim_is_conditional(world, org):
-    job = _create(world)
+    job = job_create(user=world.member_a)
     claimed = services.job_claim(job_id=job.pk)
     assert claimed.status == JobStatus.RUNNING
     assert claimed.attempt_count == 1
@@ -105,7 +102,7 @@ def test_claim_is_conditional(world, org):
 
 
 def test_complete_records_the_result_once(world, org):
-    job = _create(world)
+    job = job_create(user=world.member_a)
     services.job_claim(job_id=job.pk)
     result = ProviderResult(output={"summary": "s"}, provider="local", model="m")
     done = services.job_complete(job_id=job.pk, attempt=1, result=result)
@@ -117,7 +114,7 @@ def test_complete_records_the_result_once(world, org):
 
 
 def test_a_stale_attempt_cannot_complete_the_job(world, org):
-    job = _create(world)
+    job = job_create(user=world.member_a)
     services.job_claim(job_id=job.pk)
     services.job_fail(job_id=job.pk, attempt=1, error="timeout", retryable=True)
     services.job_claim(job_id=job.pk)  # attempt 2 now owns the job
@@ -130,7 +127,7 @@ def test_transient_failure_is_retried_with_the_configured_delay(
     world, org, sent, settings, django_capture_on_commit_callbacks
 ):
     settings.JOB_RETRY_DELAY_SECONDS = 5
-    job = _create(world)
+    job = job_create(user=world.member_a)
     services.job_claim(job_id=job.pk)
     with django_capture_on_commit_callbacks(execute=True):
         outcome = services.job_fail(job_id=job.pk, attempt=1, error="HTTP 503", retryable=True)
@@ -160,7 +157,7 @@ def test_production_retry_delay_is_five_seconds():
 
 
 def test_three_failed_attempts_fail_the_job_and_refund_in_the_same_transaction(world, org):
-    job = _create(world, provider="always-fails")
+    job = job_create(user=world.member_a, provider="always-fails")
     for _ in range(3):
         tasks.run_job(str(job.pk))  # each call is one attempt; the retry message is not sent in tests
     job.refresh_from_db()
@@ -189,7 +186,7 @@ def test_permanent_failure_is_not_retried_and_is_refunded(world, org, monkeypatc
         raise PermanentProviderError("Gemini rejected the request (HTTP 400).")
 
     monkeypatch.setattr(LocalProvider, "run", refuse)
-    job = _create(world)
+    job = job_create(user=world.member_a)
     tasks.run_job(str(job.pk))
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED
@@ -198,7 +195,7 @@ def test_permanent_failure_is_not_retried_and_is_refunded(world, org, monkeypatc
 
 
 def test_failing_twice_refunds_once(world, org):
-    job = _create(world)
+    job = job_create(user=world.member_a)
     services.job_claim(job_id=job.pk)
     first = services.job_fail(job_id=job.pk, attempt=1, error="bad", retryable=False)
     second = services.job_fail(job_id=job.pk, attempt=1, error="bad", retryable=False)
@@ -208,7 +205,9 @@ def test_failing_twice_refunds_once(world, org):
 
 
 def test_local_job_runs_to_completion(world, org):
-    job = _create(world, text="The launch went well. Customers love the product. Revenue grew.")
+    job = job_create(
+        user=world.member_a, text="The launch went well. Customers love the product. Revenue grew."
+    )
     tasks.run_job(str(job.pk))
     job.refresh_from_db()
     assert job.status == JobStatus.COMPLETED
@@ -224,7 +223,7 @@ def _swept(**counts: int) -> dict[str, int]:
 def test_sweep_requeues_pending_jobs_whose_task_was_lost(
     world, org, sent, settings, django_capture_on_commit_callbacks
 ):
-    job = _create(world)
+    job = job_create(user=world.member_a)
     Job.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now() - timedelta(minutes=5))
     with django_capture_on_commit_callbacks(execute=True):
         assert services.jobs_sweep() == _swept(resent=1)
@@ -233,12 +232,12 @@ def test_sweep_requeues_pending_jobs_whose_task_was_lost(
 
 
 def test_sweep_leaves_recent_pending_jobs_alone(world, org, sent):
-    _create(world)
+    job_create(user=world.member_a)
     assert services.jobs_sweep() == _swept()
 
 
 def test_sweep_fails_stuck_running_jobs_and_refunds_on_the_last_attempt(world, org):
-    job = _create(world)
+    job = job_create(user=world.member_a)
     Job.objects.filter(pk=job.pk).update(
         status=JobStatus.RUNNING, attempt_count=3, started_at=timezone.now() - timedelta(hours=1)
     )
@@ -250,7 +249,7 @@ def test_sweep_fails_stuck_running_jobs_and_refunds_on_the_last_attempt(world, o
 
 
 def test_sweep_retries_a_stuck_job_with_attempts_left(world, org):
-    job = _create(world)
+    job = job_create(user=world.member_a)
     services.job_claim(job_id=job.pk)
     Job.objects.filter(pk=job.pk).update(started_at=timezone.now() - timedelta(hours=1))
     services.jobs_sweep()
@@ -265,7 +264,7 @@ def test_broker_down_at_commit_leaves_a_pending_job_for_the_sweep(
 ):
     broker.down = True
     with django_capture_on_commit_callbacks(execute=True):
-        job = _create(world)
+        job = job_create(user=world.member_a)
     job.refresh_from_db()
     assert job.status == JobStatus.PENDING
     assert credits_balance() == 90

@@ -19,6 +19,7 @@ from jobs import services as job_services
 from jobs import tasks as job_tasks
 from webhooks import services, tasks
 from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.tests.factories import endpoint_create
 from webhooks.tests.receiver import Receiver
 
 pytestmark = pytest.mark.django_db
@@ -44,11 +45,6 @@ def org(funded):
         yield world
 
 
-def _endpoint(receiver, events=("job.completed", "job.failed")):
-    endpoint, secret = services.webhook_endpoint_create(url=receiver.hook_url, event_types=list(events))
-    return endpoint, secret
-
-
 def _verify_by_hand(request, secret: str) -> None:
     key = base64.b64decode(secret.removeprefix("whsec_"))
     signed = (
@@ -59,7 +55,7 @@ def _verify_by_hand(request, secret: str) -> None:
 
 
 def test_completed_job_is_delivered_signed(org, receiver, sent, django_capture_on_commit_callbacks):
-    _endpoint_row, secret = _endpoint(receiver)
+    _endpoint_row, secret = endpoint_create(url=receiver.hook_url)
     job = job_services.job_create(user=org.member_a, job_type="summarize", text="Deliver me. Twice? No.")
     with django_capture_on_commit_callbacks(execute=True):
         job_tasks.run_job(str(job.pk))
@@ -88,7 +84,7 @@ def test_completed_job_is_delivered_signed(org, receiver, sent, django_capture_o
 
 
 def test_failed_job_is_delivered_as_job_failed(org, receiver, sent, django_capture_on_commit_callbacks):
-    _endpoint(receiver)
+    endpoint_create(url=receiver.hook_url)
     job = job_services.job_create(user=org.member_a, job_type="summarize", text="x", provider="always-fails")
     for _ in range(3):
         job_tasks.run_job(str(job.pk))
@@ -99,8 +95,8 @@ def test_failed_job_is_delivered_as_job_failed(org, receiver, sent, django_captu
 
 
 def test_only_subscribed_active_endpoints_get_the_event(org, receiver, sent):
-    _endpoint(receiver, events=("job.failed",))
-    inactive, _ = _endpoint(receiver)
+    endpoint_create(url=receiver.hook_url, events=("job.failed",))
+    inactive, _ = endpoint_create(url=receiver.hook_url)
     services.webhook_endpoint_update(endpoint=inactive, active=False)
     assert services.webhook_publish(event_type="job.completed", data={"id": "x"}) == []
 
@@ -112,7 +108,7 @@ def test_unregistered_event_type_is_a_programming_error(org):
 
 def test_failing_receiver_is_retried_on_the_schedule_then_fails(org, receiver, sent, settings):
     receiver.answer(500, body="x" * 5000)
-    endpoint, _ = _endpoint(receiver)
+    endpoint, _ = endpoint_create(url=receiver.hook_url)
     (delivery,) = services.webhook_publish(event_type="job.completed", data={"id": "j1"})
     from django.db import connection
 
@@ -155,7 +151,7 @@ def test_production_retry_schedule_and_timeout():
 
 def test_410_gone_disables_the_endpoint(org, receiver, sent):
     receiver.answer(410)
-    endpoint, _ = _endpoint(receiver)
+    endpoint, _ = endpoint_create(url=receiver.hook_url)
     (delivery,) = services.webhook_publish(event_type="job.completed", data={})
     services.webhook_attempt(delivery_id=delivery.pk)
     delivery.refresh_from_db()
@@ -170,7 +166,7 @@ def test_410_gone_disables_the_endpoint(org, receiver, sent):
 def test_consecutive_failed_deliveries_disable_the_endpoint(org, receiver, sent, settings, api_as):
     settings.WEBHOOK_DISABLE_AFTER_FAILURES = 2
     receiver.answer(503)
-    endpoint, _ = _endpoint(receiver)
+    endpoint, _ = endpoint_create(url=receiver.hook_url)
     for _ in range(2):
         (delivery,) = services.webhook_publish(event_type="job.completed", data={})
         for _attempt in range(4):
@@ -184,7 +180,7 @@ def test_consecutive_failed_deliveries_disable_the_endpoint(org, receiver, sent,
 
 def test_a_success_resets_the_failure_count(org, receiver, sent):
     receiver.answer(500, 500, 500, 500, 200)
-    endpoint, _ = _endpoint(receiver)
+    endpoint, _ = endpoint_create(url=receiver.hook_url)
     for _ in range(2):
         (delivery,) = services.webhook_publish(event_type="job.completed", data={})
         for _attempt in range(4):
@@ -196,7 +192,7 @@ def test_a_success_resets_the_failure_count(org, receiver, sent):
 def test_timeouts_and_redirects_are_failures(org, receiver, sent, settings):
     settings.WEBHOOK_TIMEOUT_SECONDS = 0.3
     receiver.answer(200, delay=1.0)
-    _endpoint(receiver)
+    endpoint_create(url=receiver.hook_url)
     (delivery,) = services.webhook_publish(event_type="job.completed", data={})
     attempt = services.webhook_attempt(delivery_id=delivery.pk)
     assert not attempt.succeeded
@@ -218,7 +214,7 @@ def test_unreachable_receiver_is_a_failed_attempt(org, sent):
 
 
 def test_ssrf_is_checked_again_at_delivery(org, receiver, sent, settings):
-    _endpoint(receiver)
+    endpoint_create(url=receiver.hook_url)
     (delivery,) = services.webhook_publish(event_type="job.completed", data={})
     settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = False  # as if the name now resolved to a private address
     attempt = services.webhook_attempt(delivery_id=delivery.pk)
@@ -228,7 +224,7 @@ def test_ssrf_is_checked_again_at_delivery(org, receiver, sent, settings):
 
 
 def test_rotation_signs_with_both_secrets_for_the_overlap(org, receiver, sent):
-    endpoint, old_secret = _endpoint(receiver)
+    endpoint, old_secret = endpoint_create(url=receiver.hook_url)
     new_secret = services.webhook_secret_rotate(endpoint=endpoint)
     (delivery,) = services.webhook_publish(event_type="job.completed", data={})
     services.webhook_attempt(delivery_id=delivery.pk)
@@ -246,7 +242,7 @@ def test_rotation_signs_with_both_secrets_for_the_overlap(org, receiver, sent):
 
 def test_redeliver_sends_the_same_message_again(org, receiver, sent, api_as):
     receiver.answer(500, 500, 500, 500, 200)
-    _endpoint(receiver)
+    endpoint_create(url=receiver.hook_url)
     (delivery,) = services.webhook_publish(event_type="job.completed", data={"n": 1})
     for _ in range(4):
         services.webhook_attempt(delivery_id=delivery.pk)
@@ -271,7 +267,7 @@ def test_redeliver_sends_the_same_message_again(org, receiver, sent, api_as):
 
 
 def test_test_event_and_delivery_log(org, receiver, sent, api_as):
-    endpoint, secret = _endpoint(receiver)
+    endpoint, secret = endpoint_create(url=receiver.hook_url)
     client = api_as(org.admin_a)
     response = client.post(f"/api/v1/webhooks/{endpoint.pk}/test")
     assert response.status_code == 202
@@ -300,7 +296,7 @@ def test_test_event_and_delivery_log(org, receiver, sent, api_as):
 
 def test_outbox_survives_a_broker_outage(org, receiver, broker, django_capture_on_commit_callbacks):
     broker.down = True
-    _endpoint(receiver)
+    endpoint_create(url=receiver.hook_url)
     with django_capture_on_commit_callbacks(execute=True):
         (delivery,) = services.webhook_publish(event_type="job.completed", data={"n": 1})
     delivery.refresh_from_db()

@@ -8,7 +8,8 @@ from django.test import Client
 from django_tenants.utils import tenant_context
 
 from webhooks import services
-from webhooks.models import WebhookEndpoint, WebhookNotice
+from webhooks.models import WebhookNotice
+from webhooks.tests.factories import endpoint_create
 from webhooks.tests.receiver import Receiver
 
 pytestmark = pytest.mark.django_db
@@ -36,11 +37,6 @@ def down(receiver, settings):
     return receiver
 
 
-def _endpoint(receiver) -> WebhookEndpoint:
-    endpoint, _secret = services.webhook_endpoint_create(url=receiver.hook_url, event_types=["job.completed"])
-    return endpoint
-
-
 def _deliver_one_event() -> None:
     """Publish an event and make every attempt of its delivery (in-process, back to back)."""
     (delivery,) = services.webhook_publish(event_type="job.completed", data={})
@@ -62,7 +58,7 @@ def _page_as(user) -> Client:
 
 def test_receiver_that_never_answers_makes_the_endpoint_failing_and_tells_once(world, down, sent, api_as):
     with tenant_context(world.org_a):
-        endpoint = _endpoint(down)
+        endpoint, _ = endpoint_create(url=down.hook_url, events=["job.completed"])
         for _ in range(2):
             _deliver_one_event()
         # Two failed deliveries: counted, not yet news.
@@ -101,7 +97,7 @@ def test_a_success_after_the_outage_makes_the_endpoint_healthy_and_resolves_the_
     world, down, sent, api_as
 ):
     with tenant_context(world.org_a):
-        endpoint = _endpoint(down)
+        endpoint, _ = endpoint_create(url=down.hook_url, events=["job.completed"])
         for _ in range(3):
             _deliver_one_event()
         assert _health(api_as(world.admin_a), "v1", endpoint)["status"] == "failing"
@@ -130,7 +126,7 @@ def test_disabling_after_failures_tells_once_more_and_re_enabling_resolves(
 ):
     settings.WEBHOOK_DISABLE_AFTER_FAILURES = 4
     with tenant_context(world.org_a):
-        endpoint = _endpoint(down)
+        endpoint, _ = endpoint_create(url=down.hook_url, events=["job.completed"])
         for _ in range(4):
             _deliver_one_event()
         endpoint.refresh_from_db()
@@ -147,7 +143,7 @@ def test_disabling_after_failures_tells_once_more_and_re_enabling_resolves(
 
 def test_members_see_the_notice_and_only_admins_dismiss_it(world, down, sent):
     with tenant_context(world.org_a):
-        endpoint = _endpoint(down)
+        endpoint, _ = endpoint_create(url=down.hook_url, events=["job.completed"])
         for _ in range(3):
             _deliver_one_event()
         notice = WebhookNotice.objects.get()
@@ -174,7 +170,7 @@ def test_members_see_the_notice_and_only_admins_dismiss_it(world, down, sent):
 
 def test_the_webhook_pages_show_the_endpoint_health(world, down, sent):
     with tenant_context(world.org_a):
-        endpoint = _endpoint(down)
+        endpoint, _ = endpoint_create(url=down.hook_url, events=["job.completed"])
         for _ in range(3):
             _deliver_one_event()
     member = _page_as(world.member_a)
@@ -188,7 +184,7 @@ def test_the_webhook_pages_show_the_endpoint_health(world, down, sent):
 
 def test_another_organisation_never_sees_or_dismisses_the_notice(world, down, sent, api_as):
     with tenant_context(world.org_a):
-        endpoint = _endpoint(down)
+        endpoint, _ = endpoint_create(url=down.hook_url, events=["job.completed"])
         for _ in range(3):
             _deliver_one_event()
         notice = WebhookNotice.objects.get()
@@ -206,7 +202,7 @@ def test_another_organisation_never_sees_or_dismisses_the_notice(world, down, se
 
 def test_deliveries_left_for_a_disabled_endpoint_keep_the_receivers_last_error(world, down, sent):
     with tenant_context(world.org_a):
-        endpoint = _endpoint(down)
+        endpoint, _ = endpoint_create(url=down.hook_url, events=["job.completed"])
         _deliver_one_event()
         (delivery,) = services.webhook_publish(event_type="job.completed", data={})
         services.webhook_endpoint_update(endpoint=endpoint, active=False)
