@@ -433,16 +433,17 @@ def jobs_sweep() -> dict[str, int]:
 
     dead_after = now - timedelta(seconds=settings.JOB_WORKER_DEAD_AFTER_SECONDS)
     alive = WorkerHeartbeat.objects.filter(beat_at__gte=dead_after).values("name")
-    orphaned = []
+    orphaned = list(
+        Job.objects.filter(status=JobStatus.RUNNING, started_at__lt=dead_after)
+        .exclude(worker="")
+        .exclude(worker__in=alive)
+        .values_list("pk", "attempt_count")[:500]
+    )
     # Nobody could heartbeat while the database was down: until it has been up for a whole
-    # dead-after period, a stale heartbeat says nothing about its worker.
-    if _database_up_for() >= settings.JOB_WORKER_DEAD_AFTER_SECONDS:
-        orphaned = list(
-            Job.objects.filter(status=JobStatus.RUNNING, started_at__lt=dead_after)
-            .exclude(worker="")
-            .exclude(worker__in=alive)
-            .values_list("pk", "attempt_count")[:500]
-        )
+    # dead-after period, a stale heartbeat says nothing about its worker. (Asked only when
+    # there is a job to judge, so an idle sweep costs no extra query.)
+    if orphaned and _database_up_for() < settings.JOB_WORKER_DEAD_AFTER_SECONDS:
+        orphaned = []
     stuck = list(
         Job.objects.filter(
             status=JobStatus.RUNNING,
