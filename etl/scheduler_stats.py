@@ -53,6 +53,13 @@ def record_dispatch() -> None:
         log.warning("etl.scheduler_stats_unrecorded", what="dispatch")
 
 
+def last_dispatch_at() -> datetime | None:
+    """When the scheduler last dispatched (None: never, or the stamp expired). Raises when
+    Redis does not answer: the caller (the metrics endpoint) reports that."""
+    value = get_redis().get(_last_dispatch_key())
+    return datetime.fromisoformat(value.decode()) if value else None
+
+
 def scheduler_summary() -> dict | None:
     """{last_dispatch_at, runs_last_hour: {succeeded, failed}}, or None when Redis does
     not answer."""

@@ -31,6 +31,7 @@ from etl.config import source_config_parse
 from etl.connectors import connector_for
 from etl.connectors.base import SliceBudget
 from etl.http import FetchError
+from etl.metrics import ETL_DRIFT, ETL_QUARANTINED, ETL_ROWS, ETL_RUN_DURATION, ETL_RUNS
 from etl.models import (
     RAW_MODELS,
     Checkpoint,
@@ -314,9 +315,32 @@ def etl_run_source(
     with its checkpoint committed. With `one_slice` (a worker's task) only one slice is
     processed: a run with more to do is put back to `queued`, for the caller to continue;
     otherwise slices follow each other here until the run ends."""
+    with structlog.contextvars.bound_contextvars(source_id=str(source.pk)):
+        try:
+            return _run_source(
+                source=source,
+                trigger=trigger,
+                fail_after=fail_after,
+                run=run,
+                one_slice=one_slice,
+                worker=worker,
+            )
+        finally:
+            structlog.contextvars.unbind_contextvars("run_id")  # bound once the run exists
+
+
+def _run_source(
+    *,
+    source: DataSource,
+    trigger: str,
+    fail_after: int | None,
+    run: EtlRun | None,
+    one_slice: bool,
+    worker: str,
+) -> EtlRun:
     if not _try_lock(source):
         if run is not None:
-            _finish(run, RunStatus.FAILED, "Skipped: the source was already running.")
+            _finish(run, RunStatus.FAILED, "Skipped: the source was already running.", error_class="locked")
         raise Conflict(
             "This source is running now; wait for the run to finish.", details={"reason": "running"}
         )
@@ -341,6 +365,7 @@ def etl_run_source(
         if not run.slices:  # a later slice continues the run: its starting point stays
             run.checkpoint_before = checkpoint.cursor
         run.save(update_fields=["status", "worker", "checkpoint_before"])
+        structlog.contextvars.bind_contextvars(run_id=str(run.pk))
         log.info(
             "etl.run_started",
             run_id=str(run.pk),
@@ -398,7 +423,7 @@ def etl_run_slice(*, run: EtlRun, fail_after: int | None = None, worker: str = "
         now = timezone.now()
         if not run.slices and now - run.started_at > timedelta(seconds=settings.ETL_SLOT_WAIT_SECONDS):
             # Bounded: a run that never got a slot ends, and the schedule queues the next one.
-            EtlRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+            expired = EtlRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
                 status=RunStatus.FAILED,
                 error="The run waited too long for one of the organisation's run slots; the next "
                 "scheduled run takes its place.",
@@ -406,6 +431,8 @@ def etl_run_slice(*, run: EtlRun, fail_after: int | None = None, worker: str = "
             )
             log.warning("etl.run_slot_wait_expired", run_id=str(run.pk))
             run.refresh_from_db()
+            if expired:
+                _count_run_end(run, RunStatus.FAILED, error_class="slot_wait_expired")
             return run
         # Stamped on every retry: the source's one waiting run, however long it waits.
         EtlRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(slice_queued_at=now)
@@ -470,7 +497,7 @@ def _run_slice(source: DataSource, run: EtlRun, checkpoint: Checkpoint, fail_aft
     try:
         finished = _ingest(source, run, checkpoint, fail_after, budget)
     except (FetchError, InjectedFailure) as exc:
-        _finish(run, RunStatus.FAILED, str(exc), committed_counts_only=True)
+        _finish(run, RunStatus.FAILED, str(exc), committed_counts_only=True, error_class=type(exc).__name__)
         return True
     except SoftTimeLimitExceeded:
         _finish(
@@ -478,15 +505,18 @@ def _run_slice(source: DataSource, run: EtlRun, checkpoint: Checkpoint, fail_aft
             RunStatus.FAILED,
             "The run stopped at its time limit; the next run resumes from the checkpoint.",
             committed_counts_only=True,
+            error_class="time_limit",
         )
         return True
     except Exception as exc:
-        log.exception("etl.run_crashed", run_id=str(run.pk))
+        # A bug: the run's failure line carries the traceback (and is its one error event).
         _finish(
             run,
             RunStatus.FAILED,
             f"Internal error while ingesting ({type(exc).__name__}).",
             committed_counts_only=True,
+            error_class=type(exc).__name__,
+            exc=exc,
         )
         return True
     run.slices += 1
@@ -506,7 +536,15 @@ RUN_COUNTERS = (
 )
 
 
-def _finish(run: EtlRun, status: str, error: str, *, committed_counts_only: bool = False) -> None:
+def _finish(
+    run: EtlRun,
+    status: str,
+    error: str,
+    *,
+    committed_counts_only: bool = False,
+    error_class: str = "",
+    exc: BaseException | None = None,
+) -> None:
     if committed_counts_only:
         # A batch that failed half-way rolled back; so do the counts it had added in memory.
         run.refresh_from_db(fields=RUN_COUNTERS)
@@ -527,6 +565,25 @@ def _finish(run: EtlRun, status: str, error: str, *, committed_counts_only: bool
         duration_ms=run.duration_ms,
         error=error or None,
     )
+    _count_run_end(run, status, error_class=error_class, exc=exc)
+
+
+def _count_run_end(
+    run: EtlRun, status: str, *, error_class: str = "", exc: BaseException | None = None
+) -> None:
+    """The metrics, the health counters and (for a failure) the ERROR line of a run's end."""
+    kind = run.source.kind
+    ETL_RUNS.labels(source_kind=kind, outcome=status).inc()
+    if run.duration_ms is not None:
+        ETL_RUN_DURATION.labels(source_kind=kind).observe(run.duration_ms / 1000)
+    if status == RunStatus.FAILED:
+        log.error(
+            "etl.run_failed",
+            run_id=str(run.pk),
+            source_id=str(run.source_id),
+            error_class=error_class or "error",
+            exc_info=exc,
+        )
     scheduler_stats.record_run_finished(status=status)
 
 
@@ -622,7 +679,7 @@ def _commit_batch(
                 )
                 run.drift_warnings += len(batch.drift)
             seen_fields |= batch.incoming
-            counts = _store(source, run, batch, raw_table)
+            counts, quarantine_reasons = _store(source, run, batch, raw_table)
             run.fetched += batch.size
             for name, value in counts.items():
                 setattr(run, name, getattr(run, name) + value)
@@ -632,9 +689,50 @@ def _commit_batch(
         checkpoint.save()
         run.checkpoint_after = checkpoint.cursor
         run.save()
+    if batch is not None:
+        _report_batch(source, run, batch, counts, quarantine_reasons)
 
 
-def _store(source: DataSource, run: EtlRun, batch: PreparedBatch, raw_table: str) -> dict[str, int]:
+# At most this many distinct reasons are named in a batch's quarantine line.
+QUARANTINE_REASONS_LOGGED = 5
+
+
+def _report_batch(
+    source: DataSource,
+    run: EtlRun,
+    batch: PreparedBatch,
+    counts: dict[str, int],
+    quarantine_reasons: list[str],
+) -> None:
+    """Metrics and log lines of a committed batch: one WARNING per drifted field, one for
+    the items it quarantined (how many, and why; never their content)."""
+    ETL_ROWS.labels(source_kind=source.kind).inc(counts["inserted"] + counts["updated"])
+    for event in batch.drift:
+        ETL_DRIFT.labels(drift_kind=event.kind).inc()
+        log.warning(
+            "etl.drift",
+            source_id=str(source.pk),
+            run_id=str(run.pk),
+            drift_kind=event.kind,
+            expected_field=event.field[:100],
+            matched_field=event.matched_to[:100] or None,
+            confidence=event.confidence,
+        )
+    if counts["quarantined"]:
+        ETL_QUARANTINED.labels(source_kind=source.kind).inc(counts["quarantined"])
+        log.warning(
+            "etl.items_quarantined",
+            source_id=str(source.pk),
+            run_id=str(run.pk),
+            count=counts["quarantined"],
+            reasons=sorted(set(quarantine_reasons))[:QUARANTINE_REASONS_LOGGED],
+        )
+
+
+def _store(
+    source: DataSource, run: EtlRun, batch: PreparedBatch, raw_table: str
+) -> tuple[dict[str, int], list[str]]:
+    """Store a batch; its counts, and the reasons of the items it quarantined."""
     bulk.insert_raw(raw_table, source.pk, batch.raw_lines)
     known = bulk.existing_hashes(source.pk, list(batch.latest))
     new_lines, changed_lines, skipped = [], [], batch.duplicates
@@ -676,12 +774,13 @@ def _store(source: DataSource, run: EtlRun, batch: PreparedBatch, raw_table: str
     bulk.insert_records(new_lines)
     bulk.upsert_records(changed_lines)
     QuarantinedItem.objects.bulk_create(quarantine)
-    return {
+    counts = {
         "inserted": len(new_lines),
         "updated": len(changed_lines),
         "skipped": skipped,
         "quarantined": len(quarantine),
     }
+    return counts, [item.reason[:200] for item in quarantine]
 
 
 def etl_runs_sweep() -> int:
@@ -713,7 +812,7 @@ def etl_runs_sweep() -> int:
                     worker=run.worker,
                     stopped_at=str(run.finished_at),
                 )
-                scheduler_stats.record_run_finished(status=RunStatus.FAILED)
+                _count_run_end(run, RunStatus.FAILED, error_class="worker_lost")
                 stopped += 1
         finally:
             _unlock(source)

@@ -8,6 +8,7 @@ that same transaction; Celery tasks are sent on commit, never before.
 from __future__ import annotations
 
 import enum
+import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -21,6 +22,14 @@ from django.utils import timezone
 
 from billing.services import credits_deduct, credits_refund
 from jobs.cache import CachedResult, cache_store, cached_result
+from jobs.metrics import (
+    JOB_QUEUE_WAIT,
+    JOB_REFUNDS,
+    JOB_RETRIES,
+    JOB_RUN_DURATION,
+    JOBS_CREATED,
+    JOBS_FINISHED,
+)
 from jobs.models import EventKind, Job, JobEvent, JobStatus, JobType
 from jobs.providers import ProviderError, ProviderResult, default_provider_name, provider_for
 from nexus.api.errors import ValidationFailed, field_error, fields_error
@@ -169,6 +178,7 @@ def job_create(
         # every other charge of the organisation waits for that lock.
         credits_deduct(job_id=job_id, amount=cost, actor_id=user.pk, actor_label=f"user:{user.email}")
         _enqueue(job_id)
+    JOBS_CREATED.labels(job_type=job_type).inc()
     log.info("job.created", job_id=str(job_id), job_type=job_type, cost=cost, provider=job.provider)
     return job
 
@@ -194,6 +204,8 @@ def _job_from_cache(*, user: User, job_type: str, job_input: dict, cached: Cache
             job.pk, EventKind.COMPLETED, message=f"served from cache (result of job {cached.source_job_id})"
         )
         _publish("job.completed", job)
+    JOBS_CREATED.labels(job_type=job_type).inc()
+    JOBS_FINISHED.labels(job_type=job_type, outcome="cache_hit").inc()
     log.info("job.cache_hit", job_id=str(job.pk), job_type=job_type, source_job_id=cached.source_job_id)
     return job
 
@@ -219,6 +231,7 @@ def job_claim(*, job_id: uuid.UUID | str, worker: str = "") -> Job | None:
         )
         if job is None or job.attempt_count >= job.max_attempts:
             return None
+        due = job.next_attempt_at or job.created_at
         job.status = JobStatus.RUNNING
         job.attempt_count += 1
         job.started_at = now
@@ -242,6 +255,7 @@ def job_claim(*, job_id: uuid.UUID | str, worker: str = "") -> Job | None:
             attempt=job.attempt_count,
             message=f"attempt {job.attempt_count} started",
         )
+    JOB_QUEUE_WAIT.labels(job_type=job.job_type).observe(max((now - due).total_seconds(), 0.0))
     return job
 
 
@@ -281,15 +295,19 @@ def job_complete(*, job_id: uuid.UUID | str, attempt: int, result: ProviderResul
         _event(job.pk, EventKind.COMPLETED, attempt=attempt, message=f"completed by {result.provider}")
         _publish("job.completed", job)
         transaction.on_commit(lambda: cache_store(job=job))
+    JOBS_FINISHED.labels(job_type=job.job_type, outcome="completed").inc()
     log.info("job.completed", job_id=str(job.pk), attempt=attempt, provider=result.provider)
     return job
 
 
-def job_fail(*, job_id: uuid.UUID | str, attempt: int, error: str, retryable: bool) -> FailOutcome:
+def job_fail(
+    *, job_id: uuid.UUID | str, attempt: int, error: str, retryable: bool, error_class: str = "error"
+) -> FailOutcome:
     """Record a failed attempt. A retryable failure with attempts left goes back to pending
     and is re-sent after JOB_RETRY_DELAY_SECONDS; anything else fails the job and refunds
     its cost in the same transaction. A second call for the same attempt is IGNORED, so
-    failing twice refunds once."""
+    failing twice refunds once. `error_class` names the kind of failure in the logs (an
+    exception's class, `worker_lost`, `timeout`); `error` is what the job's owner sees."""
     with transaction.atomic():
         job = _running_attempt(job_id, attempt)
         if job is None:
@@ -314,6 +332,7 @@ def job_fail(*, job_id: uuid.UUID | str, attempt: int, error: str, retryable: bo
             _event(job.pk, EventKind.RETRY_SCHEDULED, attempt=attempt, message=f"retry in {delay:g} s")
             _enqueue(job.pk, countdown=delay)
             outcome = FailOutcome.RETRY_SCHEDULED
+            refunded = 0
         else:
             job.status = JobStatus.FAILED
             job.error_message = error
@@ -324,7 +343,24 @@ def job_fail(*, job_id: uuid.UUID | str, attempt: int, error: str, retryable: bo
             _event(job.pk, EventKind.REFUNDED, attempt=attempt, message=f"{refund.amount} credits refunded")
             _publish("job.failed", job)
             outcome = FailOutcome.FAILED
-    log.info("job.attempt_failed", job_id=str(job_id), attempt=attempt, outcome=outcome.value, error=error)
+            refunded = refund.amount
+    if outcome is FailOutcome.RETRY_SCHEDULED:
+        JOB_RETRIES.labels(job_type=job.job_type).inc()
+        log.warning(
+            "job.retry_scheduled",
+            job_id=str(job_id),
+            attempt=attempt,
+            error_class=error_class,
+            next_delay_s=delay,
+        )
+    else:
+        JOBS_FINISHED.labels(job_type=job.job_type, outcome="failed").inc()
+        log.error(
+            "job.failed", job_id=str(job_id), attempt=attempt, error_class=error_class, refunded=refunded
+        )
+        if refunded:
+            JOB_REFUNDS.labels(job_type=job.job_type).inc()
+            log.info("credits.refunded", job_id=str(job_id), amount=refunded)
     return outcome
 
 
@@ -340,28 +376,39 @@ def job_run(*, job_id: uuid.UUID | str, worker: str = "") -> None:
         return
     structlog.contextvars.bind_contextvars(job_id=str(job_id), attempt=job.attempt_count)
     try:
-        result = provider_for(job.provider).run(job.job_type, job.text)
-    except ProviderError as exc:
-        error, transient = exc.message, exc.transient
-        wait_for_database(
-            lambda: job_fail(job_id=job.pk, attempt=job.attempt_count, error=error, retryable=transient),
-            what="job failure",
-        )
-        return
-    except Exception as exc:  # a bug in a provider must not leave the job running
-        log.exception("job.provider_crashed")
-        error = f"Internal error while running the job ({type(exc).__name__})."
-        wait_for_database(
-            lambda: job_fail(job_id=job.pk, attempt=job.attempt_count, error=error, retryable=True),
-            what="job failure",
-        )
-        return
+        started = time.perf_counter()
+        failure: tuple[str, bool, str] | None = None  # (error, retryable, error_class)
+        try:
+            result = provider_for(job.provider).run(job.job_type, job.text)
+        except ProviderError as exc:
+            failure = (exc.message, exc.transient, type(exc).__name__)
+        except Exception as exc:  # a bug in a provider must not leave the job running
+            log.exception("job.provider_crashed")
+            failure = (
+                f"Internal error while running the job ({type(exc).__name__}).",
+                True,
+                type(exc).__name__,
+            )
+        JOB_RUN_DURATION.labels(job_type=job.job_type).observe(time.perf_counter() - started)
+        if failure is None:
+            wait_for_database(
+                lambda: job_complete(job_id=job.pk, attempt=job.attempt_count, result=result),
+                what="job completion",
+            )
+        else:
+            error, retryable, error_class = failure
+            wait_for_database(
+                lambda: job_fail(
+                    job_id=job.pk,
+                    attempt=job.attempt_count,
+                    error=error,
+                    retryable=retryable,
+                    error_class=error_class,
+                ),
+                what="job failure",
+            )
     finally:
         structlog.contextvars.unbind_contextvars("job_id", "attempt")
-    wait_for_database(
-        lambda: job_complete(job_id=job.pk, attempt=job.attempt_count, result=result),
-        what="job completion",
-    )
 
 
 def _database_up_for() -> float:
@@ -453,7 +500,11 @@ def jobs_sweep() -> dict[str, int]:
     worker_lost = timed_out = 0
     for job_id, attempt in orphaned:
         outcome = job_fail(
-            job_id=job_id, attempt=attempt, error="The worker running the job stopped.", retryable=True
+            job_id=job_id,
+            attempt=attempt,
+            error="The worker running the job stopped.",
+            retryable=True,
+            error_class="worker_lost",
         )
         worker_lost += outcome is not FailOutcome.IGNORED
     for job_id, attempt in stuck:
@@ -462,6 +513,7 @@ def jobs_sweep() -> dict[str, int]:
             attempt=attempt,
             error="The worker was lost or the attempt timed out.",
             retryable=True,
+            error_class="timeout",
         )
         timed_out += outcome is not FailOutcome.IGNORED
     counts = {"resent": resent, "requeued": requeued, "worker_lost": worker_lost, "timed_out": timed_out}

@@ -121,6 +121,10 @@ app = CeleryApp("nexus", task_cls=NexusTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+# Every task's log context (task, organisation) and its closing line: after the app, so
+# its signal handlers run after tenant-schemas-celery's switch into the task's schema.
+import nexus.observability  # noqa: E402, F401
+
 # A send the broker refused (Redis down) is counted, not only logged, so an outage's lost
 # enqueues show on a dashboard; the sweeps count what they send again.
 ENQUEUE_FAILURES = Counter(

@@ -2,12 +2,17 @@
 
 Standard-library loggers (Django, Celery, libraries) go through the same formatter, so one
 process writes one format. Request-scoped values (request_id, org_id, user_id) are bound in
-structlog's contextvars by the request middleware and appear on every line.
+structlog's contextvars by the request middleware, task-scoped ones (task_id, org_id, job_id,
+run_id) by nexus.observability and the services, and appear on every line. Every line
+carries `severity` for log collectors, and nothing secret or personal is ever written
+(redact_secrets).
 """
 
 from __future__ import annotations
 
 import logging.config
+import re
+from typing import Any
 
 import structlog
 
@@ -18,6 +23,56 @@ _SHARED_PROCESSORS = [
     structlog.processors.TimeStamper(fmt="iso", utc=True),
     structlog.processors.StackInfoRenderer(),
 ]
+
+
+# Values never written, whatever a caller passes: keys that name a secret or personal data,
+# and anything in a string that looks like an email address, a JWT or a Stripe key.
+_SECRET_KEY = re.compile(
+    r"(?:^|_)(?:password|passwd|secret|token|authorization|cookie|api_key|apikey|email|signature)s?(?:$|_)",
+    re.IGNORECASE,
+)
+_SECRET_TEXT = [
+    (re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}"), "[email]"),
+    (re.compile(r"eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*"), "[jwt]"),
+    (re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{8,}|\bwhsec_[A-Za-z0-9+/=]{8,}"), "[stripe-key]"),
+]
+REDACTED = "[redacted]"
+# Counts and flags about secrets are not secrets.
+_SAFE_VALUE_TYPES = (bool, int, float, type(None))
+
+
+def redact_text(text: str) -> str:
+    for pattern, replacement in _SECRET_TEXT:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def redact(key: str, value: Any) -> Any:
+    if _SECRET_KEY.search(key) and not isinstance(value, _SAFE_VALUE_TYPES):
+        return REDACTED
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {k: redact(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(key, v) for v in value]
+    return value
+
+
+def redact_secrets(logger, method_name: str, event_dict: dict) -> dict:
+    """The last processor before rendering (after the exception is formatted, so a
+    traceback is covered too): see _SECRET_KEY and _SECRET_TEXT."""
+    return {key: redact(key, value) for key, value in event_dict.items()}
+
+
+# structlog's level name -> the severity Cloud Logging (and most collectors) classify by.
+_SEVERITY = {"debug": "DEBUG", "info": "INFO", "warning": "WARNING", "warn": "WARNING", "error": "ERROR",
+             "exception": "ERROR", "critical": "CRITICAL"}  # fmt: skip
+
+
+def add_severity(logger, method_name: str, event_dict: dict) -> dict:
+    event_dict["severity"] = _SEVERITY.get(str(event_dict.get("level", method_name)).lower(), "DEFAULT")
+    return event_dict
 
 
 def configure_logging(*, level: str = "INFO", fmt: str = "json") -> None:
@@ -32,6 +87,8 @@ def configure_logging(*, level: str = "INFO", fmt: str = "json") -> None:
                     "processors": [
                         structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                         structlog.processors.format_exc_info,
+                        add_severity,
+                        redact_secrets,
                         renderer,
                     ],
                     "foreign_pre_chain": _SHARED_PROCESSORS,
@@ -51,6 +108,9 @@ def configure_logging(*, level: str = "INFO", fmt: str = "json") -> None:
                 "httpx": {"level": "WARNING"},
                 "httpx2": {"level": "WARNING"},
                 "google_genai": {"level": "WARNING"},
+                # Each task ends with one structured `task` line (nexus.observability);
+                # Celery's own "Task … succeeded" line would repeat it without the context.
+                "celery.app.trace": {"level": "WARNING"},
             },
         }
     )

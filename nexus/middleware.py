@@ -68,6 +68,12 @@ class RequestContextMiddleware:
         structlog.contextvars.clear_contextvars()
         return response
 
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        # The URL pattern, not the path: ids in a path would make every line its own route.
+        match = getattr(request, "resolver_match", None)
+        if match is not None:
+            structlog.contextvars.bind_contextvars(route=match.route)
+
 
 def _view_attribute(request, name: str):
     try:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import tomllib
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+import prometheus_client
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -500,26 +502,35 @@ from nexus.logging import configure_logging  # noqa: E402
 
 configure_logging(level=LOG_LEVEL, fmt=LOG_FORMAT)
 
+# Errors go to Sentry when SENTRY_DSN is set (nexus.observability tags every event with the
+# organisation, user, request, task, job or run). Tests never send, except the test that
+# points SENTRY_DSN at a local stand-in and says so with SENTRY_IN_TESTS.
 SENTRY_DSN = env("SENTRY_DSN")
-if SENTRY_DSN and not TESTING:
-    import sentry_sdk
-    from sentry_sdk.integrations.celery import CeleryIntegration
-    from sentry_sdk.integrations.django import DjangoIntegration
+SENTRY_ENVIRONMENT = env("SENTRY_ENVIRONMENT", "development" if DEBUG else "production")
+# The deploy sets RELEASE (the image's commit); otherwise the project's version.
+RELEASE = env("RELEASE", "") or "nexus@{}".format(
+    tomllib.loads((BASE_DIR / "pyproject.toml").read_text())["project"]["version"]
+)
+if SENTRY_DSN and (not TESTING or env_bool("SENTRY_IN_TESTS", False)):
+    from nexus.observability import sentry_init
 
-    sentry_sdk.init(
+    sentry_init(
         dsn=SENTRY_DSN,
-        environment=env("SENTRY_ENVIRONMENT", "development" if DEBUG else "production"),
-        release=env("RELEASE"),
-        integrations=[DjangoIntegration(), CeleryIntegration()],
+        environment=SENTRY_ENVIRONMENT,
+        release=RELEASE,
         traces_sample_rate=float(env("SENTRY_TRACES_SAMPLE_RATE", "0.0")),
-        send_default_pii=False,
     )
 
 PROMETHEUS_EXPORT_MIGRATIONS = False
+# No `_created` series beside every counter and histogram: Prometheus does not use them.
+prometheus_client.disable_created_metrics()
 # /metrics fails closed outside DEBUG: the scraper sends METRICS_TOKEN as a bearer token
 # and/or calls from one of METRICS_ALLOWED_IPS (addresses or CIDR networks, comma
 # separated); every configured check must pass. Neither configured: 404 (DEBUG: open).
 METRICS_TOKEN = env("METRICS_TOKEN", "")
+# The series read at scrape time (queue depths, the job backlog across organisations) are
+# reused for this long within a process, so several scrapers cost one read.
+METRICS_LIVE_CACHE_SECONDS = float(env("METRICS_LIVE_CACHE_SECONDS", "5"))
 METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS")
 for _network in METRICS_ALLOWED_IPS:
     try:

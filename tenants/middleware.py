@@ -55,7 +55,9 @@ class TenantFromCallerMiddleware:
 
         if request.tenant is not None:
             connection.set_tenant(request.tenant)
-            structlog.contextvars.bind_contextvars(org_id=str(request.tenant.id))
+            structlog.contextvars.bind_contextvars(
+                org_id=str(request.tenant.id), org_slug=request.tenant.slug
+            )
         if request.caller is not None:
             structlog.contextvars.bind_contextvars(user_id=str(request.caller.pk))
         try:

@@ -33,6 +33,7 @@ from tenants.models import Role
 from tenants.services import organisation_cap_check
 from webhooks import payloads
 from webhooks.events import SUBSCRIBABLE_EVENTS, TEST_EVENT, event_type_get
+from webhooks.metrics import ATTEMPT_DURATION, DELIVERY_ATTEMPTS, DELIVERY_LATENCY, ENDPOINTS_DISABLED
 from webhooks.models import (
     DeliveryStatus,
     NoticeKind,
@@ -160,13 +161,15 @@ def webhook_secret_rotate(*, endpoint: WebhookEndpoint) -> str:
     return secret
 
 
-def _disable(endpoint_id, reason: str) -> None:
+def _disable(endpoint_id, reason: str, *, cause: str) -> None:
+    """Switch the endpoint off; `cause` (gone, failures) is the metric's label."""
     disabled = WebhookEndpoint.objects.filter(pk=endpoint_id, active=True).update(
         active=False, disabled_at=timezone.now(), disabled_reason=reason[:500]
     )
     if disabled:
         _open_notice(endpoint_id, NoticeKind.DISABLED, f"Disabled: {reason}")
-    log.warning("webhook.endpoint_disabled", endpoint_id=str(endpoint_id), reason=reason)
+        transaction.on_commit(lambda: ENDPOINTS_DISABLED.labels(reason=cause).inc())
+    log.warning("webhook.endpoint_disabled", endpoint_id=str(endpoint_id), cause=cause, reason=reason)
 
 
 # --- Health notices ----------------------------------------------------------------------------
@@ -352,6 +355,19 @@ def _send(delivery: WebhookDelivery) -> tuple[int | None, str, str]:
     return response.status_code, "", excerpt.decode("utf-8", errors="replace")
 
 
+def _error_class(status_code: int | None, error: str) -> str:
+    """A short, fixed-vocabulary name for why an attempt failed (for logs and searches)."""
+    if status_code is not None:
+        return f"http_{status_code}"
+    if error.startswith("Timed out"):
+        return "timeout"
+    if error.startswith("Could not connect: "):
+        return error.removeprefix("Could not connect: ").rstrip(".")
+    if error.startswith("Refused:"):
+        return "unsafe_url"
+    return "endpoint_disabled"
+
+
 def webhook_attempt(*, delivery_id: str) -> WebhookAttempt | None:
     """Make the next attempt of a pending delivery and decide what follows: success,
     another attempt after the next delay of the schedule, or failure (a 410 Gone also
@@ -359,6 +375,13 @@ def webhook_attempt(*, delivery_id: str) -> WebhookAttempt | None:
     delivery = _claim_attempt(delivery_id)
     if delivery is None:
         return None
+    with structlog.contextvars.bound_contextvars(
+        delivery_id=str(delivery.pk), endpoint_id=str(delivery.endpoint_id)
+    ):
+        return _attempt(delivery)
+
+
+def _attempt(delivery: WebhookDelivery) -> WebhookAttempt:
     endpoint = delivery.endpoint
     started_at = timezone.now()
     started = time.perf_counter()
@@ -374,6 +397,7 @@ def webhook_attempt(*, delivery_id: str) -> WebhookAttempt | None:
     succeeded = status_code is not None and 200 <= status_code < 300
     if status_code is not None and not succeeded and not error:
         error = f"HTTP {status_code}" + (" (redirects are not followed)" if 300 <= status_code < 400 else "")
+    next_delay = None
 
     with transaction.atomic():
         attempt = WebhookAttempt.objects.create(
@@ -397,14 +421,18 @@ def webhook_attempt(*, delivery_id: str) -> WebhookAttempt | None:
         elif status_code == 410:
             _finish_failed(delivery)
             _note_error(endpoint.pk, error)
-            _disable(endpoint.pk, "The receiver answered 410 Gone. Fix the URL, then re-enable the endpoint.")
+            _disable(
+                endpoint.pk,
+                "The receiver answered 410 Gone. Fix the URL, then re-enable the endpoint.",
+                cause="gone",
+            )
         elif endpoint.active and delivery.attempt_count < delivery.attempt_limit:
             _note_error(endpoint.pk, error)
             cycle_position = delivery.attempt_count - (delivery.attempt_limit - _attempts_per_cycle())
-            delay = settings.WEBHOOK_RETRY_DELAYS[cycle_position - 1]
-            delivery.next_attempt_at = timezone.now() + timedelta(seconds=delay)
+            next_delay = settings.WEBHOOK_RETRY_DELAYS[cycle_position - 1]
+            delivery.next_attempt_at = timezone.now() + timedelta(seconds=next_delay)
             delivery.save(update_fields=["next_attempt_at"])
-            _enqueue(delivery.pk, countdown=delay)
+            _enqueue(delivery.pk, countdown=next_delay)
         else:
             _finish_failed(delivery)
             # A disabled endpoint's leftovers fail without a request: the receiver's own last
@@ -422,16 +450,26 @@ def webhook_attempt(*, delivery_id: str) -> WebhookAttempt | None:
                     endpoint.pk,
                     f"The last {failures} deliveries all failed (latest: {error}). "
                     "Fix the receiver, then re-enable the endpoint.",
+                    cause="failures",
                 )
-    log.info(
-        "webhook.attempt",
-        delivery_id=delivery.pk,
-        attempt=attempt.number,
-        status_code=status_code,
-        succeeded=succeeded,
-        error=error or None,
-        duration_ms=duration_ms,
-    )
+    outcome = "succeeded" if succeeded else "retrying" if next_delay is not None else "failed"
+    DELIVERY_ATTEMPTS.labels(outcome=outcome).inc()
+    ATTEMPT_DURATION.observe(duration_ms / 1000)
+    if succeeded:
+        DELIVERY_LATENCY.observe(max((delivery.completed_at - delivery.created_at).total_seconds(), 0.0))
+        log.info(
+            "webhook.delivered", attempt=attempt.number, status_code=status_code, duration_ms=duration_ms
+        )
+    else:
+        log.warning(
+            "webhook.attempt_failed",
+            attempt=attempt.number,
+            error_class=_error_class(status_code, error),
+            status_code=status_code,
+            outcome=outcome,
+            next_delay_s=next_delay,
+            duration_ms=duration_ms,
+        )
     return attempt
 
 

@@ -13,6 +13,7 @@ import uuid
 import structlog
 from django.db import IntegrityError, connection, transaction
 
+from billing.metrics import CREDITS
 from billing.models import CreditBalance, CreditTransaction, TransactionKind
 from nexus.api.errors import Conflict, NotFound, PaymentRequired, ValidationFailed, field_error
 
@@ -78,6 +79,7 @@ def _append(
         # stays usable.
         current = CreditBalance.objects.values_list("balance", flat=True).get(pk=1)
         raise InsufficientCredits(balance=current, required=required or -amount)
+    transaction.on_commit(lambda: CREDITS.labels(kind=kind).inc(abs(amount)))
     log.info(
         "credits.transaction",
         kind=kind,
