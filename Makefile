@@ -13,7 +13,8 @@ DEV_STAMP := $(VENV)/.dev-installed
 TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/nexus)
 TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/15)
 
-.PHONY: test-faults up down logs test lint migrations-check security pytest bench install install-dev clean browser-deps
+.PHONY: test-faults up down logs test lint migrations-check security pytest bench install install-dev clean browser-deps \
+	prometheus-deps promtool-check
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,10 +62,33 @@ browser-deps:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-pytest: $(DEV_STAMP) browser-deps
+# promtool (alert rules, their unit tests, the example scrape config) comes from Debian's
+# prometheus package. Where installing it starts the package's Prometheus service (systemd
+# hosts such as CI runners), that service is stopped again: the checks need only the binary.
+prometheus-deps:
+	@command -v promtool >/dev/null 2>&1 || { \
+		echo "Installing promtool (Debian package prometheus) for the alerting checks"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		WAS=$$(systemctl is-active prometheus 2>/dev/null || true); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+		if [ "$$WAS" != active ] && systemctl is-active --quiet prometheus 2>/dev/null; then \
+			$$SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true; fi; }
+
+# check config also opens the files the config names, so it checks a copy beside a
+# stand-in token file (the real one is a deployment secret).
+promtool-check: prometheus-deps
+	promtool check rules ops/prometheus/alerts.yml
+	promtool test rules ops/prometheus/alerts_test.yml
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+		cp ops/prometheus/prometheus.yml ops/prometheus/alerts.yml "$$tmp"/ && \
+		echo stand-in > "$$tmp/metrics_token" && \
+		echo "promtool check config ops/prometheus/prometheus.yml" && \
+		promtool check config "$$tmp/prometheus.yml"
+
+pytest: $(DEV_STAMP) browser-deps prometheus-deps
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) scripts/run_pytest.sh
 
-test: lint migrations-check security pytest
+test: lint migrations-check security promtool-check pytest
 
 bench: $(RUNTIME_STAMP)
 	@DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/run.py

@@ -51,17 +51,20 @@ elif port_taken; then
   echo "Port $PORT is already in use by another program; stop it or run: PORT=8001 make up" >&2
   exit 1
 else
-  # gunicorn runs several worker processes; Prometheus counts are aggregated from here.
+  # gunicorn runs several worker processes, and the Celery workers count too: /metrics
+  # aggregates all of their counts from here (emptied when web starts afresh).
   rm -rf "$METRICS_DIR"; mkdir -p "$METRICS_DIR"
   PROMETHEUS_MULTIPROC_DIR="$METRICS_DIR" .venv/bin/gunicorn nexus.wsgi:application -c nexus/gunicorn.conf.py \
     --bind "127.0.0.1:$PORT" --daemon --pid "$RUN/web.pid" \
     --error-logfile "$LOGS/web.log" --capture-output
 fi
+mkdir -p "$METRICS_DIR"
 # Celery logs through the app's structlog configuration to stderr, so each runs in the
 # background with its output appended to its log file.
 start_bg() {
   local name=$1; shift
-  setsid nohup "$@" >> "$LOGS/$name.log" 2>&1 < /dev/null &
+  # The workers count into the same directory as web, so /metrics shows their series.
+  PROMETHEUS_MULTIPROC_DIR="$METRICS_DIR" setsid nohup "$@" >> "$LOGS/$name.log" 2>&1 < /dev/null &
   echo $! > "$RUN/$name.pid"
 }
 # One worker per queue, so a slow kind of work (an organisation's long ETL run) never
