@@ -12,6 +12,7 @@ BENCHMARKS = [
     "bench.jobs_api",
     "bench.cache_hit",
     "bench.etl_csv",
+    "bench.metrics_scrape",
 ]
 
 

@@ -132,8 +132,21 @@ def test_database_down_is_reported_and_its_series_left_out(funded, client, monke
         raise OperationalError("connection refused")
 
     monkeypatch.setattr(metrics, "across_organisations", unreachable)
+    monkeypatch.setattr(metrics, "_database_answers", lambda: False)
     values = _values(_scrape(client))
     assert values[("nexus_dependency_up", (("dependency", "database"),))] == 0
+    assert ("nexus_jobs_pending", ()) not in values
+
+
+def test_a_backlog_read_cut_off_by_its_timeout_is_not_reported_as_an_outage(funded, client, monkeypatch):
+    from django.db.utils import OperationalError as CutOff
+
+    def too_slow(*args, **kwargs):
+        raise CutOff("canceling statement due to statement timeout")
+
+    monkeypatch.setattr(metrics, "across_organisations", too_slow)
+    values = _values(_scrape(client))
+    assert values[("nexus_dependency_up", (("dependency", "database"),))] == 1
     assert ("nexus_jobs_pending", ()) not in values
 
 
