@@ -74,6 +74,41 @@ def _task_started(task_id=None, task=None, **kwargs) -> None:
 @task_failure.connect(dispatch_uid="nexus.observability.task_failed")
 def _task_failed(sender=None, task_id=None, exception=None, **kwargs) -> None:
     TASK_FAILURES.labels(task=getattr(sender, "name", "unknown")).inc()
+    record_task_failure()
+
+
+# Task failures per minute across every worker, for the admin's operations page (a counter
+# in each process cannot say "in the last hour"). Kept two hours; Redis down loses counts.
+TASK_FAILURE_BUCKET_TTL_SECONDS = 2 * 3600
+
+
+def _task_failure_key(minute: int) -> str:
+    from nexus.redis import redis_key
+
+    return redis_key("ops", "task_failures", str(minute))
+
+
+def record_task_failure() -> None:
+    from nexus.redis import get_redis
+
+    key = _task_failure_key(int(time.time() // 60))
+    try:
+        pipe = get_redis().pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, TASK_FAILURE_BUCKET_TTL_SECONDS)
+        pipe.execute()
+    except Exception:  # the failure itself is logged and counted; this count is for the page
+        log.warning("task.failure_unrecorded")
+
+
+def task_failures_per_minute(minutes: int = 60) -> list[int]:
+    """Task failures in each of the last `minutes` minutes, oldest first. Raises when Redis
+    does not answer."""
+    from nexus.redis import get_redis
+
+    now = int(time.time() // 60)
+    values = get_redis().mget([_task_failure_key(minute) for minute in range(now - minutes + 1, now + 1)])
+    return [int(value) if value else 0 for value in values]
 
 
 @task_postrun.connect(dispatch_uid="nexus.observability.task_finished")
@@ -92,6 +127,7 @@ def _task_finished(task_id=None, task=None, state=None, **kwargs) -> None:
 
 
 # --- Sentry -------------------------------------------------------------------------------------
+
 
 def _structured(record) -> tuple[str, dict[str, Any]] | None:
     """A structlog line's event name and fields (its record carries them as a dict)."""

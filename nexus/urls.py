@@ -9,7 +9,7 @@ from billing import views as billing_views
 from billing.stripe_webhook import stripe_webhook
 from etl import views as etl_views
 from jobs import views as job_views
-from nexus import health, metrics, views
+from nexus import health, metrics, operations_views, views
 from tenants import views as tenant_views
 from webhooks import views as webhook_views
 
@@ -28,6 +28,12 @@ urlpatterns = [
     path("metrics", metrics.metrics, name="metrics"),
     # Before the admin's own URLs: its unthrottled login form is never served.
     path("admin/login/", tenant_views.operator_login, name="operator-login"),
+    # Staff only (admin_view: anyone else is sent to the admin's sign-in).
+    path(
+        "admin/operations/",
+        admin.site.admin_view(operations_views.operations_page),
+        name="admin-operations",
+    ),
     path("admin/", admin.site.urls),
     # Google sign-in. The names are allauth's, so its templates and redirect_uri use them.
     path("auth/login", tenant_views.google_login, name="google_login"),
