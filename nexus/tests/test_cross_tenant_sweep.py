@@ -164,6 +164,9 @@ CASES: dict[str, ById | Lists | Refers | NoIds] = {
     "stripe/webhook": NoIds("Stripe's signed events; the signature, not the caller, names the purchase"),
     "auth/login": NoIds("starts Google sign-in"),
     "admin/login/": NoIds("sends operators to the throttled sign-in form"),
+    "admin/operations/": NoIds(
+        "staff only (admin_view): an organisation's caller is sent to the admin sign-in"
+    ),
     "auth/callback": NoIds("ends Google sign-in"),
     "api/schema/": NoIds("the v1 OpenAPI document"),
     "api/schema/v2/": NoIds("the v2 OpenAPI document"),
