@@ -25,7 +25,8 @@ RUN SECRET_KEY=collectstatic-only DATABASE_URL=postgres://unused/unused \
     && mkdir -p /var/lib/nexus/media && chown nexus:nexus /var/lib/nexus/media
 
 USER nexus
-EXPOSE 8000
+# 8000: web; 9808: a worker's own /metrics (WORKER_METRICS_PORT)
+EXPOSE 8000 9808
 ENV PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus
 # Uploaded files (filesystem storage); a volume shared by web and workers in compose.
 ENV MEDIA_ROOT=/var/lib/nexus/media

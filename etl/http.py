@@ -14,6 +14,7 @@ import httpx
 import structlog
 from django.conf import settings
 
+from nexus.logging import url_for_log
 from nexus.net import Pinned, UnsafeURL, outbound_verify, pinned, read_limited, resolve_public_url
 
 log = structlog.get_logger(__name__)
@@ -100,7 +101,11 @@ class SourceHttp:
                 raise FetchError(f"Gave up on {url} after {retries + 1} attempts (last: {problem}).")
             delay = self._backoff(attempt, retry_after)
             log.warning(
-                "etl.http_retry", url=url, attempt=attempt + 1, problem=problem, delay_s=round(delay, 3)
+                "etl.http_retry",
+                url=url_for_log(url),
+                attempt=attempt + 1,
+                problem=problem,
+                delay_s=round(delay, 3),
             )
             time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover

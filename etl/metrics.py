@@ -15,3 +15,15 @@ ETL_RUN_DURATION = Histogram(
 )
 ETL_DRIFT = Counter("nexus_etl_drift_events_total", "Schema drift found in incoming items", ["drift_kind"])
 ETL_QUARANTINED = Counter("nexus_etl_quarantined_items_total", "Items set aside as invalid", ["source_kind"])
+
+
+def _from_zero() -> None:
+    """Each source kind's run outcomes at 0 from the start, for rate()."""
+    from etl.models import SourceKind
+
+    for kind in SourceKind.values:
+        for outcome in ("succeeded", "failed"):
+            ETL_RUNS.labels(source_kind=kind, outcome=outcome)
+
+
+_from_zero()

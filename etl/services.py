@@ -49,6 +49,7 @@ from nexus.api.errors import Conflict, field_error
 from nexus.api.fields import plain_text
 from nexus.celery import send_on_commit, wait_for_database
 from nexus.crypto import encrypt
+from nexus.logging import without_quoted_values
 from tenants.models import WorkerHeartbeat
 from tenants.services import organisation_cap, organisation_cap_check
 
@@ -346,20 +347,34 @@ def _run_source(
         )
     try:
         # Runs left "running" by a worker that died hold no lock: they are over.
-        EtlRun.objects.filter(source=source, status=RunStatus.RUNNING).exclude(
-            pk=getattr(run, "pk", None)
-        ).update(status=RunStatus.FAILED, error="The worker running it stopped.", finished_at=timezone.now())
+        lost = (
+            EtlRun.objects.filter(source=source, status=RunStatus.RUNNING)
+            .exclude(pk=getattr(run, "pk", None))
+            .update(
+                status=RunStatus.FAILED, error="The worker running it stopped.", finished_at=timezone.now()
+            )
+        )
+        if lost:
+            ETL_RUNS.labels(source_kind=source.kind, outcome=RunStatus.FAILED).inc(lost)
+            log.warning("etl.run_failed", source_id=str(source.pk), error_class="worker_lost", runs=lost)
         checkpoint, _ = Checkpoint.objects.get_or_create(source=source)
         if run is None:
             run = EtlRun.objects.create(source=source, trigger=_resume_if_failed(source, trigger))
         # A run waiting for its next slice whose task was lost (or an operator's run started
         # meanwhile): this run goes on from the same checkpoint, so that one is over. Should
         # its task still arrive, it finds the run no longer queued and does nothing.
-        EtlRun.objects.filter(source=source, status=RunStatus.QUEUED, slices__gt=0).exclude(pk=run.pk).update(
-            status=RunStatus.FAILED,
-            error="Superseded: a later run continued from its checkpoint.",
-            finished_at=timezone.now(),
+        superseded = (
+            EtlRun.objects.filter(source=source, status=RunStatus.QUEUED, slices__gt=0)
+            .exclude(pk=run.pk)
+            .update(
+                status=RunStatus.FAILED,
+                error="Superseded: a later run continued from its checkpoint.",
+                finished_at=timezone.now(),
+            )
         )
+        if superseded:
+            ETL_RUNS.labels(source_kind=source.kind, outcome=RunStatus.FAILED).inc(superseded)
+            log.warning("etl.run_failed", source_id=str(source.pk), error_class="superseded", runs=superseded)
         run.status = RunStatus.RUNNING
         run.worker = worker[:255]
         if not run.slices:  # a later slice continues the run: its starting point stays
@@ -568,6 +583,9 @@ def _finish(
     _count_run_end(run, status, error_class=error_class, exc=exc)
 
 
+BOOKKEEPING_FAILURES = frozenset({"locked", "slot_wait_expired"})
+
+
 def _count_run_end(
     run: EtlRun, status: str, *, error_class: str = "", exc: BaseException | None = None
 ) -> None:
@@ -577,7 +595,10 @@ def _count_run_end(
     if run.duration_ms is not None:
         ETL_RUN_DURATION.labels(source_kind=kind).observe(run.duration_ms / 1000)
     if status == RunStatus.FAILED:
-        log.error(
+        # A run skipped or left to wait by the product's own bookkeeping is not an error
+        # event; a source that fails, a crash or a time limit is.
+        level = "warning" if error_class in BOOKKEEPING_FAILURES else "error"
+        getattr(log, level)(
             "etl.run_failed",
             run_id=str(run.pk),
             source_id=str(run.source_id),
@@ -725,7 +746,10 @@ def _report_batch(
             source_id=str(source.pk),
             run_id=str(run.pk),
             count=counts["quarantined"],
-            reasons=sorted(set(quarantine_reasons))[:QUARANTINE_REASONS_LOGGED],
+            # The reasons quote the offending values (an item's content): elided here.
+            reasons=sorted({without_quoted_values(reason) for reason in quarantine_reasons})[
+                :QUARANTINE_REASONS_LOGGED
+            ],
         )
 
 

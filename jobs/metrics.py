@@ -24,3 +24,19 @@ JOB_RUN_DURATION = Histogram(
 )
 JOB_RETRIES = Counter("nexus_job_retries_total", "Failed attempts scheduled to run again", ["job_type"])
 JOB_REFUNDS = Counter("nexus_job_refunds_total", "Failed jobs whose credits were refunded", ["job_type"])
+
+
+def _from_zero() -> None:
+    """Each job type's series at 0 from the start (a series born at 1 hides its first event
+    from rate())."""
+    from jobs.models import JobType
+
+    for job_type in JobType.values:
+        JOBS_CREATED.labels(job_type=job_type)
+        JOB_RETRIES.labels(job_type=job_type)
+        JOB_REFUNDS.labels(job_type=job_type)
+        for outcome in ("completed", "failed", "cache_hit"):
+            JOBS_FINISHED.labels(job_type=job_type, outcome=outcome)
+
+
+_from_zero()

@@ -178,7 +178,8 @@ def job_create(
         # every other charge of the organisation waits for that lock.
         credits_deduct(job_id=job_id, amount=cost, actor_id=user.pk, actor_label=f"user:{user.email}")
         _enqueue(job_id)
-    JOBS_CREATED.labels(job_type=job_type).inc()
+    # Counted when the caller's transaction commits (an idempotent request may hold one).
+    transaction.on_commit(JOBS_CREATED.labels(job_type=job_type).inc)
     log.info("job.created", job_id=str(job_id), job_type=job_type, cost=cost, provider=job.provider)
     return job
 
@@ -204,8 +205,8 @@ def _job_from_cache(*, user: User, job_type: str, job_input: dict, cached: Cache
             job.pk, EventKind.COMPLETED, message=f"served from cache (result of job {cached.source_job_id})"
         )
         _publish("job.completed", job)
-    JOBS_CREATED.labels(job_type=job_type).inc()
-    JOBS_FINISHED.labels(job_type=job_type, outcome="cache_hit").inc()
+    transaction.on_commit(JOBS_CREATED.labels(job_type=job_type).inc)
+    transaction.on_commit(JOBS_FINISHED.labels(job_type=job_type, outcome="cache_hit").inc)
     log.info("job.cache_hit", job_id=str(job.pk), job_type=job_type, source_job_id=cached.source_job_id)
     return job
 

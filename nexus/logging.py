@@ -25,17 +25,34 @@ _SHARED_PROCESSORS = [
 ]
 
 
-# Values never written, whatever a caller passes: keys that name a secret or personal data,
-# and anything in a string that looks like an email address, a JWT or a Stripe key.
+# Values never written, whatever a caller passes: keys that name a secret or personal data
+# (whatever their case or separators: accessToken, X-Api-Key, client_secret), and anything
+# in a string that looks like an email address, a bearer token, a JWT, credentials in a
+# URL, a secret-named query parameter, a Stripe or Google key.
 _SECRET_KEY = re.compile(
-    r"(?:^|_)(?:password|passwd|secret|token|authorization|cookie|api_key|apikey|email|signature)s?(?:$|_)",
-    re.IGNORECASE,
+    r"(?:^|_)(?:password|passwd|secret|token|authorization|cookie|api_?key|private_?key|email|signature)s?(?:$|_)"
 )
 _SECRET_TEXT = [
     (re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}"), "[email]"),
     (re.compile(r"eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*"), "[jwt]"),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}"), r"\1 [redacted]"),
+    (re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+@"), "[redacted]@"),
+    (
+        re.compile(
+            r"(?i)([?&;][a-z0-9_\-]*(?:key|token|secret|password|signature|sig|auth)[a-z0-9_\-]*=)[^&\s#\"']+"
+        ),
+        r"\1[redacted]",
+    ),
     (re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{8,}|\bwhsec_[A-Za-z0-9+/=]{8,}"), "[stripe-key]"),
+    (re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"), "[google-key]"),
 ]
+
+
+def _key_words(key: str) -> str:
+    """accessToken, X-Api-Key, client-secret -> access_token, x_api_key, client_secret."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key).replace("-", "_").lower()
+
+
 REDACTED = "[redacted]"
 # Counts and flags about secrets are not secrets.
 _SAFE_VALUE_TYPES = (bool, int, float, type(None))
@@ -47,8 +64,31 @@ def redact_text(text: str) -> str:
     return text
 
 
+def url_for_log(url: str) -> str:
+    """A URL as a log line may carry it: scheme, host and path; never its credentials or
+    query string (an organisation's source or receiver URL may hold a key there)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(unreadable URL)"
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def without_quoted_values(text: str) -> str:
+    """A message with the values it quotes elided: "unrecognised date 'Ann's birthday'"
+    -> "unrecognised date '…'". For messages built around a user's data."""
+    return _QUOTED.sub("'…'", text)
+
+
 def redact(key: str, value: Any) -> Any:
-    if _SECRET_KEY.search(key) and not isinstance(value, _SAFE_VALUE_TYPES):
+    if _SECRET_KEY.search(_key_words(key)) and not isinstance(value, _SAFE_VALUE_TYPES):
         return REDACTED
     if isinstance(value, str):
         return redact_text(value)

@@ -19,8 +19,6 @@ inside the network, not through the public proxy.
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import os
 import threading
 import time
@@ -29,14 +27,16 @@ from datetime import datetime, timedelta
 
 import structlog
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpResponse, HttpResponseNotFound
 from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
+from psycopg.errors import QueryCanceled
 from redis.exceptions import RedisError
 
 from nexus.crossschema import across_organisations
+from nexus.metrics_access import allowed
 from nexus.redis import get_redis
 
 log = structlog.get_logger(__name__)
@@ -128,15 +128,10 @@ def _last_etl_dispatch() -> float | None:
     return stamp.timestamp() if stamp is not None else None
 
 
-def _database_answers() -> bool:
-    from django.db import connection
-
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        return True
-    except DatabaseError:
-        return False
+def _is_outage(exc: DatabaseError) -> bool:
+    """The database unreachable (no connection, or one that broke), as opposed to the read
+    cut off by its statement timeout or failing in one schema: those are not an outage."""
+    return isinstance(exc, OperationalError | InterfaceError) and not isinstance(exc.__cause__, QueryCanceled)
 
 
 def _take_snapshot() -> LiveSnapshot:
@@ -152,8 +147,7 @@ def _take_snapshot() -> LiveSnapshot:
         snapshot.database_up = True
     except DatabaseError as exc:
         snapshot.errors.append(f"database: {type(exc).__name__}")
-        # A read cut off by its statement timeout is not an outage: say which it was.
-        snapshot.database_up = _database_answers()
+        snapshot.database_up = not _is_outage(exc)
     if snapshot.errors:
         log.warning("metrics.live_read_failed", errors=snapshot.errors)
     return snapshot
@@ -163,15 +157,28 @@ _snapshot_lock = threading.Lock()
 _snapshot: LiveSnapshot | None = None
 
 
+# A read in progress in another thread is waited for this long; then the last reading is
+# served (a scrape must answer within Prometheus' timeout, not queue behind a stuck read).
+SNAPSHOT_WAIT_SECONDS = 3.0
+
+
 def live_snapshot() -> LiveSnapshot:
     """The scrape-time readings, reused for METRICS_LIVE_CACHE_SECONDS within a process, so
     several scrapers (or an operator refreshing the page) cost one read."""
     global _snapshot
-    with _snapshot_lock:
+    if not _snapshot_lock.acquire(timeout=SNAPSHOT_WAIT_SECONDS):
+        if _snapshot is not None:
+            return _snapshot
+        return LiveSnapshot(
+            taken_at=time.time(), database_up=True, redis_up=True, errors=["read in progress"]
+        )
+    try:
         now = time.time()
         if _snapshot is None or now - _snapshot.taken_at >= settings.METRICS_LIVE_CACHE_SECONDS:
             _snapshot = _take_snapshot()
         return _snapshot
+    finally:
+        _snapshot_lock.release()
 
 
 class LiveCollector:
@@ -185,6 +192,14 @@ class LiveCollector:
         up.add_metric(["database"], 1 if snapshot.database_up else 0)
         up.add_metric(["redis"], 1 if snapshot.redis_up else 0)
         yield up
+        read_ok = GaugeMetricFamily(
+            "nexus_metrics_read_ok",
+            "1 when this scrape's reading of that part succeeded (0: its series are left out)",
+            labels=["part"],
+        )
+        read_ok.add_metric(["queues"], 1 if snapshot.queue_depths is not None else 0)
+        read_ok.add_metric(["backlog"], 1 if snapshot.backlog is not None else 0)
+        yield read_ok
         if snapshot.queue_depths is not None:
             depth = GaugeMetricFamily(
                 "nexus_queue_depth", "Messages waiting in each Celery queue", labels=["queue"]
@@ -240,31 +255,6 @@ def _registry():
         registry.register(REGISTRY)
     registry.register(_LIVE)
     return registry
-
-
-def _token_matches(request, token: str) -> bool:
-    scheme, _, presented = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-    # Constant time, so the comparison does not tell how much of a guess was right.
-    return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode())
-
-
-def _address_allowed(request, networks: list[str]) -> bool:
-    try:
-        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", "").split("%")[0])
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return any(address in ipaddress.ip_network(network, strict=False) for network in networks)
-
-
-def allowed(request) -> bool:
-    token, networks = settings.METRICS_TOKEN, settings.METRICS_ALLOWED_IPS
-    if not token and not networks:
-        return settings.DEBUG
-    if token and not _token_matches(request, token):
-        return False
-    return not networks or _address_allowed(request, networks)
 
 
 def metrics(request):

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 import structlog
-from celery.signals import task_failure, task_postrun, task_prerun
+from celery.signals import task_failure, task_postrun, task_prerun, worker_ready
 from prometheus_client import Counter
 
 from nexus.logging import redact_secrets, redact_text
@@ -69,6 +69,16 @@ def _task_started(task_id=None, task=None, **kwargs) -> None:
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(task_id=task_id, task=task.name, **organisation_context())
     _started[task_id] = time.perf_counter()
+
+
+@worker_ready.connect(dispatch_uid="nexus.observability.worker_metrics")
+def _serve_worker_metrics(**kwargs) -> None:
+    from django.conf import settings
+
+    if settings.WORKER_METRICS_PORT:
+        from nexus.worker_metrics import serve_worker_metrics
+
+        serve_worker_metrics(settings.WORKER_METRICS_PORT)
 
 
 @task_failure.connect(dispatch_uid="nexus.observability.task_failed")
@@ -139,11 +149,15 @@ def _structured(record) -> tuple[str, dict[str, Any]] | None:
 
 
 def _before_breadcrumb(crumb: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+    """A log line's breadcrumb: its event name and redacted fields. Any other (an SQL query,
+    an HTTP call): its redacted message and no data (SQL parameters are a user's values)."""
     structured = _structured(hint.get("log_record")) if hint else None
     if structured is not None:
         crumb["message"], crumb["data"] = structured
-    elif isinstance(crumb.get("message"), str):
+        return crumb
+    if isinstance(crumb.get("message"), str):
         crumb["message"] = redact_text(crumb["message"])
+    crumb.pop("data", None)
     return crumb
 
 
@@ -155,6 +169,9 @@ def _before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
         name, fields = structured
         event["logentry"] = {"message": name, "params": []}
         event.setdefault("extra", {}).update(fields)
+        # One issue per kind of failure (a failing source of every organisation is one
+        # issue, with each event tagged by organisation), not one per message text.
+        event["fingerprint"] = [name, str(fields.get("error_class", ""))]
     context = structlog.contextvars.get_contextvars()
     tags = event.setdefault("tags", {})
     for key in SENTRY_TAGS:
@@ -170,6 +187,13 @@ def _before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
     for value in (event.get("exception") or {}).get("values", []):
         if isinstance(value.get("value"), str):
             value["value"] = redact_text(value["value"])
+    breadcrumbs = event.get("breadcrumbs")
+    crumbs = breadcrumbs.get("values", []) if isinstance(breadcrumbs, dict) else breadcrumbs or []
+    for crumb in crumbs:
+        if isinstance(crumb.get("message"), str):
+            crumb["message"] = redact_text(crumb["message"])
+        if isinstance(crumb.get("data"), dict):
+            crumb["data"] = redact_secrets(None, "", crumb["data"])
     request = event.get("request")
     if isinstance(request, dict):
         for part in ("data", "cookies", "query_string", "env"):
@@ -184,13 +208,34 @@ def _before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+# What the SDK may collect by itself: nothing personal or secret. Every category is named,
+# since a category left out of this dict takes the SDK's permissive default (SQL parameters,
+# queue payloads, AI inputs and outputs, every header).
+DATA_COLLECTION = {
+    "user_info": False,
+    "cookies": {"mode": "off"},
+    "http_headers": {"request": {"mode": "allowlist", "terms": ["accept", "content-type", "content-length",
+                                                                "user-agent", "x-request-id"]}},
+    "http_bodies": [],
+    "url_query_params": {"mode": "off"},
+    "gen_ai": {"inputs": False, "outputs": False},
+    "database_query_data": False,
+    "queues": False,
+    "stack_frame_variables": False,
+}  # fmt: skip
+
+
 def sentry_init(*, dsn: str, environment: str, release: str, traces_sample_rate: float) -> None:
     import logging
 
     import sentry_sdk
     from sentry_sdk.integrations.celery import CeleryIntegration
     from sentry_sdk.integrations.django import DjangoIntegration
-    from sentry_sdk.integrations.logging import LoggingIntegration
+    from sentry_sdk.integrations.logging import LoggingIntegration, ignore_logger
+
+    # A request with a Host header not ours is a stranger's probe, logged at ERROR by Django;
+    # as Sentry events it would let anyone spend the quota.
+    ignore_logger("django.security.DisallowedHost")
 
     sentry_sdk.init(
         dsn=dsn,
@@ -210,7 +255,7 @@ def sentry_init(*, dsn: str, environment: str, release: str, traces_sample_rate:
         traces_sample_rate=traces_sample_rate,
         # No user details, request bodies or local variables: a frame's locals hold the
         # text a job was given and the values of secrets.
-        data_collection={"user_info": False, "http_bodies": [], "stack_frame_variables": False},
+        data_collection=DATA_COLLECTION,
         before_send=_before_send,
         before_breadcrumb=_before_breadcrumb,
         # Breadcrumbs are log lines: they go through the same scrubbing as the event.

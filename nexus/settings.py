@@ -531,6 +531,10 @@ METRICS_TOKEN = env("METRICS_TOKEN", "")
 # The series read at scrape time (queue depths, the job backlog across organisations) are
 # reused for this long within a process, so several scrapers cost one read.
 METRICS_LIVE_CACHE_SECONDS = float(env("METRICS_LIVE_CACHE_SECONDS", "5"))
+# A Celery worker that cannot share web's PROMETHEUS_MULTIPROC_DIR (its own container or
+# host) serves its own counts on this port at /metrics (same token and address checks);
+# unset: it counts into the shared directory and web's /metrics shows them.
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0)
 METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS")
 for _network in METRICS_ALLOWED_IPS:
     try:

@@ -43,6 +43,11 @@ LOG_LEVEL=WARNING $PY manage.py migrate_schemas --noinput -v 0
 LOG_LEVEL=WARNING $PY manage.py sync_template_schema -v 0
 LOG_LEVEL=WARNING $PY manage.py collectstatic --noinput -v 0
 
+any_worker_alive() {
+  local queue
+  for queue in jobs webhooks etl periodic; do alive "$RUN/worker-$queue.pid" && return 0; done
+  return 1
+}
 port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
 
 if alive "$RUN/web.pid"; then
@@ -52,8 +57,10 @@ elif port_taken; then
   exit 1
 else
   # gunicorn runs several worker processes, and the Celery workers count too: /metrics
-  # aggregates all of their counts from here (emptied when web starts afresh).
-  rm -rf "$METRICS_DIR"; mkdir -p "$METRICS_DIR"
+  # aggregates all of their counts from here. Emptied only when nothing is running that
+  # still writes to it (a worker left running keeps its files).
+  if ! alive "$RUN/beat.pid" && ! any_worker_alive; then rm -rf "$METRICS_DIR"; fi
+  mkdir -p "$METRICS_DIR"
   PROMETHEUS_MULTIPROC_DIR="$METRICS_DIR" .venv/bin/gunicorn nexus.wsgi:application -c nexus/gunicorn.conf.py \
     --bind "127.0.0.1:$PORT" --daemon --pid "$RUN/web.pid" \
     --error-logfile "$LOGS/web.log" --capture-output

@@ -23,3 +23,8 @@ ATTEMPT_DURATION = Histogram(
 ENDPOINTS_DISABLED = Counter(
     "nexus_webhook_endpoints_disabled_total", "Endpoints disabled by the product", ["reason"]
 )
+
+for _outcome in ("succeeded", "retrying", "failed"):
+    DELIVERY_ATTEMPTS.labels(outcome=_outcome)  # at 0 from the start, for rate()
+for _reason in ("gone", "failures"):
+    ENDPOINTS_DISABLED.labels(reason=_reason)

@@ -82,6 +82,6 @@ def test_a_cache_hit_is_counted_as_its_own_outcome(funded, broker, django_captur
             first = services.job_create(user=funded.admin_a, job_type="summarize", text=text)
         with django_capture_on_commit_callbacks(execute=True):
             services.job_run(job_id=first.pk)
-        with Moved() as moved:
+        with Moved() as moved, django_capture_on_commit_callbacks(execute=True):
             services.job_create(user=funded.admin_a, job_type="summarize", text=text)
     assert moved("nexus_jobs_finished_total", job_type="summarize", outcome="cache_hit") == 1

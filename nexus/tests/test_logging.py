@@ -49,3 +49,56 @@ def test_json_format_renders_one_json_object_per_line(capsys):
     assert parsed["event"] == "hello"
     assert parsed["answer"] == 42
     assert parsed["level"] == "info"
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "password",
+        "accessToken",
+        "X-Api-Key",
+        "x-auth-token",
+        "private_key",
+        "clientSecret",
+        "email",
+        "webhook_secret",
+    ],
+)
+def test_a_value_under_a_secret_or_personal_key_is_never_written(key):
+    from nexus.logging import REDACTED, redact_secrets
+
+    assert redact_secrets(None, "info", {key: "s3cr3t-value"})[key] == REDACTED
+
+
+@pytest.mark.parametrize(
+    ("text", "hidden"),
+    [
+        ("mail ann@example.com now", "ann@example.com"),
+        ("Authorization: Bearer abcdefgh12345", "abcdefgh12345"),
+        ("postgres://user:hunter2@db:5432/x", "hunter2"),
+        ("https://api.example.com/items?api_key=SEKRET&page=2", "SEKRET"),
+        ("https://api.example.com/items?page=2&access_token=T0KEN", "T0KEN"),
+        ("key sk_live_abcdefghijkl in a message", "sk_live_abcdefghijkl"),
+        ("google AIzaSyA1234567890abcdefghijklmnopqrstu", "AIzaSyA1234567890abcdefghijklmnopqrstu"),
+    ],
+)
+def test_secrets_and_addresses_inside_text_are_masked(text, hidden):
+    from nexus.logging import redact_secrets
+
+    assert hidden not in redact_secrets(None, "info", {"error": text})["error"]
+
+
+def test_counts_and_ids_that_merely_mention_a_secret_are_kept():
+    from nexus.logging import redact_secrets
+
+    kept = redact_secrets(None, "info", {"token_families": 3, "session_id": "cs_test_1", "page": "2"})
+    assert kept == {"token_families": 3, "session_id": "cs_test_1", "page": "2"}
+
+
+def test_json_lines_carry_a_severity_for_collectors(capsys):
+    import structlog
+
+    configure_logging(level="INFO", fmt="json")
+    structlog.get_logger("probe").warning("careful")
+    parsed = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert parsed["severity"] == "WARNING"

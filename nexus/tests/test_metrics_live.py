@@ -132,7 +132,6 @@ def test_database_down_is_reported_and_its_series_left_out(funded, client, monke
         raise OperationalError("connection refused")
 
     monkeypatch.setattr(metrics, "across_organisations", unreachable)
-    monkeypatch.setattr(metrics, "_database_answers", lambda: False)
     values = _values(_scrape(client))
     assert values[("nexus_dependency_up", (("dependency", "database"),))] == 0
     assert ("nexus_jobs_pending", ()) not in values
@@ -140,13 +139,15 @@ def test_database_down_is_reported_and_its_series_left_out(funded, client, monke
 
 def test_a_backlog_read_cut_off_by_its_timeout_is_not_reported_as_an_outage(funded, client, monkeypatch):
     from django.db.utils import OperationalError as CutOff
+    from psycopg.errors import QueryCanceled
 
     def too_slow(*args, **kwargs):
-        raise CutOff("canceling statement due to statement timeout")
+        raise CutOff("canceling statement due to statement timeout") from QueryCanceled()
 
     monkeypatch.setattr(metrics, "across_organisations", too_slow)
     values = _values(_scrape(client))
     assert values[("nexus_dependency_up", (("dependency", "database"),))] == 1
+    assert values[("nexus_metrics_read_ok", (("part", "backlog"),))] == 0
     assert ("nexus_jobs_pending", ()) not in values
 
 

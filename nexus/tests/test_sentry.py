@@ -154,3 +154,36 @@ def test_failing_job_and_etl_run_on_a_worker_arrive_once_each(
     assert task_lines[0]["org_id"] == str(live_org.id)
     assert task_lines[0]["status"] == "SUCCESS"
     assert isinstance(task_lines[0]["duration_ms"], float)
+
+
+def test_breadcrumbs_carry_no_sql_parameters_or_secrets():
+    from nexus.observability import _before_breadcrumb, _before_send
+
+    crumb = _before_breadcrumb(
+        {
+            "category": "query",
+            "message": "SELECT 1 WHERE email = %s",
+            "data": {"db.params": ["my diary text"]},
+        },
+        {},
+    )
+    assert "data" not in crumb
+    event = _before_send(
+        {"breadcrumbs": {"values": [{"message": "sent to ann@example.com", "data": {"token": "abc"}}]}}, {}
+    )
+    (sent,) = event["breadcrumbs"]["values"]
+    assert sent["message"] == "sent to [email]"
+    assert sent["data"] == {"token": "[redacted]"}
+
+
+def test_the_sdk_collects_nothing_personal_by_itself(sentry_here):
+    # As the SDK resolved it: a category left out would take its permissive default.
+    collected = sentry_sdk.get_client().options["data_collection"]
+    assert collected["database_query_data"] is False
+    assert collected["queues"] is False
+    assert collected["gen_ai"] == {"inputs": False, "outputs": False}
+    assert collected["user_info"] is False
+    assert collected["cookies"] == {"mode": "off"}
+    assert collected["url_query_params"] == {"mode": "off"}
+    assert collected["http_headers"]["request"]["mode"] == "allowlist"
+    assert collected["stack_frame_variables"] is False
