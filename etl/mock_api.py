@@ -132,7 +132,7 @@ class MockApi:
         return Handler
 
     def start(self) -> MockApi:
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
         return self
 

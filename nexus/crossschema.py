@@ -20,7 +20,7 @@ STATEMENT_TIMEOUT_MS = 2000
 
 
 def across_organisations(
-    per_schema_sql: str, params: list | tuple = (), *, timeout_ms: int = STATEMENT_TIMEOUT_MS
+    per_schema_sql: str, params: list | tuple = (), *, timeout_ms: int | None = None
 ) -> list[tuple]:
     """Rows of `per_schema_sql` run in every active organisation's schema, each prefixed with
     that organisation's (id, slug). The SQL names its tables as `{schema}.table`; the schema
@@ -39,6 +39,6 @@ def across_organisations(
         parts.append(f"SELECT %s::text, %s::text, q.* FROM ({query}) AS q")  # noqa: S608  # nosec B608
         params_all += [str(org_id), slug, *params]
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+        cursor.execute(f"SET LOCAL statement_timeout = {int(timeout_ms or STATEMENT_TIMEOUT_MS)}")
         cursor.execute(" UNION ALL ".join(parts), params_all)
         return cursor.fetchall()

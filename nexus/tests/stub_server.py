@@ -87,7 +87,8 @@ class StubServer:
 
         self._server = _Server(("127.0.0.1", 0), _RequestHandler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval: shutdown() waits for the next poll, and tests stop many servers.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def url(self) -> str:

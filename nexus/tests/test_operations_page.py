@@ -327,10 +327,13 @@ def test_a_broker_that_does_not_answer_leaves_a_notice(operator_client, incident
     ],
 )
 def test_a_cross_schema_read_that_times_out_leaves_a_notice(
-    operator_client, world, table, cut_off, still_read
+    operator_client, world, table, cut_off, still_read, monkeypatch
 ):
     """Another session holds one of org A's tables locked: every read that needs it is
     cancelled by its statement timeout, and its section says so; the others are read."""
+    from nexus import crossschema
+
+    monkeypatch.setattr(crossschema, "STATEMENT_TIMEOUT_MS", 300)  # the test waits less than 2 s
     db = connection.settings_dict
     with psycopg.connect(
         dbname=db["NAME"], user=db["USER"], password=db["PASSWORD"] or None, host=db["HOST"], port=db["PORT"]
