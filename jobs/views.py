@@ -11,6 +11,7 @@ from billing.views import balance_context
 from jobs import selectors, services
 from jobs.models import FINISHED_STATUSES, JobType
 from nexus.api.errors import AppError, NotFound, PaymentRequired, ValidationFailed
+from nexus.charts import bar_geometry
 from nexus.pages import is_htmx, org_page, page_context
 from webhooks import selectors as webhook_selectors
 
@@ -21,24 +22,17 @@ CHART_WIDTH, CHART_HEIGHT, CHART_BASE = 420, 230, 190
 def spending_chart(days: int = 7) -> dict:
     """Bars for an SVG drawn by the template: no JavaScript needed to read it."""
     spent = credits_spent_per_day(days=days)
-    top = max((value for _, value in spent), default=0) or 1
-    slot = CHART_WIDTH / len(spent)
-    bars = []
-    for index, (day, value) in enumerate(spent):
-        height = round(value / top * (CHART_BASE - 30))
-        bars.append(
-            {
-                "x": round(index * slot + slot * 0.15, 1),
-                "width": round(slot * 0.7, 1),
-                "y": CHART_BASE - height,
-                "height": height,
-                "label_x": round(index * slot + slot / 2, 1),
-                "value": value,
-                "value_y": CHART_BASE - height - 6,
-                "day": day.strftime("%a %d"),
-                "date": day.strftime("%a %d %b"),
-            }
-        )
+    geometry = bar_geometry(
+        [value for _, value in spent],
+        width=CHART_WIDTH,
+        base=CHART_BASE,
+        headroom=CHART_BASE - 30,
+        label_gap=6,
+    )
+    bars = [
+        {**bar, "day": day.strftime("%a %d"), "date": day.strftime("%a %d %b")}
+        for bar, (day, _value) in zip(geometry, spent, strict=True)
+    ]
     total = sum(value for _, value in spent)
     return {
         "bars": bars,

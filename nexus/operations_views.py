@@ -11,6 +11,7 @@ from django.contrib import admin
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_safe
 
+from nexus.charts import bar_geometry
 from nexus.operations import (
     BUCKET_SECONDS,
     BUCKETS,
@@ -61,25 +62,17 @@ def _minutes_ago(bucket: int) -> tuple[int, int]:
 
 
 def failure_chart(buckets: tuple[int, ...]) -> dict:
-    top = max(buckets, default=0) or 1
-    slot = FAILURE_CHART_WIDTH / len(buckets)
     columns = []
-    for index, value in enumerate(buckets):
-        height = round(value / top * (FAILURE_CHART_BASE - 24))
+    bars = bar_geometry(
+        buckets,
+        width=FAILURE_CHART_WIDTH,
+        base=FAILURE_CHART_BASE,
+        headroom=FAILURE_CHART_BASE - 24,
+        label_gap=5,
+    )
+    for index, bar in enumerate(bars):
         start, end = _minutes_ago(index)
-        columns.append(
-            {
-                "x": round(index * slot + slot * 0.15, 1),
-                "width": round(slot * 0.7, 1),
-                "y": FAILURE_CHART_BASE - height,
-                "height": height,
-                "label_x": round(index * slot + slot / 2, 1),
-                "value": value,
-                "value_y": FAILURE_CHART_BASE - height - 5,
-                "span": f"{start}-{end}",
-                "when": f"{start} to {end} minutes ago",
-            }
-        )
+        columns.append({**bar, "span": f"{start}-{end}", "when": f"{start} to {end} minutes ago"})
     return {
         "columns": columns,
         "width": FAILURE_CHART_WIDTH,
