@@ -7,15 +7,8 @@ import pytest
 from django_tenants.utils import tenant_context
 
 from webhooks.models import WebhookEndpoint
-from webhooks.tests.receiver import Receiver
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def receiver():
-    with Receiver() as server:
-        yield server
 
 
 def _register(client, url, events=("job.completed",), **extra):

@@ -20,15 +20,8 @@ from jobs import tasks as job_tasks
 from webhooks import services, tasks
 from webhooks.models import WebhookDelivery, WebhookEndpoint
 from webhooks.tests.factories import endpoint_create
-from webhooks.tests.receiver import Receiver
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def receiver():
-    with Receiver() as server:
-        yield server
 
 
 @pytest.fixture

@@ -10,17 +10,10 @@ from django_tenants.utils import tenant_context
 from webhooks import services
 from webhooks.models import WebhookNotice
 from webhooks.tests.factories import endpoint_create
-from webhooks.tests.receiver import Receiver
 
 pytestmark = pytest.mark.django_db
 
 ATTEMPTS = 4  # one delivery's cycle: the first try and the 5/25/125 s retries
-
-
-@pytest.fixture
-def receiver():
-    with Receiver() as server:
-        yield server
 
 
 @pytest.fixture

@@ -11,15 +11,8 @@ from django_tenants.utils import tenant_context
 from nexus.tests.metric_values import Moved
 from webhooks import services
 from webhooks.tests.factories import endpoint_create
-from webhooks.tests.receiver import Receiver
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def receiver():
-    with Receiver() as server:
-        yield server
 
 
 @pytest.fixture
