@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from nexus.tests.browser.helpers import PASSWORD
-from nexus.tests.live import ARTIFACTS, ROOT, free_port, live_env
+from nexus.tests.live import ARTIFACTS, ROOT, WorkerProcess, free_port, live_env
 
 CHROMIUM = "/usr/bin/chromium"
 # Playwright's sync API keeps an event loop running in this thread; the ORM calls the
@@ -58,21 +58,38 @@ class LiveServer:
             self.process.wait(10)
 
 
-@pytest.fixture
-def live_web(live_db, gemini_stub, celery_worker):
+@pytest.fixture(scope="module")
+def _live_stack(django_db_setup, gemini_stub):
+    """A web server and a Celery worker for the browser tests of one module: started once per
+    module instead of once per test (each start costs seconds). Module scope is what keeps
+    this safe beside the other tests: pytest stops it before running a test of another
+    module in this process, so its worker never takes the tasks of a test that started a
+    worker of its own."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium package")
-    server = LiveServer(
-        {
-            "DASHBOARD_REFRESH_SECONDS": "1",
-            "GEMINI_API_KEY": "test-key",
-            "GEMINI_BASE_URL": gemini_stub.url,
-            "JOB_PROVIDER_TIMEOUT_SECONDS": "5",
-        }
-    )
+    env = {
+        "GEMINI_API_KEY": "test-key",
+        "GEMINI_BASE_URL": gemini_stub.url,
+        "JOB_PROVIDER_TIMEOUT_SECONDS": "5",
+    }
+    worker = WorkerProcess(env, name="browser")
+    server = LiveServer({**env, "DASHBOARD_REFRESH_SECONDS": "1"})
+    worker.start()
     server.start()
-    yield server
+    yield server, worker
     server.stop()
+    worker.stop()
+
+
+@pytest.fixture
+def live_web(live_db, _live_stack):
+    """The module's web server (and its worker), running: started again if a test stopped it."""
+    server, worker = _live_stack
+    if worker.process is None or worker.process.poll() is not None:
+        worker.start()
+    if server.process is None or server.process.poll() is not None:
+        server.start()
+    return server
 
 
 @pytest.fixture
