@@ -180,3 +180,25 @@ def test_the_output_passes_promtool(backlog, client):
         [promtool, "check", "metrics"], input=_scrape(client), capture_output=True, text=True
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_schema_name_that_could_leave_its_quotes_fails_the_read(funded):
+    from nexus.crossschema import across_organisations
+    from tenants.models import Organisation
+
+    Organisation.objects.filter(pk=funded.org_b.pk).update(schema_name='org_b"; DROP TABLE x; --')
+    with pytest.raises(ValueError):
+        across_organisations("SELECT 1 FROM {schema}.jobs_job")
+
+
+def test_many_organisations_are_read_a_hundred_schemas_to_a_statement(funded, monkeypatch):
+    from nexus import crossschema
+    from tenants.services import organisation_create
+
+    monkeypatch.setattr(crossschema, "SCHEMAS_PER_STATEMENT", 2)
+    for n in range(3):
+        organisation_create(name=f"Chunked {n}", email_domain=f"chunked-{n}.test")
+    rows = crossschema.across_organisations("SELECT count(*) FROM {schema}.jobs_job")
+    assert len(rows) >= 5  # three statements of at most two schemas
+    assert {slug for _, slug, _ in rows} >= {funded.org_a.slug, funded.org_b.slug}
+    assert len(rows) == len({org_id for org_id, _, _ in rows})  # each organisation once
