@@ -10,12 +10,11 @@ run.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 import structlog
 
-from nexus.redis import get_redis, redis_key
+from nexus.redis import get_redis, minute_count_add, minute_keys, redis_key
 
 log = structlog.get_logger(__name__)
 
@@ -25,8 +24,8 @@ WINDOW_MINUTES = 60
 BUCKET_TTL_SECONDS = 2 * WINDOW_MINUTES * 60
 
 
-def _bucket(status: str, minute: int) -> str:
-    return redis_key("etl", "scheduler", "runs", status, str(minute))
+def _runs(status: str) -> tuple[str, ...]:
+    return ("etl", "scheduler", "runs", status)
 
 
 def _last_dispatch_key() -> str:
@@ -36,12 +35,8 @@ def _last_dispatch_key() -> str:
 def record_run_finished(*, status: str) -> None:
     if status not in COUNTED_STATUSES:
         return
-    key = _bucket(status, int(time.time() // 60))
     try:
-        pipe = get_redis().pipeline(transaction=False)
-        pipe.incr(key)
-        pipe.expire(key, BUCKET_TTL_SECONDS)
-        pipe.execute()
+        minute_count_add(*_runs(status), ttl_seconds=BUCKET_TTL_SECONDS)
     except Exception:  # the run itself is recorded in its schema; /health loses one count
         log.warning("etl.scheduler_stats_unrecorded", what="run_finished")
 
@@ -63,9 +58,7 @@ def last_dispatch_at() -> datetime | None:
 def scheduler_summary() -> dict | None:
     """{last_dispatch_at, runs_last_hour: {succeeded, failed}}, or None when Redis does
     not answer."""
-    now_minute = int(time.time() // 60)
-    minutes = range(now_minute - WINDOW_MINUTES + 1, now_minute + 1)
-    keys = [_bucket(status, minute) for status in COUNTED_STATUSES for minute in minutes]
+    keys = [key for status in COUNTED_STATUSES for key in minute_keys(*_runs(status), minutes=WINDOW_MINUTES)]
     try:
         values = get_redis().mget([_last_dispatch_key(), *keys])
     except Exception:

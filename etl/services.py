@@ -354,9 +354,7 @@ def _run_source(
                 status=RunStatus.FAILED, error="The worker running it stopped.", finished_at=timezone.now()
             )
         )
-        if lost:
-            ETL_RUNS.labels(source_kind=source.kind, outcome=RunStatus.FAILED).inc(lost)
-            log.warning("etl.run_failed", source_id=str(source.pk), error_class="worker_lost", runs=lost)
+        _count_runs_failed_in_bulk(source, lost, error_class="worker_lost")
         checkpoint, _ = Checkpoint.objects.get_or_create(source=source)
         if run is None:
             run = EtlRun.objects.create(source=source, trigger=_resume_if_failed(source, trigger))
@@ -372,9 +370,7 @@ def _run_source(
                 finished_at=timezone.now(),
             )
         )
-        if superseded:
-            ETL_RUNS.labels(source_kind=source.kind, outcome=RunStatus.FAILED).inc(superseded)
-            log.warning("etl.run_failed", source_id=str(source.pk), error_class="superseded", runs=superseded)
+        _count_runs_failed_in_bulk(source, superseded, error_class="superseded")
         run.status = RunStatus.RUNNING
         run.worker = worker[:255]
         if not run.slices:  # a later slice continues the run: its starting point stays
@@ -581,6 +577,14 @@ def _finish(
         error=error or None,
     )
     _count_run_end(run, status, error_class=error_class, exc=exc)
+
+
+def _count_runs_failed_in_bulk(source: DataSource, runs: int, *, error_class: str) -> None:
+    """Runs of `source` failed by one UPDATE (left by a dead worker, superseded): counted and
+    logged together, as bookkeeping (a WARNING, not an error event)."""
+    if runs:
+        ETL_RUNS.labels(source_kind=source.kind, outcome=RunStatus.FAILED).inc(runs)
+        log.warning("etl.run_failed", source_id=str(source.pk), error_class=error_class, runs=runs)
 
 
 BOOKKEEPING_FAILURES = frozenset({"locked", "slot_wait_expired"})

@@ -19,7 +19,6 @@ inside the network, not through the public proxy.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpResponse, HttpResponseNotFound
 from django.utils import timezone
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from psycopg.errors import QueryCanceled
 from redis.exceptions import RedisError
@@ -38,6 +37,7 @@ from redis.exceptions import RedisError
 from nexus.crossschema import across_organisations
 from nexus.metrics_access import allowed
 from nexus.redis import get_redis
+from nexus.worker_metrics import counters_registry
 
 log = structlog.get_logger(__name__)
 
@@ -85,6 +85,18 @@ class LiveSnapshot:
     database_up: bool = False
     redis_up: bool = False
     errors: list[str] = field(default_factory=list)
+
+    @property
+    def jobs_pending(self) -> int | None:
+        return None if self.backlog is None else sum(org.jobs_pending for org in self.backlog)
+
+    @property
+    def jobs_on_dead_workers(self) -> int | None:
+        return None if self.backlog is None else sum(org.jobs_on_dead_workers for org in self.backlog)
+
+    @property
+    def endpoints_disabled(self) -> int | None:
+        return None if self.backlog is None else sum(org.endpoints_disabled for org in self.backlog)
 
     @property
     def oldest_pending_age_seconds(self) -> float | None:
@@ -218,9 +230,8 @@ class LiveCollector:
 
     @staticmethod
     def _backlog_series(snapshot: LiveSnapshot):
-        backlog = snapshot.backlog
         yield GaugeMetricFamily(
-            "nexus_jobs_pending", "Jobs due and not yet running", value=sum(o.jobs_pending for o in backlog)
+            "nexus_jobs_pending", "Jobs due and not yet running", value=snapshot.jobs_pending
         )
         yield GaugeMetricFamily(
             "nexus_jobs_oldest_pending_age_seconds",
@@ -233,12 +244,12 @@ class LiveCollector:
         yield GaugeMetricFamily(
             "nexus_jobs_running_on_dead_workers",
             "Running jobs whose worker stopped heartbeating",
-            value=sum(o.jobs_on_dead_workers for o in backlog),
+            value=snapshot.jobs_on_dead_workers,
         )
         yield GaugeMetricFamily(
             "nexus_webhook_endpoints_disabled",
             "Webhook endpoints the product disabled",
-            value=sum(o.endpoints_disabled for o in backlog),
+            value=snapshot.endpoints_disabled,
         )
 
 
@@ -246,13 +257,8 @@ _LIVE = LiveCollector()
 
 
 def _registry():
-    """A registry with this scrape's series: every process's counters (multiprocess mode)
-    or this process's, and the scrape-time readings."""
-    registry = CollectorRegistry(auto_describe=False)
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        multiprocess.MultiProcessCollector(registry)
-    else:
-        registry.register(REGISTRY)
+    """This scrape's series: the counters (counters_registry) and the scrape-time readings."""
+    registry = counters_registry()
     registry.register(_LIVE)
     return registry
 

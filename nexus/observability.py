@@ -92,21 +92,14 @@ def _task_failed(sender=None, task_id=None, exception=None, **kwargs) -> None:
 TASK_FAILURE_BUCKET_TTL_SECONDS = 2 * 3600
 
 
-def _task_failure_key(minute: int) -> str:
-    from nexus.redis import redis_key
-
-    return redis_key("ops", "task_failures", str(minute))
+_TASK_FAILURES = ("ops", "task_failures")
 
 
 def record_task_failure() -> None:
-    from nexus.redis import get_redis
+    from nexus.redis import minute_count_add
 
-    key = _task_failure_key(int(time.time() // 60))
     try:
-        pipe = get_redis().pipeline(transaction=False)
-        pipe.incr(key)
-        pipe.expire(key, TASK_FAILURE_BUCKET_TTL_SECONDS)
-        pipe.execute()
+        minute_count_add(*_TASK_FAILURES, ttl_seconds=TASK_FAILURE_BUCKET_TTL_SECONDS)
     except Exception:  # the failure itself is logged and counted; this count is for the page
         log.warning("task.failure_unrecorded")
 
@@ -114,10 +107,9 @@ def record_task_failure() -> None:
 def task_failures_per_minute(minutes: int = 60) -> list[int]:
     """Task failures in each of the last `minutes` minutes, oldest first. Raises when Redis
     does not answer."""
-    from nexus.redis import get_redis
+    from nexus.redis import get_redis, minute_keys
 
-    now = int(time.time() // 60)
-    values = get_redis().mget([_task_failure_key(minute) for minute in range(now - minutes + 1, now + 1)])
+    values = get_redis().mget(minute_keys(*_TASK_FAILURES, minutes=minutes))
     return [int(value) if value else 0 for value in values]
 
 
@@ -145,19 +137,19 @@ def _structured(record) -> tuple[str, dict[str, Any]] | None:
     if not isinstance(message, dict):
         return None
     fields = {key: value for key, value in message.items() if key not in ("event", "exc_info")}
-    return str(message.get("event", "")), redact_secrets(None, "", fields)
+    return str(message.get("event", "")), fields
 
 
 def _before_breadcrumb(crumb: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
-    """A log line's breadcrumb: its event name and redacted fields. Any other (an SQL query,
-    an HTTP call): its redacted message and no data (SQL parameters are a user's values)."""
+    """A log line's breadcrumb: its event name and fields. Any other (an SQL query, an HTTP
+    call): no data (SQL parameters are a user's values). Breadcrumbs leave the process only
+    inside an event, and _before_send redacts them there: once per event, not once per log
+    line."""
     structured = _structured(hint.get("log_record")) if hint else None
     if structured is not None:
         crumb["message"], crumb["data"] = structured
-        return crumb
-    if isinstance(crumb.get("message"), str):
-        crumb["message"] = redact_text(crumb["message"])
-    crumb.pop("data", None)
+    else:
+        crumb.pop("data", None)
     return crumb
 
 

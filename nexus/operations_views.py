@@ -106,10 +106,10 @@ def _live_context(live) -> dict:
         context["last_etl_dispatch"] = datetime.fromtimestamp(live.last_etl_dispatch, tz=UTC)
     if live.backlog is not None:
         context |= {
-            "jobs_pending": sum(org.jobs_pending for org in live.backlog),
+            "jobs_pending": live.jobs_pending,
             "oldest_pending_age": duration_text(live.oldest_pending_age_seconds),
-            "jobs_on_dead_workers": sum(org.jobs_on_dead_workers for org in live.backlog),
-            "endpoints_disabled_total": sum(org.endpoints_disabled for org in live.backlog),
+            "jobs_on_dead_workers": live.jobs_on_dead_workers,
+            "endpoints_disabled_total": live.endpoints_disabled,
         }
     return context
 

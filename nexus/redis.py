@@ -4,6 +4,7 @@ Redis as optional and must not hang a request waiting for it."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 
 import redis
@@ -47,3 +48,28 @@ def broker_started_at() -> datetime | None:
 def redis_key(*parts: str) -> str:
     """A key in this deployment's namespace (CACHE_KEY_PREFIX), like the cache's keys."""
     return ":".join([settings.CACHES["default"].get("KEY_PREFIX", "nexus"), *parts])
+
+
+# --- Per-minute counters ----------------------------------------------------------------------
+# Counts that several processes add to and an operator reads as "in the last N minutes"
+# (a process's own counter cannot say that): one key per minute, expiring after `ttl`.
+
+
+def minute_key(*parts: str, minute: int) -> str:
+    return redis_key(*parts, str(minute))
+
+
+def minute_count_add(*parts: str, ttl_seconds: int) -> None:
+    """Add one to this minute's count of `parts`. Raises when Redis does not answer."""
+    key = minute_key(*parts, minute=int(time.time() // 60))
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.incr(key)
+    pipe.expire(key, ttl_seconds)
+    pipe.execute()
+
+
+def minute_keys(*parts: str, minutes: int) -> list[str]:
+    """The keys of the last `minutes` minutes' counts of `parts`, oldest first (for one MGET
+    with whatever else the caller reads)."""
+    now = int(time.time() // 60)
+    return [minute_key(*parts, minute=minute) for minute in range(now - minutes + 1, now + 1)]

@@ -24,7 +24,9 @@ class _EnvironRequest:
         self.META = environ
 
 
-def _worker_registry() -> CollectorRegistry:
+def counters_registry() -> CollectorRegistry:
+    """The counters this process can see: every process's of its multiprocess directory
+    (PROMETHEUS_MULTIPROC_DIR), or its own. Web's /metrics adds its scrape-time readings."""
     registry = CollectorRegistry(auto_describe=False)
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.MultiProcessCollector(registry)
@@ -38,7 +40,7 @@ def worker_metrics_app(environ, start_response):
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"not found\n"]
     start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
-    return [generate_latest(_worker_registry())]
+    return [generate_latest(counters_registry())]
 
 
 # A worker's container is reached by Prometheus over its network: every interface of it.
