@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 
 from tenants.selectors import organisations_active
 
@@ -24,6 +24,11 @@ SCHEMAS_PER_STATEMENT = 100
 # What the product names schemas (org_<slug>): nothing that could leave a quoted name, or be
 # read as a format field or a parameter placeholder.
 _PLAIN_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+class UnsafeSchemaName(DatabaseError):
+    """An organisation's schema name is not plain: the read fails, as any failed read does
+    (its callers report the part as unread; nothing answers 500)."""
 
 
 def across_organisations(
@@ -54,7 +59,7 @@ def _union(per_schema_sql: str, params, organisations) -> tuple[str, list]:
         # Names are made by the product (org_<slug>) and checked when created; a name that
         # is not a plain schema name fails the read rather than go into SQL text.
         if not _PLAIN_SCHEMA_NAME.fullmatch(schema):
-            raise ValueError(f"organisation {org_id} has an invalid schema name")
+            raise UnsafeSchemaName(f"organisation {org_id} has an invalid schema name")
         query = per_schema_sql.format(schema=connection.ops.quote_name(schema))
         # The query is the caller's literal SQL with a quoted schema name; the organisation's
         # id and slug go in as parameters.

@@ -183,12 +183,21 @@ def test_the_output_passes_promtool(backlog, client):
 
 
 def test_a_schema_name_that_could_leave_its_quotes_fails_the_read(funded):
-    from nexus.crossschema import across_organisations
+    from nexus.crossschema import UnsafeSchemaName, across_organisations
     from tenants.models import Organisation
 
     Organisation.objects.filter(pk=funded.org_b.pk).update(schema_name='org_b"; DROP TABLE x; --')
-    with pytest.raises(ValueError):
+    with pytest.raises(UnsafeSchemaName):
         across_organisations("SELECT 1 FROM {schema}.jobs_job")
+
+
+def test_an_unsafe_schema_name_leaves_the_backlog_unread_not_a_500(funded, client):
+    from tenants.models import Organisation
+
+    Organisation.objects.filter(pk=funded.org_b.pk).update(schema_name="org_b%s{x}")
+    values = _values(_scrape(client))
+    assert values[("nexus_metrics_read_ok", (("part", "backlog"),))] == 0
+    assert values[("nexus_dependency_up", (("dependency", "database"),))] == 1
 
 
 def test_many_organisations_are_read_a_hundred_schemas_to_a_statement(funded, monkeypatch):
@@ -202,3 +211,15 @@ def test_many_organisations_are_read_a_hundred_schemas_to_a_statement(funded, mo
     assert len(rows) >= 5  # three statements of at most two schemas
     assert {slug for _, slug, _ in rows} >= {funded.org_a.slug, funded.org_b.slug}
     assert len(rows) == len({org_id for org_id, _, _ in rows})  # each organisation once
+
+
+def test_a_scrape_does_not_queue_behind_a_stuck_read(funded, monkeypatch, settings):
+    settings.METRICS_LIVE_CACHE_SECONDS = 0
+    previous = metrics.live_snapshot()
+    monkeypatch.setattr(metrics, "SNAPSHOT_WAIT_SECONDS", 0.1)
+    metrics._snapshot_lock.acquire()  # another thread's read that never finishes
+    try:
+        served = metrics.live_snapshot()
+    finally:
+        metrics._snapshot_lock.release()
+    assert served is previous
