@@ -115,6 +115,40 @@ def add_severity(logger, method_name: str, event_dict: dict) -> dict:
     return event_dict
 
 
+# Cloud Logging groups a request's lines under its trace when they carry these fields.
+TRACE_FIELD = "logging.googleapis.com/trace"
+SPAN_FIELD = "logging.googleapis.com/spanId"
+SAMPLED_FIELD = "logging.googleapis.com/trace_sampled"
+# X-Cloud-Trace-Context: TRACE_ID/SPAN_ID;o=OPTIONS (span id decimal); traceparent (W3C):
+# 00-TRACE_ID-SPAN_ID-FLAGS (hex). Both come from the caller: anything else is ignored.
+_CLOUD_TRACE = re.compile(r"^([0-9a-f]{32})(?:/([0-9]{1,20}))?(?:;o=([01]))?$")
+_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+
+
+def cloud_trace_fields(*, project: str, cloud_trace: str, traceparent: str) -> dict[str, Any]:
+    """The Cloud Logging trace fields for a request whose front end sent these headers;
+    nothing when no project is configured or neither header is well formed."""
+    if not project:
+        return {}
+    if match := _CLOUD_TRACE.match(cloud_trace.strip().lower()):
+        trace, span, options = match.groups()
+        span = f"{int(span):016x}" if span and int(span) < 2**64 else None
+        sampled = options == "1" if options else None
+    elif match := _TRACEPARENT.match(traceparent.strip().lower()):
+        trace, span, flags = match.groups()
+        sampled = bool(int(flags, 16) & 1)
+    else:
+        return {}
+    if trace == "0" * 32:
+        return {}
+    fields: dict[str, Any] = {TRACE_FIELD: f"projects/{project}/traces/{trace}"}
+    if span and span != "0" * 16:
+        fields[SPAN_FIELD] = span
+    if sampled is not None:
+        fields[SAMPLED_FIELD] = sampled
+    return fields
+
+
 def configure_logging(*, level: str = "INFO", fmt: str = "json") -> None:
     renderer = structlog.dev.ConsoleRenderer() if fmt == "console" else structlog.processors.JSONRenderer()
     logging.config.dictConfig(

@@ -25,6 +25,7 @@ from nexus.api.exceptions import (
     json_error_response,
     outage_json_response,
 )
+from nexus.logging import cloud_trace_fields
 from nexus.views import outage_page
 
 log = structlog.get_logger("nexus.request")
@@ -47,7 +48,14 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         request.request_id = _request_id(request)
         structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request.request_id)
+        structlog.contextvars.bind_contextvars(
+            request_id=request.request_id,
+            **cloud_trace_fields(
+                project=settings.GOOGLE_CLOUD_PROJECT,
+                cloud_trace=request.headers.get("X-Cloud-Trace-Context", ""),
+                traceparent=request.headers.get("traceparent", ""),
+            ),
+        )
         response = self.get_response(request)
         response["X-Request-ID"] = request.request_id
 

@@ -143,6 +143,7 @@ _ADDRESS_ROUTES = {
     "/auth/login": ("signin", "RATE_LIMIT_SIGNIN"),
     "/auth/callback": ("signin", "RATE_LIMIT_SIGNIN"),
     "/stripe/webhook": ("stripe-webhook", "RATE_LIMIT_STRIPE_WEBHOOK"),
+    "/internal/etl/dispatch": ("internal", "RATE_LIMIT_INTERNAL"),
 }
 
 
@@ -170,7 +171,7 @@ def _budget_for(request) -> Budget | None:
         )
     if path in _ADDRESS_ROUTES:
         policy, setting = _ADDRESS_ROUTES[path]
-        answer = "plain" if policy == "stripe-webhook" else "page"
+        answer = "plain" if policy in ("stripe-webhook", "internal") else "page"
         return Budget(
             policy, "this address", f"{policy}:{client_address(request)}", getattr(settings, setting), answer
         )

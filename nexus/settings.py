@@ -497,6 +497,9 @@ API_VERSION_LIFECYCLE = json.loads(env("API_VERSION_LIFECYCLE", "{}") or "{}")
 # --- Observability ------------------------------------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", "INFO")
 LOG_FORMAT = env("LOG_FORMAT", "console" if DEBUG else "json")
+# On Google Cloud: the project whose Cloud Trace a request's log lines link to (the
+# logging.googleapis.com/trace field, from the X-Cloud-Trace-Context header Cloud Run sets).
+GOOGLE_CLOUD_PROJECT = env("GOOGLE_CLOUD_PROJECT", "")
 LOGGING_CONFIG = None  # configured by nexus.logging on start-up, below
 from nexus.logging import configure_logging  # noqa: E402
 
@@ -630,6 +633,8 @@ RATE_LIMIT_ANONYMOUS = env_int("RATE_LIMIT_ANONYMOUS", 100)
 # client address: neither has a caller to count against yet.
 RATE_LIMIT_SIGNIN = env_int("RATE_LIMIT_SIGNIN", 30)
 RATE_LIMIT_STRIPE_WEBHOOK = env_int("RATE_LIMIT_STRIPE_WEBHOOK", 600)
+# POST /internal/etl/dispatch (Cloud Scheduler calls it once a minute), per client address.
+RATE_LIMIT_INTERNAL = env_int("RATE_LIMIT_INTERNAL", 120)
 # How many proxies in front of the app append to X-Forwarded-For (0: use REMOTE_ADDR).
 RATE_LIMIT_TRUSTED_PROXIES = env_int("RATE_LIMIT_TRUSTED_PROXIES", 0)
 
@@ -663,6 +668,15 @@ CELERY_BEAT_SCHEDULE["jobs-sweep"] = {
 }
 CELERY_BEAT_SCHEDULE["billing-reconcile"] = {"task": "billing.reconcile", "schedule": 300.0}
 CELERY_BEAT_SCHEDULE["etl-dispatch-due"] = {"task": "etl.dispatch_due", "schedule": 60.0}
+# Scheduled ETL without beat (deployments that scale beat to zero): Cloud Scheduler calls
+# POST /internal/etl/dispatch every minute with an OIDC token Google signs for this service
+# account; the endpoint does what the entry above does. Unset: the endpoint answers 404.
+# Only one of the two should run (docs/deploy.md).
+ETL_DISPATCH_INVOKER = env("ETL_DISPATCH_INVOKER", "")
+ETL_DISPATCH_AUDIENCE = env("ETL_DISPATCH_AUDIENCE", f"{PUBLIC_BASE_URL}/internal/etl/dispatch")
+# Where Google publishes the certificates its OIDC tokens are signed with (tests point it at
+# a stand-in).
+GOOGLE_OIDC_CERTS_URL = env("GOOGLE_OIDC_CERTS_URL", "https://www.googleapis.com/oauth2/v1/certs")
 # Finds runs left `running` by a worker that died (their source's lock is free).
 CELERY_BEAT_SCHEDULE["etl-sweep"] = {
     "task": "etl.sweep",

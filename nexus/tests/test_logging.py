@@ -102,3 +102,54 @@ def test_json_lines_carry_a_severity_for_collectors(capsys):
     structlog.get_logger("probe").warning("careful")
     parsed = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert parsed["severity"] == "WARNING"
+
+
+TRACE = "105445aa7843bc8bf206b12000100000"
+
+
+def _request_line(capsys) -> dict:
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    (line,) = [line for line in lines if line.get("event") == "request"]
+    return line
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        (
+            {"HTTP_X_CLOUD_TRACE_CONTEXT": f"{TRACE}/1;o=1"},
+            {
+                "logging.googleapis.com/trace": f"projects/nexus-prod/traces/{TRACE}",
+                "logging.googleapis.com/spanId": "0000000000000001",
+                "logging.googleapis.com/trace_sampled": True,
+            },
+        ),
+        (
+            {"HTTP_TRACEPARENT": f"00-{TRACE}-00f067aa0ba902b7-00"},
+            {
+                "logging.googleapis.com/trace": f"projects/nexus-prod/traces/{TRACE}",
+                "logging.googleapis.com/spanId": "00f067aa0ba902b7",
+                "logging.googleapis.com/trace_sampled": False,
+            },
+        ),
+        ({"HTTP_X_CLOUD_TRACE_CONTEXT": f"{TRACE}\nforged=1"}, {}),
+        ({"HTTP_X_CLOUD_TRACE_CONTEXT": "../../other-project/traces/x"}, {}),
+        ({"HTTP_X_CLOUD_TRACE_CONTEXT": "0" * 32 + "/1"}, {}),
+        ({}, {}),
+    ],
+    ids=["cloud-trace-context", "traceparent", "injected line", "not a trace id", "zero trace", "no header"],
+)
+def test_request_lines_link_to_the_trace_the_front_end_named(client, settings, capsys, headers, expected):
+    settings.GOOGLE_CLOUD_PROJECT = "nexus-prod"
+    configure_logging(level="INFO", fmt="json")
+    client.get("/health", **headers)
+    line = _request_line(capsys)
+    assert {k: v for k, v in line.items() if k.startswith("logging.googleapis.com/")} == expected
+    assert line["severity"] == "INFO"
+
+
+def test_no_trace_fields_without_a_project(client, settings, capsys):
+    settings.GOOGLE_CLOUD_PROJECT = ""
+    configure_logging(level="INFO", fmt="json")
+    client.get("/health", HTTP_X_CLOUD_TRACE_CONTEXT=f"{TRACE}/1;o=1")
+    assert not [k for k in _request_line(capsys) if k.startswith("logging.googleapis.com/")]
