@@ -17,6 +17,23 @@ errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
+def on_starting(server):
+    # The first line an operator sees says when this is a development set-up (docker compose
+    # with no .env, make up): fine to try the product, never to serve anyone.
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nexus.settings")
+    from django.conf import settings
+
+    if settings.DEBUG:
+        import structlog
+
+        structlog.get_logger("nexus.web").warning(
+            "web.development_mode",
+            message="DEBUG is on"
+            + (" with the public development SECRET_KEY" if settings.SECRET_KEY_IS_DEVELOPMENT else "")
+            + ": for trying NexusAPI locally only. To deploy, set SECRET_KEY and DEBUG=false.",
+        )
+
+
 def child_exit(server, worker):
     # Prometheus multiprocess mode: drop the exited worker's live gauges.
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -50,6 +50,8 @@ DEBUG = env_bool("DEBUG", False)
 TESTING = env_bool("NEXUS_TESTING", False)
 
 SECRET_KEY = env("SECRET_KEY")
+# True when the key below is the public development one: web says so in its first line.
+SECRET_KEY_IS_DEVELOPMENT = not SECRET_KEY
 if not SECRET_KEY:
     if not (DEBUG or TESTING):
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")

@@ -98,7 +98,7 @@ for _ in $(seq 1 60); do
     echo " up"
     echo
     echo "Demo organisations and logins:"
-    LOG_LEVEL=WARNING $PY manage.py seed_demo | grep -v "token: "
+    LOG_LEVEL=WARNING $PY manage.py seed_demo --no-tokens
     LOG_LEVEL=WARNING $PY manage.py seed_demo_content | sed 's/^/  /'
     echo
     echo "NexusAPI is running at http://127.0.0.1:$PORT/"

@@ -17,7 +17,14 @@ class Command(OperatorCommand):
         "existing ones are reused) and print their logins and access tokens."
     )
 
-    def handle(self, *args, **options):
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--no-tokens",
+            action="store_true",
+            help="Print the logins only (for logs that others read, such as a container's).",
+        )
+
+    def handle(self, *args, no_tokens=False, **options):
         password = settings.DEMO_PASSWORD
         for name, domain in DEMO_ORGANISATIONS:
             org = organisation_by_email_domain(domain=domain) or organisation_create(
@@ -29,6 +36,6 @@ class Command(OperatorCommand):
                 user = user_by_email(email=email) or user_create(
                     email=email, organisation=org, role=role, name=f"{name} {role}", password=password
                 )
-                token = token_pair_issue(user=user).access
                 self.stdout.write(f"  {role:<6} {email}  password: {password}")
-                self.stdout.write(f"         token: {token}")
+                if not no_tokens:
+                    self.stdout.write(f"         token: {token_pair_issue(user=user).access}")
