@@ -43,6 +43,9 @@ class MockApi:
         self.random = random.Random(seed)  # noqa: S311  # nosec B311
         self.requests: list[dict] = []
         self.scripted: list[int] = []  # statuses to answer first, one per request
+        # A failure part-way through a run: pages from this one on are refused (403, as when
+        # a key is revoked) until it is set back to None.
+        self.fail_from_page: int | None = None
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer((host, port), self._handler())
         self.server.daemon_threads = True
@@ -106,6 +109,8 @@ class MockApi:
                 if throttle:
                     return self._send(429, {"error": "slow down"}, {"Retry-After": api.retry_after})
                 page = 1 if api.ignore_page else max(1, int(query.get("page", 1)))
+                if api.fail_from_page is not None and page >= api.fail_from_page:
+                    return self._send(403, {"error": "access revoked"})
                 per_page = min(100, max(1, int(query.get("per_page", 50))))
                 numbers = range(1, api.count + 1)
                 since = query.get("updated_since")

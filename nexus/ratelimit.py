@@ -86,6 +86,12 @@ def check(*, bucket: str, limit: int, window_seconds: int) -> Decision:
     )
 
 
+def organisation_window_reset(organisation: Organisation) -> None:
+    """Forget the requests counted against an organisation's budget (an operator lifting a
+    throttle once its cause is fixed; the smoke test's own organisation before a run)."""
+    get_redis().delete(redis_key("ratelimit", str(organisation.id)))
+
+
 def _headers(policy: str, decision: Decision, window_seconds: int) -> dict[str, str]:
     headers = {"RateLimit-Policy": f'"{policy}";q={decision.limit};w={window_seconds}'}
     if decision.remaining is not None:

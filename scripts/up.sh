@@ -27,6 +27,15 @@ if [ -z "${REDIS_URL:-}" ]; then
   echo "redis" > "$RUN/embedded-redis"
 fi
 export DEBUG="${DEBUG:-true}"
+# A development system: webhook receivers and data sources on this machine are allowed
+# (the smoke test serves both); set WEBHOOK_ALLOW_PRIVATE_NETWORKS=false to try the guard.
+export WEBHOOK_ALLOW_PRIVATE_NETWORKS="${WEBHOOK_ALLOW_PRIVATE_NETWORKS:-true}"
+# /metrics asks for a token, as in production: one is made once and kept in .data/run.
+if [ -z "${METRICS_TOKEN:-}" ]; then
+  [ -s "$RUN/metrics-token" ] || $PY -c "import secrets; print(secrets.token_urlsafe(32))" > "$RUN/metrics-token"
+  METRICS_TOKEN="$(cat "$RUN/metrics-token")"
+fi
+export METRICS_TOKEN
 # Commands run by hand (manage.py ...) load this file to see the same system.
 echo "DEBUG=$DEBUG" >> "$RUN/services.env"
 set -a; . "$RUN/services.env"; set +a
@@ -105,6 +114,12 @@ for _ in $(seq 1 60); do
     echo "  Sign in:    http://127.0.0.1:$PORT/accounts/login/  (admin@acme.test / ${DEMO_PASSWORD:-nexus-demo-password})"
     echo "  API token:  .venv/bin/python manage.py issue_token --email admin@acme.test"
     echo "  API docs:   http://127.0.0.1:$PORT/api/docs/"
+    if [ -s "$RUN/metrics-token" ] && [ "$METRICS_TOKEN" = "$(cat "$RUN/metrics-token")" ]; then
+      echo "  Metrics:    curl -H \"Authorization: Bearer \$(cat $RUN/metrics-token)\" http://127.0.0.1:$PORT/metrics"
+    else
+      echo "  Metrics:    curl -H \"Authorization: Bearer \$METRICS_TOKEN\" http://127.0.0.1:$PORT/metrics"
+    fi
+    echo "  Smoke test: make smoke"
     echo "  Logs:       make logs        Stop: make down"
     exit 0
   fi
