@@ -6,7 +6,10 @@ Beat sends the sweeps that re-send what a Redis outage lost; with Celery's back-
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import structlog
+from django.conf import settings
 from django_celery_beat.schedulers import DatabaseScheduler
 
 from nexus.celery import reconnecting_steadily
@@ -22,3 +25,14 @@ class NexusScheduler(DatabaseScheduler):
         return reconnecting_steadily(self.connection).ensure_connection(
             on_error, self.app.conf.broker_connection_max_retries
         )
+
+    def tick(self, *args, **kwargs):
+        """One pass of beat's loop; then the heartbeat file (BEAT_HEARTBEAT_FILE) is touched,
+        so a container health check can tell a beat whose loop runs from one that hangs."""
+        interval = super().tick(*args, **kwargs)
+        if settings.BEAT_HEARTBEAT_FILE:
+            try:
+                Path(settings.BEAT_HEARTBEAT_FILE).touch()
+            except OSError as exc:
+                log.warning("beat.heartbeat_failed", error_class=type(exc).__name__)
+        return interval

@@ -49,3 +49,19 @@ def health(request):
     response = JsonResponse(body, status=status_code)
     response["Cache-Control"] = "no-store"
     return response
+
+
+class HealthProbeMiddleware:
+    """GET /health is answered here, before the Host header is checked against
+    ALLOWED_HOSTS (CommonMiddleware): probes address the server by whatever name they have
+    (a container's own health check asks 127.0.0.1, a load balancer its backend's address),
+    and the answer is the same whatever the name, builds no URL from it, and is public
+    anyway. Below the security headers, so the answer carries them."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path_info == "/health" and request.method in ("GET", "HEAD"):
+            return health(request)
+        return self.get_response(request)

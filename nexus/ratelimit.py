@@ -149,7 +149,6 @@ _ADDRESS_ROUTES = {
     "/auth/login": ("signin", "RATE_LIMIT_SIGNIN"),
     "/auth/callback": ("signin", "RATE_LIMIT_SIGNIN"),
     "/stripe/webhook": ("stripe-webhook", "RATE_LIMIT_STRIPE_WEBHOOK"),
-    "/internal/etl/dispatch": ("internal", "RATE_LIMIT_INTERNAL"),
 }
 
 
@@ -175,8 +174,11 @@ def _budget_for(request) -> Budget | None:
             settings.RATE_LIMIT_ANONYMOUS,
             "api",
         )
-    if path in _ADDRESS_ROUTES:
-        policy, setting = _ADDRESS_ROUTES[path]
+    route = _ADDRESS_ROUTES.get(path) or (
+        ("internal", "RATE_LIMIT_INTERNAL") if path.startswith("/internal/") else None
+    )
+    if route is not None:
+        policy, setting = route
         answer = "plain" if policy in ("stripe-webhook", "internal") else "page"
         return Budget(
             policy, "this address", f"{policy}:{client_address(request)}", getattr(settings, setting), answer

@@ -126,6 +126,8 @@ MIDDLEWARE = [
     "nexus.middleware.FailureEnvelopeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "nexus.csp.ContentSecurityPolicyMiddleware",
+    # Health probes, whatever Host they send (see nexus.health).
+    "nexus.health.HealthProbeMiddleware",
     # After the security headers, so its early refusals carry HSTS, CSP and nosniff too.
     "nexus.middleware.ApiInputGuardMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -252,6 +254,9 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 360)
 # django-celery-beat's DatabaseScheduler, reconnecting to a lost broker every
 # BROKER_RECONNECT_SECONDS (nexus/beat.py).
 CELERY_BEAT_SCHEDULER = "nexus.beat:NexusScheduler"
+# Touched after every pass of beat's loop (at least every JOB_SWEEP_SECONDS): a container's
+# health check reads its age. Unset: no file.
+BEAT_HEARTBEAT_FILE = env("BEAT_HEARTBEAT_FILE", "")
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Survives a broker outage with messages unacknowledged and reconnects every
 # BROKER_RECONNECT_SECONDS, for as long as the outage lasts (see nexus.celery.NexusConsumer).
@@ -348,6 +353,8 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Health probes (a container's own, a load balancer's) speak plain HTTP to the server.
+SECURE_REDIRECT_EXEMPT = [r"^health$"]
 # HSTS on every response to a secure request (SecurityMiddleware sends it only then): a
 # year outside DEBUG, so a browser that has seen us once never tries plain http again.
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600)
@@ -373,7 +380,8 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # Files organisations upload (ETL sources): Django's storage API, one location per
 # organisation (<org schema>/...) under the storage root. The cloud backends need their
-# extra: pip install "django-storages[s3]" or "django-storages[google]".
+# client: Google Cloud Storage's is installed (requirements.in), S3's is the
+# "django-storages[s3]" extra.
 MEDIA_ROOT = Path(env("MEDIA_ROOT", str(BASE_DIR / ".data" / "media")))
 MEDIA_URL = "/media/"  # never served: uploads are read by the workers only
 FILE_STORAGE_BACKEND = env("FILE_STORAGE_BACKEND", "filesystem")
@@ -406,7 +414,9 @@ elif FILE_STORAGE_BACKEND == "gcs":
         "OPTIONS": {
             "bucket_name": env("FILE_STORAGE_BUCKET"),
             "location": _file_storage_prefix,
-            "default_acl": "projectPrivate",
+            # No object ACLs: the bucket uses uniform bucket-level access (IAM decides who
+            # reads; docs/deploy.md), which refuses uploads that carry an ACL.
+            "default_acl": None,
             "file_overwrite": False,
         },
     }
@@ -635,7 +645,7 @@ RATE_LIMIT_ANONYMOUS = env_int("RATE_LIMIT_ANONYMOUS", 100)
 # client address: neither has a caller to count against yet.
 RATE_LIMIT_SIGNIN = env_int("RATE_LIMIT_SIGNIN", 30)
 RATE_LIMIT_STRIPE_WEBHOOK = env_int("RATE_LIMIT_STRIPE_WEBHOOK", 600)
-# POST /internal/etl/dispatch (Cloud Scheduler calls it once a minute), per client address.
+# POST /internal/periodic/<entry> (Cloud Scheduler's calls), per client address.
 RATE_LIMIT_INTERNAL = env_int("RATE_LIMIT_INTERNAL", 120)
 # How many proxies in front of the app append to X-Forwarded-For (0: use REMOTE_ADDR).
 RATE_LIMIT_TRUSTED_PROXIES = env_int("RATE_LIMIT_TRUSTED_PROXIES", 0)
@@ -670,12 +680,12 @@ CELERY_BEAT_SCHEDULE["jobs-sweep"] = {
 }
 CELERY_BEAT_SCHEDULE["billing-reconcile"] = {"task": "billing.reconcile", "schedule": 300.0}
 CELERY_BEAT_SCHEDULE["etl-dispatch-due"] = {"task": "etl.dispatch_due", "schedule": 60.0}
-# Scheduled ETL without beat (deployments that scale beat to zero): Cloud Scheduler calls
-# POST /internal/etl/dispatch every minute with an OIDC token Google signs for this service
-# account; the endpoint does what the entry above does. Unset: the endpoint answers 404.
-# Only one of the two should run (docs/deploy.md).
-ETL_DISPATCH_INVOKER = env("ETL_DISPATCH_INVOKER", "")
-ETL_DISPATCH_AUDIENCE = env("ETL_DISPATCH_AUDIENCE", f"{PUBLIC_BASE_URL}/internal/etl/dispatch")
+# Beat's schedule triggered from outside, for deployments that scale beat to zero: Cloud
+# Scheduler calls POST /internal/periodic/<entry> (an entry above) with an OIDC token Google
+# signs for this service account and audience; the endpoint queues what beat would.
+# Unset: the endpoint answers 404. Run beat or the scheduler jobs, never both (docs/deploy.md).
+PERIODIC_INVOKER = env("PERIODIC_INVOKER", "")
+PERIODIC_AUDIENCE = env("PERIODIC_AUDIENCE", f"{PUBLIC_BASE_URL}/internal/periodic")
 # Where Google publishes the certificates its OIDC tokens are signed with (tests point it at
 # a stand-in).
 GOOGLE_OIDC_CERTS_URL = env("GOOGLE_OIDC_CERTS_URL", "https://www.googleapis.com/oauth2/v1/certs")

@@ -7,10 +7,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from billing import views as billing_views
 from billing.stripe_webhook import stripe_webhook
-from etl import internal as etl_internal
 from etl import views as etl_views
 from jobs import views as job_views
-from nexus import health, metrics, operations_views, views
+from nexus import health, metrics, operations_views, periodic_endpoint, views
 from tenants import views as tenant_views
 from webhooks import views as webhook_views
 
@@ -27,8 +26,8 @@ urlpatterns = [
     path("health", health.health, name="health"),
     path("stripe/webhook", stripe_webhook, name="stripe-webhook"),
     path("metrics", metrics.metrics, name="metrics"),
-    # Cloud Scheduler's alternative to beat for the ETL (404 unless ETL_DISPATCH_INVOKER is set).
-    path("internal/etl/dispatch", etl_internal.dispatch, name="etl-dispatch"),
+    # Beat's schedule triggered by Cloud Scheduler (404 unless PERIODIC_INVOKER is set).
+    path("internal/periodic/<slug:entry>", periodic_endpoint.trigger, name="periodic-trigger"),
     # Before the admin's own URLs: its unthrottled login form is never served.
     path("admin/login/", tenant_views.operator_login, name="operator-login"),
     # Staff only (admin_view: anyone else is sent to the admin's sign-in).

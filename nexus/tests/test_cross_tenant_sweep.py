@@ -23,6 +23,9 @@ API version, e.g. `"api/<version>/jobs/<uuid:job_id>"` or `"webhooks/<uuid:endpo
   objects (must work) and with B's (must be a 404 or show nothing of B).
 - `Refers(<body field>="<kind>")` for a POST whose body names an object: B's is a 404.
 - `NoIds("<why>")` for a route that takes no id and shows no organisation's objects.
+- `PlatformName(<path parameter>="<what it names>", reason=...)` for a route whose path
+  parameter names a platform thing, the same for every organisation, never an
+  organisation's object (an entry of beat's schedule).
 
 Django's admin (checked separately: staff only) and allauth's sign-in views (public
 schema, keyed by the caller's own sign-in state) are outside the table.
@@ -100,6 +103,16 @@ class NoIds:
         self.reason = reason
 
 
+class PlatformName:
+    """A route whose path parameters name something of the platform, the same for every
+    organisation (an entry of beat's schedule), never an organisation's object:
+    `PlatformName(entry="a periodic task", reason=...)`."""
+
+    def __init__(self, *, reason: str, **params: str):
+        self.params = params
+        self.reason = reason
+
+
 def _usage_counts_only_a(response, a: Seeded) -> None:
     data = response.json()["data"]
     assert sum(data["jobs_by_type"].values()) == len(a.jobs), data
@@ -162,6 +175,9 @@ CASES: dict[str, ById | Lists | Refers | NoIds] = {
     "health": NoIds("service status for load balancers; names no organisation's objects"),
     "metrics": NoIds("operators' counters; names no organisation's objects"),
     "stripe/webhook": NoIds("Stripe's signed events; the signature, not the caller, names the purchase"),
+    "internal/periodic/<slug:entry>": PlatformName(
+        entry="an entry of beat's schedule", reason="Cloud Scheduler's trigger; runs a platform task for all"
+    ),
     "auth/login": NoIds("starts Google sign-in"),
     "admin/login/": NoIds("sends operators to the throttled sign-in form"),
     "admin/operations/": NoIds(
@@ -489,9 +505,9 @@ def test_every_route_has_a_case():
     problems += [f"case {key!r} matches no route any more: remove or rename it" for key in stale]
     for r in routes:
         case = CASES.get(r.key)
-        if r.params and case is not None and not isinstance(case, ById):
+        if r.params and case is not None and not isinstance(case, (ById, PlatformName)):
             problems.append(f"route {r.key!r} takes {sorted(r.params)}: its case must be ById(...)")
-        if isinstance(case, ById) and set(case.params) != set(r.params):
+        if isinstance(case, (ById, PlatformName)) and set(case.params) != set(r.params):
             problems.append(
                 f"case {r.key!r} covers {sorted(case.params)}, the route takes {sorted(r.params)}"
             )

@@ -178,3 +178,16 @@ def test_health_without_redis_has_no_etl_aggregate(client, settings):
     body = client.get("/health").json()
     assert body["status"] == "degraded"
     assert body["etl"] is None
+
+
+def test_health_answers_probes_whatever_host_they_name(client, settings):
+    settings.ALLOWED_HOSTS = ["api.example.com"]
+    settings.SECURE_SSL_REDIRECT = True
+    for host in ("127.0.0.1:8000", "10.8.0.7", "api.example.com"):
+        response = client.get("/health", HTTP_HOST=host)
+        assert response.status_code == 200, host
+        assert response.json()["status"] == "ok"
+        assert response["X-Content-Type-Options"] == "nosniff"  # below the security headers
+    # Everything else still checks the name, and is sent to https.
+    assert client.get("/api/v1/auth/me", HTTP_HOST="10.8.0.7").status_code == 400
+    assert client.get("/api/v1/auth/me", HTTP_HOST="api.example.com").status_code == 301

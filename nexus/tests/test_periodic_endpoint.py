@@ -1,8 +1,8 @@
-"""POST /internal/etl/dispatch, Cloud Scheduler's alternative to beat: only a token Google
-signed for the configured audience and service account queues the dispatch; anything else
-is the 404 of a path nobody serves, and queues nothing. Google's certificate endpoint is a
-local stand-in serving a certificate of a key the test holds, so google-auth verifies real
-RS256 signatures."""
+"""POST /internal/periodic/<entry>, Cloud Scheduler's alternative to beat: only a token
+Google signed for the configured audience and service account queues the entry's task as
+beat would; anything else is the 404 of a path nobody serves, and queues nothing. Google's
+certificate endpoint is a local stand-in serving a certificate of a key the test holds, so
+google-auth verifies real RS256 signatures."""
 
 from __future__ import annotations
 
@@ -17,12 +17,13 @@ from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
 
 from nexus import google_oidc
+from nexus.celery import NexusTask
 from nexus.tests.stub_server import StubServer
 
 pytestmark = pytest.mark.django_db
 
-URL = "/internal/etl/dispatch"
-AUDIENCE = "https://nexus.example.com/internal/etl/dispatch"
+URL = "/internal/periodic/etl-dispatch-due"
+AUDIENCE = "https://nexus.example.com/internal/periodic"
 INVOKER = "etl-scheduler@nexus-prod.iam.gserviceaccount.com"
 KEY_ID = "key-1"
 
@@ -68,37 +69,64 @@ def _token(key: bytes = GOOGLE_KEY, key_id: str | None = KEY_ID, **overrides) ->
 
 @pytest.fixture
 def google(settings):
-    """Google's certificate endpoint; the dispatch enabled for INVOKER and AUDIENCE."""
+    """Google's certificate endpoint; the endpoint enabled for INVOKER and AUDIENCE."""
     stub = StubServer()
     certs = {KEY_ID: GOOGLE_CERT}
     stub.route("GET", "/oauth2/v1/certs", lambda r: (200, {"Cache-Control": "public, max-age=3600"}, certs))
     with stub:
         settings.GOOGLE_OIDC_CERTS_URL = f"{stub.url}/oauth2/v1/certs"
-        settings.ETL_DISPATCH_INVOKER = INVOKER
-        settings.ETL_DISPATCH_AUDIENCE = AUDIENCE
+        settings.PERIODIC_INVOKER = INVOKER
+        settings.PERIODIC_AUDIENCE = AUDIENCE
         google_oidc._reset_cache()
         stub.certs = certs
         yield stub
     google_oidc._reset_cache()
 
 
-def _post(client, token: str | None):
+def _post(client, token: str | None, url: str = URL):
     headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token is not None else {}
-    return client.post(URL, **headers)
+    return client.post(url, **headers)
 
 
-def test_a_token_google_signed_for_the_scheduler_queues_the_dispatch(client, google, broker):
+def test_a_token_google_signed_for_the_scheduler_queues_the_etl_dispatch(client, google, broker):
     response = _post(client, _token())
     assert response.status_code == 202
-    assert response.json() == {"dispatched": True}
+    assert response.json() == {"entry": "etl-dispatch-due", "task": "etl.dispatch_due", "queued": True}
     (message,) = broker.messages
     assert (message.task, message.schema) == ("etl.dispatch_due", "public")
+
+
+def test_every_entry_of_beats_schedule_can_be_triggered(client, google, broker, settings):
+    for entry in settings.CELERY_BEAT_SCHEDULE:
+        assert _post(client, _token(), f"/internal/periodic/{entry}").status_code == 202, entry
+    assert [m.task for m in broker.messages] == [s["task"] for s in settings.CELERY_BEAT_SCHEDULE.values()]
+
+
+def test_a_sweep_sent_once_a_minute_is_kept_a_minute(client, google, settings, monkeypatch):
+    sent = []
+    monkeypatch.setattr(NexusTask, "apply_async", lambda task, **options: sent.append((task.name, options)))
+    assert settings.CELERY_BEAT_SCHEDULE["jobs-sweep"]["options"]["expires"] < 60
+    assert _post(client, _token(), "/internal/periodic/jobs-sweep").status_code == 202
+    assert sent == [("jobs.sweep", {"expires": 60})]
+
+
+def test_an_entry_not_in_the_schedule_is_a_404_even_with_a_good_token(client, google, broker):
+    for entry in ("no-such-entry", "etl.dispatch_due"):
+        assert _post(client, _token(), f"/internal/periodic/{entry}").status_code == 404
+    assert broker.messages == []
+
+
+def test_the_schedule_is_not_revealed_without_a_good_token(client, google, broker):
+    assert _post(client, _token(key=OTHER_KEY), "/internal/periodic/no-such-entry").status_code == 404
+    assert _post(client, _token(key=OTHER_KEY), URL).status_code == 404
+    assert broker.messages == []
 
 
 @pytest.mark.parametrize(
     "token",
     [
         pytest.param(lambda: _token(aud="https://nexus.example.com/other"), id="another audience"),
+        pytest.param(lambda: _token(aud=f"{AUDIENCE}/etl-dispatch-due"), id="the URL as audience"),
         pytest.param(lambda: _token(email="other@nexus-prod.iam.gserviceaccount.com"), id="another account"),
         pytest.param(lambda: _token(email_verified=False), id="email not verified"),
         pytest.param(lambda: _token(iss="https://evil.example.com"), id="another issuer"),
@@ -126,7 +154,7 @@ def test_no_token_or_another_method_is_a_404(client, google, broker):
 
 
 def test_disabled_unless_an_invoker_is_configured(client, google, broker, settings):
-    settings.ETL_DISPATCH_INVOKER = ""
+    settings.PERIODIC_INVOKER = ""
     assert _post(client, _token()).status_code == 404
     assert broker.messages == []
     assert google.requests == []  # not even Google's certificates are fetched
@@ -152,8 +180,8 @@ def test_certificates_are_fetched_once_and_a_new_key_at_most_once_a_minute(clien
 
 
 def test_fails_closed_when_googles_certificates_cannot_be_fetched(client, settings, broker):
-    settings.ETL_DISPATCH_INVOKER = INVOKER
-    settings.ETL_DISPATCH_AUDIENCE = AUDIENCE
+    settings.PERIODIC_INVOKER = INVOKER
+    settings.PERIODIC_AUDIENCE = AUDIENCE
     with StubServer() as down:  # answers 404 to everything
         settings.GOOGLE_OIDC_CERTS_URL = f"{down.url}/oauth2/v1/certs"
         google_oidc._reset_cache()
