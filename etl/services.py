@@ -45,7 +45,8 @@ from etl.models import (
 )
 from etl.normalise import UNIFIED_FIELDS
 from etl.pipeline import PreparedBatch, in_background, prepare
-from nexus.api.errors import Conflict, field_error
+from nexus.api.errors import Conflict, ServiceUnavailable, field_error
+from nexus.api.exceptions import OUTAGE_RETRY_AFTER_SECONDS
 from nexus.api.fields import plain_text
 from nexus.celery import send_on_commit, wait_for_database
 from nexus.crypto import encrypt
@@ -233,7 +234,13 @@ def etl_source_file_upload(*, source: DataSource, file: File, name: str | None =
     uploads.check_content(source.kind, data, delimiter=source.config.get("delimiter") or ",")
     file_name = uploads.safe_file_name(name or file.name, source.kind)
     prefix = uploads.storage_prefix(schema_name=connection.schema_name, source_id=source.pk)
-    key = storages["default"].save(prefix + file_name, ContentFile(data))
+    try:
+        key = storages["default"].save(prefix + file_name, ContentFile(data))
+    except Exception as exc:  # the storage refused or is unreachable: nothing was changed
+        log.error("etl.storage_write_failed", source_id=str(source.pk), error_class=type(exc).__name__)
+        unavailable = ServiceUnavailable("The file could not be stored just now; nothing changed. Try again.")
+        unavailable.headers = {"Retry-After": str(OUTAGE_RETRY_AFTER_SECONDS)}
+        raise unavailable from exc
     try:
         with transaction.atomic():
             # Two uploads at once: each replaces the other's file, never leaks one.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import mimetypes
 import re
 import unicodedata
 from collections import Counter
@@ -78,8 +79,13 @@ def safe_file_name(name: str | None, kind: str) -> str:
     front, ASCII), so it can never steer where the file is stored."""
     base = PurePosixPath(str(name or "").replace("\\", "/")).name
     base = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode()
-    base = _SAFE_NAME.sub("-", base).strip(".-")[:100]
-    return base or ("upload.csv" if kind == SourceKind.CSV else "upload.xml")
+    base = _SAFE_NAME.sub("-", base).strip(".-")
+    # The content was checked as plain text: a name ending as if compressed (.gz, .br ...)
+    # would make a storage label it so (GCS serves it with Content-Encoding: gzip) and the
+    # file could not be read back.
+    while PurePosixPath(base).suffix.lower() in mimetypes.encodings_map:
+        base = base[: -len(PurePosixPath(base).suffix)].rstrip(".-")
+    return base[:100] or ("upload.csv" if kind == SourceKind.CSV else "upload.xml")
 
 
 def storage_prefix(*, schema_name: str, source_id) -> str:

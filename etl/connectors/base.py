@@ -6,11 +6,13 @@ stream is exhausted."""
 
 from __future__ import annotations
 
+import posixpath
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import structlog
 from django.conf import settings
 from django.core.files.storage import storages
 from django.db import connection
@@ -20,6 +22,8 @@ from etl.http import FetchError, SourceHttp
 from etl.models import DataSource
 from etl.owned import API_KEY_NAME, local_file, server_key, server_key_variable
 from nexus.crypto import decrypt
+
+log = structlog.get_logger(__name__)
 
 NO_FILE_UPLOADED = (
     "No file has been uploaded yet for this source; upload one (POST /api/v1/etl/sources/{id}/file) "
@@ -113,16 +117,28 @@ class Connector:
         raise FetchError(NO_FILE_UPLOADED)
 
     def _read_uploaded(self) -> bytes:
-        # The key is the server's own choice, but a row copied between schemas must still
-        # never read another organisation's object.
-        if not self.source.file_key.startswith(f"{self.schema_name}/etl/{self.source.pk}/"):
+        # The key is the server's own choice, but a row copied between schemas (or edited
+        # by hand) must still never read another organisation's object: the key must lie
+        # under this source's own prefix as written, with nothing the storage would resolve
+        # elsewhere ("..", backslashes).
+        key = self.source.file_key
+        if (
+            not key.startswith(f"{self.schema_name}/etl/{self.source.pk}/")
+            or posixpath.normpath(key) != key
+            or "\\" in key
+        ):
             raise FetchError("The uploaded file is missing from storage; upload it again.")
         storage = storages["default"]
         try:
-            with storage.open(self.source.file_key, "rb") as handle:
+            with storage.open(key, "rb") as handle:
                 data = handle.read(settings.ETL_MAX_FILE_BYTES + 1)
-        except (FileNotFoundError, OSError) as exc:
+        except FileNotFoundError as exc:
             raise FetchError("The uploaded file is missing from storage; upload it again.") from exc
+        except Exception as exc:  # the storage refused or is unreachable: the next run tries again
+            log.warning("etl.storage_read_failed", error_class=type(exc).__name__)
+            raise FetchError(
+                "The uploaded file could not be read from storage; the next run tries again."
+            ) from exc
         if len(data) > settings.ETL_MAX_FILE_BYTES:
             raise FetchError("The file is larger than the limit for one source.")
         return data
