@@ -14,11 +14,16 @@ from tenants.models import Organisation
 pytestmark = pytest.mark.django_db
 
 
-def test_seed_demo_content_is_idempotent_and_its_sources_run():
+def test_seed_demo_content_is_idempotent_and_its_sources_run(broker, django_capture_on_commit_callbacks):
     call_command("seed_demo", stdout=StringIO())
     out = StringIO()
-    call_command("seed_demo_content", stdout=out)
-    call_command("seed_demo_content", stdout=out)
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("seed_demo_content", stdout=out)
+    # The sample sources' first runs are queued at once: 2 sources in each of 2 organisations.
+    assert [m.task for m in broker.messages].count("etl.execute_run") == 4
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("seed_demo_content", stdout=out)
+    assert [m.task for m in broker.messages].count("etl.execute_run") == 4  # nothing more
     assert "acme-corp: 500 credits, 2 data sources" in out.getvalue()
     org = Organisation.objects.get(email_domain="acme.test")
     with tenant_context(org):

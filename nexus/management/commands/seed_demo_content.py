@@ -1,5 +1,6 @@
-"""Give the demo organisations something to work with: credits and the sample data sources.
-Running it again changes nothing."""
+"""Give the demo organisations something to work with: credits and the sample data sources,
+whose first runs are queued at once (as the scheduler would, so the next ones follow their
+schedule). Running it again changes nothing."""
 
 from django_tenants.utils import tenant_context
 
@@ -7,6 +8,7 @@ from billing.models import CreditTransaction
 from billing.services import credits_grant
 from etl.models import DataSource
 from etl.samples import ARTICLES_CSV_MAPPING, FEED_MAPPING, sample_source_create
+from etl.services import etl_dispatch_due
 from tenants.management.commands._base import OperatorCommand
 from tenants.management.commands.seed_demo import DEMO_ORGANISATIONS
 from tenants.selectors import organisation_by_email_domain
@@ -15,7 +17,10 @@ DEMO_CREDITS = 500
 
 
 class Command(OperatorCommand):
-    help = "Grant the demo organisations 500 credits and connect the sample data sources (once)."
+    help = (
+        "Grant the demo organisations 500 credits and connect the sample data sources, queueing "
+        "their first runs (once)."
+    )
 
     def handle(self, *args, **options):
         for _name, domain in DEMO_ORGANISATIONS:
@@ -44,6 +49,8 @@ class Command(OperatorCommand):
                         field_mapping=FEED_MAPPING,
                         schedule_minutes=60,
                     )
+                    # Ingested within seconds (by the etl worker), not at beat's next dispatch.
+                    etl_dispatch_due()
                 sources = DataSource.objects.count()
                 balance = (
                     CreditTransaction.objects.order_by("-sequence")
