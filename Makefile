@@ -127,7 +127,7 @@ compose-deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; }
 
 # The image and the compose file: hadolint (pinned in requirements-dev.txt) with no finding,
-# and a compose file that resolves with nothing but its defaults (no .env).
+# and a compose file that resolves (docker-compose config -q).
 docker-lint: $(DEV_STAMP) compose-deps
 	$(VENV)/bin/hadolint Dockerfile
 	@if docker compose version >/dev/null 2>&1; then set -x; docker compose config -q; \

@@ -79,13 +79,13 @@ def safe_file_name(name: str | None, kind: str) -> str:
     front, ASCII), so it can never steer where the file is stored."""
     base = PurePosixPath(str(name or "").replace("\\", "/")).name
     base = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode()
-    base = _SAFE_NAME.sub("-", base).strip(".-")
-    # The content was checked as plain text: a name ending as if compressed (.gz, .br ...)
-    # would make a storage label it so (GCS serves it with Content-Encoding: gzip) and the
-    # file could not be read back.
-    while PurePosixPath(base).suffix.lower() in mimetypes.encodings_map:
+    base = _SAFE_NAME.sub("-", base).strip(".-")[:100]
+    # The content was checked as plain text: a name a storage would take for a compressed
+    # file (.gz, .tgz, .br ...; mimetypes decides, as django-storages does) would be stored
+    # with that Content-Encoding (GCS then serves it so) and could not be read back.
+    while base and mimetypes.guess_type(base)[1] is not None:
         base = base[: -len(PurePosixPath(base).suffix)].rstrip(".-")
-    return base[:100] or ("upload.csv" if kind == SourceKind.CSV else "upload.xml")
+    return base or ("upload.csv" if kind == SourceKind.CSV else "upload.xml")
 
 
 def storage_prefix(*, schema_name: str, source_id) -> str:

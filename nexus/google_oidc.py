@@ -3,9 +3,10 @@ push, Cloud Tasks): the signature against Google's published certificates, the i
 audience, the expiry, and that the token names exactly the service account allowed.
 
 The certificates are fetched once and kept for as long as Google's Cache-Control allows
-(bounded), so a stream of forged tokens costs a signature check each and never a fetch; a
-token signed with a key not yet seen triggers at most one refetch a minute (Google rotates
-its keys, publishing the new one before using it).
+(bounded), so a stream of forged tokens costs a signature check each; a token signed with a
+key not yet seen, expired certificates or a failed fetch lead to at most one fetch a minute,
+made by one thread while the others use what is cached (Google rotates its keys, publishing
+the new one before using it).
 """
 
 from __future__ import annotations
@@ -45,10 +46,6 @@ class _Certs:
     expires_at: float
 
 
-_cache: _Certs | None = None
-_lock = threading.Lock()
-
-
 def _fetch(url: str) -> _Certs:
     response = requests.get(url, timeout=CERTS_TIMEOUT_SECONDS)
     response.raise_for_status()
@@ -61,30 +58,50 @@ def _fetch(url: str) -> _Certs:
     return _Certs(keys, now, now + min(max(lifetime, CERTS_MIN_SECONDS), CERTS_MAX_SECONDS))
 
 
+_cache: _Certs | None = None
+_last_attempt: float | None = None  # monotonic time of the last fetch, whatever its outcome
+_lock = threading.Lock()
+
+
 def _certificates(*, key_id: str) -> dict[str, str]:
-    """Google's certificates, from the cache while fresh and holding `key_id`."""
-    global _cache
-    with _lock:
-        now = time.monotonic()
-        cached = _cache
-        fresh = cached is not None and now < cached.expires_at
-        if fresh and (key_id in cached.keys or now - cached.fetched_at < CERTS_MIN_SECONDS):
-            return cached.keys
+    """Google's certificates: the cached ones while fresh and holding `key_id`. Otherwise
+    one fetch at most a minute, by one thread at a time: a caller that finds another thread
+    fetching, or the last attempt (successful or not) under a minute old, uses what is
+    cached (expired or not) or is refused, so forged tokens and an unreachable Google
+    never hold the server's threads."""
+    global _cache, _last_attempt
+    now = time.monotonic()
+    cached = _cache
+    if cached is not None and now < cached.expires_at and key_id in cached.keys:
+        return cached.keys
+    recently = _last_attempt is not None and now - _last_attempt < CERTS_MIN_SECONDS
+    if recently or not _lock.acquire(blocking=False):
+        return _usable(cached)
+    try:
+        _last_attempt = time.monotonic()
         try:
             _cache = _fetch(settings.GOOGLE_OIDC_CERTS_URL)
         except (requests.RequestException, ValueError) as exc:
             log.warning("oidc.certs_unavailable", error_class=type(exc).__name__)
-            if cached is None:
-                raise InvalidToken("Google's certificates could not be fetched") from exc
-            return cached.keys  # keep using what we had
+            return _usable(cached)  # keep using what we had
         return _cache.keys
+    finally:
+        _lock.release()
+
+
+def _usable(cached: _Certs | None) -> dict[str, str]:
+    if cached is None:
+        raise InvalidToken("Google's certificates are not available")
+    return cached.keys
 
 
 def _reset_cache() -> None:
-    """Forget the certificates (tests, after pointing GOOGLE_OIDC_CERTS_URL elsewhere)."""
-    global _cache
+    """Forget the certificates and the last attempt (tests, after pointing
+    GOOGLE_OIDC_CERTS_URL elsewhere)."""
+    global _cache, _last_attempt
     with _lock:
         _cache = None
+        _last_attempt = None
 
 
 def bearer_token(request) -> str:

@@ -79,6 +79,19 @@ _SPECIAL_PURPOSE = tuple(
 )
 
 
+def _is_metadata(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """A cloud metadata service's address, or an IPv6 form carrying one (mapped, 6to4,
+    NAT64, translated)."""
+    if address in METADATA_ADDRESSES:
+        return True
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and (address in _NAT64 or any(address in network for network in _NOT_PUBLIC_V6)):
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        return embedded in METADATA_ADDRESSES
+    return False
+
+
 def _address_is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if isinstance(address, ipaddress.IPv6Address):
         if any(address in network for network in _NOT_PUBLIC_V6):
@@ -116,13 +129,17 @@ def resolve_public_url(url: str, *, require_https: bool) -> list[str]:
     except (socket.gaierror, UnicodeError) as exc:
         raise UnsafeURL(f"The host {parts.hostname!r} does not resolve.") from exc
     addresses = sorted({info[4][0] for info in infos})
-    if not settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS:
-        for raw in addresses:
-            if not _address_is_public(ipaddress.ip_address(raw.split("%")[0])):
-                raise UnsafeURL(
-                    f"The host {parts.hostname!r} resolves to a private, loopback, link-local or "
-                    "metadata address; only public addresses can be called."
-                )
+    for raw in addresses:
+        address = ipaddress.ip_address(raw.split("%")[0])
+        # Cloud metadata services hand out credentials: refused even where private networks
+        # are allowed (a development machine, the tests), since that machine may be a VM.
+        if _is_metadata(address) or (
+            not settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS and not _address_is_public(address)
+        ):
+            raise UnsafeURL(
+                f"The host {parts.hostname!r} resolves to a private, loopback, link-local or "
+                "metadata address; only public addresses can be called."
+            )
     return addresses
 
 

@@ -645,8 +645,6 @@ RATE_LIMIT_ANONYMOUS = env_int("RATE_LIMIT_ANONYMOUS", 100)
 # client address: neither has a caller to count against yet.
 RATE_LIMIT_SIGNIN = env_int("RATE_LIMIT_SIGNIN", 30)
 RATE_LIMIT_STRIPE_WEBHOOK = env_int("RATE_LIMIT_STRIPE_WEBHOOK", 600)
-# POST /internal/periodic/<entry> (Cloud Scheduler's calls), per client address.
-RATE_LIMIT_INTERNAL = env_int("RATE_LIMIT_INTERNAL", 120)
 # How many proxies in front of the app append to X-Forwarded-For (0: use REMOTE_ADDR).
 RATE_LIMIT_TRUSTED_PROXIES = env_int("RATE_LIMIT_TRUSTED_PROXIES", 0)
 

@@ -225,9 +225,12 @@ def test_a_file_key_that_climbs_out_of_the_sources_location_is_never_fetched(wor
 # --- What the object's name tells GCS ---------------------------------------------------------------
 
 
-def test_a_plain_csv_named_like_a_compressed_file_is_ingested(world, api_as, gcs):
+@pytest.mark.parametrize(
+    "name", ["articles.csv.gz", "articles.tgz", "articles.csv.br", "a" * 97 + ".gz" + "b" * 20]
+)
+def test_a_plain_csv_named_like_a_compressed_file_is_ingested(world, api_as, gcs, name):
     source = _csv_source(world.org_a)
-    response = _upload(api_as(world.admin_a), source.pk, ARTICLES, name="articles.csv.gz")
+    response = _upload(api_as(world.admin_a), source.pk, ARTICLES, name=name)
     assert response.status_code == 200, response.json()  # its content is checked as plain CSV
     run = _run(world.org_a, source)
     assert (run.status, run.error, run.inserted) == ("succeeded", "", 7)

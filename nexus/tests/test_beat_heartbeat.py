@@ -3,6 +3,7 @@ for beat reads the file's age (a beat whose loop hangs goes unhealthy)."""
 
 import os
 import time
+from pathlib import Path
 
 from nexus.beat import NexusScheduler
 from nexus.celery import app
@@ -22,7 +23,11 @@ def test_each_pass_of_beats_loop_touches_the_heartbeat_file(live_db, settings, t
     assert time.time() - heartbeat.stat().st_mtime < 60
 
 
-def test_no_file_unless_configured(live_db, settings, tmp_path, broker):
+def test_no_file_unless_configured(live_db, settings, tmp_path, broker, monkeypatch):
+    touched = []
+    monkeypatch.setattr(Path, "touch", lambda path, *args, **kwargs: touched.append(path))
+    monkeypatch.chdir(tmp_path)
     settings.BEAT_HEARTBEAT_FILE = ""
     NexusScheduler(app=app).tick()
+    assert touched == []
     assert list(tmp_path.iterdir()) == []

@@ -2,10 +2,11 @@
 address that was checked (the https handshake is proven in test_net_tls.py)."""
 
 import ipaddress
+import socket
 
 import pytest
 
-from nexus.net import Pinned, _address_is_public, pinned
+from nexus.net import Pinned, UnsafeURL, _address_is_public, pinned, resolve_public_url
 
 
 def test_plain_http_is_pinned_to_the_checked_address():
@@ -121,3 +122,35 @@ def test_addresses_that_can_reach_private_networks_are_not_public(address):
 )
 def test_public_addresses_and_their_ipv6_forms_are_public(address):
     assert _address_is_public(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["169.254.169.254", "fd00:ec2::254", "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::"],
+)
+def test_metadata_addresses_are_refused_even_where_private_networks_are_allowed(
+    settings, monkeypatch, address
+):
+    """A development machine (make up) allows private receivers, but it may be a cloud VM whose
+    metadata service hands out credentials."""
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        lambda host, port, **kwargs: [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, port))],
+    )
+    with pytest.raises(UnsafeURL, match="metadata"):
+        resolve_public_url("http://metadata.internal/computeMetadata/v1/", require_https=False)
+
+
+def test_private_addresses_are_allowed_where_configured(settings, monkeypatch):
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        lambda host, port, **kwargs: [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))],
+    )
+    assert resolve_public_url("http://receiver.local:9000/hook", require_https=False) == ["127.0.0.1"]
+    settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = False
+    with pytest.raises(UnsafeURL):
+        resolve_public_url("http://receiver.local:9000/hook", require_https=False)

@@ -6,6 +6,10 @@ google-auth verifies real RS256 signatures."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -83,6 +87,20 @@ def google(settings):
     google_oidc._reset_cache()
 
 
+def _unsigned(alg: str) -> str:
+    """A token naming Google's key but another algorithm (none: no signature; HS256: one
+    keyed with something public, the classic confusion)."""
+    segment = lambda data: base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()  # noqa: E731
+    now = int(time.time())
+    claims = {"iss": "https://accounts.google.com", "aud": AUDIENCE, "email": INVOKER, "email_verified": True,
+              "iat": now, "exp": now + 3600}  # fmt: skip
+    unsigned = f"{segment({'alg': alg, 'kid': KEY_ID, 'typ': 'JWT'})}.{segment(claims)}"
+    if alg == "none":
+        return unsigned + "."
+    signature = hmac.new(GOOGLE_CERT.encode(), unsigned.encode(), hashlib.sha256).digest()
+    return f"{unsigned}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+
+
 def _post(client, token: str | None, url: str = URL):
     headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token is not None else {}
     return client.post(url, **headers)
@@ -135,7 +153,9 @@ def test_the_schedule_is_not_revealed_without_a_good_token(client, google, broke
         pytest.param(lambda: _token(key=OTHER_KEY, key_id="key-unknown"), id="unknown key id"),
         pytest.param(lambda: _token()[:-5] + "AAAAA", id="tampered signature"),
         pytest.param(lambda: _token(key_id=None), id="no key id"),
-        pytest.param(lambda: "eyJhbGciOiJub25lIn0.eyJhdWQiOiJ4In0.", id="alg none"),
+        pytest.param(lambda: _unsigned("none"), id="alg none"),
+        pytest.param(lambda: _unsigned("HS256"), id="alg HS256"),
+        pytest.param(lambda: _token(padding="x" * 4000), id="well formed but too long"),
         pytest.param(lambda: "not-a-token", id="garbage"),
         pytest.param(lambda: "x" * 5000, id="too long"),
     ],
@@ -174,7 +194,7 @@ def test_certificates_are_fetched_once_and_a_new_key_at_most_once_a_minute(clien
     # cached copy is a minute old) fetches the certificates again.
     new_key, new_cert = _key_and_certificate()
     google.certs["key-2"] = new_cert
-    google_oidc._cache.fetched_at -= google_oidc.CERTS_MIN_SECONDS
+    google_oidc._last_attempt -= google_oidc.CERTS_MIN_SECONDS
     assert _post(client, _token(key=new_key, key_id="key-2")).status_code == 202
     assert len(google.requests) == 2
 
@@ -196,3 +216,41 @@ def test_a_broker_outage_is_a_503_the_scheduler_retries(client, google, broker):
     assert response.status_code == 503
     assert response["Retry-After"]
     assert response.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+
+
+def test_an_access_token_of_our_own_api_is_refused(client, google, broker, world):
+    from tenants.services import token_pair_issue
+
+    assert _post(client, token_pair_issue(user=world.admin_a).access).status_code == 404
+    assert broker.messages == []
+
+
+def test_an_unreachable_google_is_asked_at_most_once_a_minute(client, settings, broker):
+    """Certificates never fetched, Google down: forged (or real) tokens do not each make a
+    fetch that holds a server thread for its timeout."""
+    settings.PERIODIC_INVOKER = INVOKER
+    settings.PERIODIC_AUDIENCE = AUDIENCE
+    with StubServer() as down:
+        down.route("GET", "/oauth2/v1/certs", lambda r: (500, {}, {"error": "unavailable"}))
+        settings.GOOGLE_OIDC_CERTS_URL = f"{down.url}/oauth2/v1/certs"
+        google_oidc._reset_cache()
+        for _ in range(5):
+            assert _post(client, _token()).status_code == 404
+        assert len(down.requests) == 1
+    assert broker.messages == []
+    google_oidc._reset_cache()
+
+
+def test_expired_certificates_are_refetched_at_most_once_a_minute_and_kept_meanwhile(client, google, broker):
+    assert _post(client, _token()).status_code == 202
+    google_oidc._cache.expires_at = 0  # Google's max-age has passed, a minute after the fetch ...
+    google_oidc._last_attempt -= google_oidc.CERTS_MIN_SECONDS
+    google.routes[("GET", "/oauth2/v1/certs")] = lambda r: (
+        500,
+        {},
+        {"error": "unavailable"},
+    )  # ... and it is down
+    for _ in range(5):
+        assert _post(client, _token()).status_code == 202  # the certificates we had still verify
+        assert _post(client, _token(key=OTHER_KEY, key_id="forged")).status_code == 404
+    assert len(google.requests) == 2  # the first fetch, and one attempt since

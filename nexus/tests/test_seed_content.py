@@ -14,7 +14,10 @@ from tenants.models import Organisation
 pytestmark = pytest.mark.django_db
 
 
-def test_seed_demo_content_is_idempotent_and_its_sources_run(broker, django_capture_on_commit_callbacks):
+def test_seed_demo_content_is_idempotent_and_its_sources_run(
+    broker, django_capture_on_commit_callbacks, settings
+):
+    settings.DEBUG = True  # demo data exists only on development systems
     call_command("seed_demo", stdout=StringIO())
     out = StringIO()
     with django_capture_on_commit_callbacks(execute=True):

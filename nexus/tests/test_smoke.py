@@ -13,6 +13,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django_tenants.utils import tenant_context
 
 from billing.selectors import credits_balance
@@ -49,6 +50,16 @@ def test_smoke_account_is_made_once_topped_up_and_its_window_emptied():
     with tenant_context(org):
         assert credits_balance() == 100
     assert check(bucket=str(org.id), limit=3, window_seconds=900).allowed
+
+
+@pytest.mark.django_db
+def test_smoke_account_never_joins_a_customers_organisation(world):
+    customer = world.org_a
+    with pytest.raises(CommandError, match="not the smoke test's"):
+        call_command("smoke_account", domain=customer.email_domain, stdout=StringIO(), stderr=StringIO())
+    assert not User.objects.filter(email=f"smoke-admin@{customer.email_domain}").exists()
+    with tenant_context(customer):
+        assert credits_balance() == 0
 
 
 def _smoke(base_url: str, token: str, metrics_token: str, *options: str) -> subprocess.CompletedProcess:

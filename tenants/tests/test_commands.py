@@ -95,7 +95,8 @@ def test_issue_token_refuses_unknown_and_organisationless_users(world):
         run("issue_token", "--email", "ops@nexus.test")
 
 
-def test_seed_demo_twice_is_harmless(world):
+def test_seed_demo_twice_is_harmless(world, settings):
+    settings.DEBUG = True
     first = run("seed_demo")
     orgs = Organisation.objects.count()
     second = run("seed_demo")
@@ -105,6 +106,20 @@ def test_seed_demo_twice_is_harmless(world):
         assert "member@globex.test" in output
         assert output.count("token: ") == 4
     assert User.objects.filter(email__endswith="@acme.test").count() == 2
+
+
+@pytest.mark.parametrize("command", ["seed_demo", "seed_demo_content"])
+def test_demo_data_is_never_created_outside_debug(world, settings, command):
+    """Its logins share a published password: on a real deployment they would be accounts
+    anyone can sign in to."""
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match="DEBUG is off"):
+        run(command)
+    err = StringIO()
+    call_command(command, "--skip-unless-debug", stdout=StringIO(), stderr=err)  # compose's seed job
+    assert "DEBUG is off" in err.getvalue()
+    assert not Organisation.objects.filter(email_domain__in=["acme.test", "globex.test"]).exists()
+    assert not User.objects.filter(email__endswith="@acme.test").exists()
 
 
 def test_names_differing_only_by_underscore_get_distinct_schemas(world):

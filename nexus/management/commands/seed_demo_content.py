@@ -9,17 +9,17 @@ from billing.services import credits_grant
 from etl.models import DataSource
 from etl.samples import ARTICLES_CSV_MAPPING, FEED_MAPPING, sample_source_create
 from etl.services import etl_dispatch_due
-from tenants.management.commands._base import OperatorCommand
+from tenants.management.commands._base import DemoCommand
 from tenants.management.commands.seed_demo import DEMO_ORGANISATIONS
 from tenants.selectors import organisation_by_email_domain
 
 DEMO_CREDITS = 500
 
 
-class Command(OperatorCommand):
+class Command(DemoCommand):
     help = (
         "Grant the demo organisations 500 credits and connect the sample data sources, queueing "
-        "their first runs (once)."
+        "their first runs (once). DEBUG only."
     )
 
     def handle(self, *args, **options):

@@ -17,6 +17,7 @@ from tenants.selectors import organisation_by_email_domain, user_by_email
 from tenants.services import organisation_create, token_pair_issue, user_create
 
 SMOKE_CREDITS = 100
+SMOKE_ORGANISATION_NAME = "Smoke test"
 
 
 class Command(OperatorCommand):
@@ -30,9 +31,15 @@ class Command(OperatorCommand):
 
     def handle(self, *args, domain, **options):
         email = f"smoke-admin@{domain}"
-        org = organisation_by_email_domain(domain=domain) or organisation_create(
-            name="Smoke test", email_domain=domain
-        )
+        org = organisation_by_email_domain(domain=domain)
+        if org is None:
+            org = organisation_create(name=SMOKE_ORGANISATION_NAME, email_domain=domain)
+        elif org.name != SMOKE_ORGANISATION_NAME or org.users.exclude(email=email).exists():
+            # A customer's organisation: never join it, fund it or reset its limits.
+            raise CommandError(
+                f"{domain} belongs to the organisation {org.slug!r}, which is not the smoke test's: "
+                "choose a domain of its own (--domain smoke.example.com)."
+            )
         user = user_by_email(email=email) or user_create(
             email=email, organisation=org, role=Role.ADMIN, name="Smoke test"
         )

@@ -3,6 +3,9 @@ on stderr and a non-zero exit, never a traceback."""
 
 from __future__ import annotations
 
+import sys
+
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
@@ -26,6 +29,33 @@ class OperatorCommand(BaseCommand):
         if not org.is_active:
             raise CommandError(f"Organisation {slug!r} is deactivated.")
         return org
+
+
+class DemoCommand(OperatorCommand):
+    """A command that creates demo data: logins sharing one published password and free
+    credits. Only on a development system (DEBUG): anywhere else they would be accounts
+    anyone can sign in to. `--skip-unless-debug` (docker compose's seed job) says so and
+    does nothing instead of failing."""
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--skip-unless-debug",
+            action="store_true",
+            help="Outside DEBUG, do nothing (and say so) instead of refusing.",
+        )
+
+    def execute(self, *args, **options):
+        if not settings.DEBUG:
+            message = (
+                "DEBUG is off: no demo data is created here (its logins share a published "
+                "password). Create organisations and users with create_org and create_user."
+            )
+            if options.get("skip_unless_debug"):
+                # Before BaseCommand.execute, which is what points self.stderr at options["stderr"].
+                (options.get("stderr") or sys.stderr).write(message + "\n")
+                return None
+            raise CommandError(message)
+        return super().execute(*args, **options)
 
 
 def _flatten(exc: AppError) -> str:

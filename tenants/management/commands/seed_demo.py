@@ -1,6 +1,6 @@
 from django.conf import settings
 
-from tenants.management.commands._base import OperatorCommand
+from tenants.management.commands._base import DemoCommand
 from tenants.models import Role
 from tenants.selectors import organisation_by_email_domain, user_by_email
 from tenants.services import organisation_create, token_pair_issue, user_create
@@ -11,13 +11,14 @@ DEMO_ORGANISATIONS = [
 ]
 
 
-class Command(OperatorCommand):
+class Command(DemoCommand):
     help = (
         "Create two demo organisations with an admin and a member each (again is harmless: "
-        "existing ones are reused) and print their logins and access tokens."
+        "existing ones are reused) and print their logins and access tokens. DEBUG only."
     )
 
     def add_arguments(self, parser):
+        super().add_arguments(parser)
         parser.add_argument(
             "--no-tokens",
             action="store_true",
