@@ -1,12 +1,14 @@
 """The Google Cloud deployment files (docs/specs/delivery.md, "Continuous deployment"):
 cloudbuild.yaml and ops/cloudrun/*.yaml. Every process gets every variable production
-requires; secrets come from Secret Manager only and no file holds one; every variable named
-is one the code reads; each worker pool consumes a queue the project routes to; beat runs
-exactly once, or Cloud Scheduler sends its whole schedule instead (one job per entry, at the
-entry's period rounded up to whole minutes, all for one audience), never both; the metrics
-collector scrapes /metrics of web and every worker with the metrics token, under the job
-name the alerts watch; the migrations run before anything is deployed; and the build
-deploys, into every file, the image it built.
+requires; secrets come from Secret Manager only and no file holds one; each process reads
+exactly the secrets its code uses (SECRETS_BY_PROCESS), as an account of its own, and
+docs/deploy.md grants each account exactly those; every variable named is one the code
+reads; each worker pool consumes a queue the project routes to; beat runs exactly once, or
+Cloud Scheduler sends its whole schedule instead (one job per entry, at the entry's period
+rounded up to whole minutes, all for one audience), never both; the metrics collector
+scrapes /metrics of web and every worker with the metrics token, under the job name the
+alerts watch; the migrations run before anything is deployed; the build deploys, into every
+file, the image it built; and a build submitted by hand uploads no local secret.
 
 Pure file reading (and one `bash` run of the build's render step): no database, no network,
 no cloud. Each check returns the problems it finds; `test_each_check_catches_its_mistake`
@@ -38,32 +40,81 @@ ROOT = Path(__file__).resolve().parents[2]
 CLOUDRUN = Path("ops") / "cloudrun"
 SETTINGS_FILE = ROOT / "nexus" / "settings.py"
 
-# Secret Manager references that every process must have: the spec's list. SECRET_KEY is
-# also found in settings.py by test_settings_parser_finds_the_required_variables.
-REQUIRED_SECRETS = frozenset(
-    {
-        "SECRET_KEY",
-        "DATABASE_URL",
-        "REDIS_URL",
-        "STRIPE_SECRET_KEY",
-        "STRIPE_WEBHOOK_SECRET",
-        "GOOGLE_CLIENT_ID",
-        "GOOGLE_CLIENT_SECRET",
-        "GEMINI_API_KEY",
-        "SENTRY_DSN",
-        "ENCRYPTION_KEYS",
-    }
-)
-# Never a plain value, wherever they appear. METRICS_TOKEN is required only where /metrics
-# is served (web and the workers: check_metrics).
-SECRETS = REQUIRED_SECRETS | {"METRICS_TOKEN", "JWT_SIGNING_KEY", "CELERY_BROKER_URL", "DEMO_PASSWORD"}
+# The secrets each process reads, and why: what its own code paths use, nothing more (a
+# leaked worker key then exposes only that worker's integrations). Each file gets exactly its
+# process's set: one more is over-sharing, one fewer breaks a path. A missing ENCRYPTION_KEYS
+# would not even fail loudly where something is encrypted: nexus.crypto falls back to a key
+# derived from SECRET_KEY, which no other process would decrypt.
+EVERY_PROCESS = {
+    "SECRET_KEY": "the settings refuse to start without it outside DEBUG",
+    "DATABASE_URL": "every process reads and writes the database",
+    "REDIS_URL": "the cache, rate limits and the Celery broker",
+    "SENTRY_DSN": "errors reach Sentry from every process",
+}
+SERVES_METRICS = {"METRICS_TOKEN": "guards its /metrics, which the collector sidecar scrapes"}
+SECRETS_BY_PROCESS: dict[str, dict[str, str]] = {
+    "web": {
+        **EVERY_PROCESS,
+        **SERVES_METRICS,
+        "ENCRYPTION_KEYS": "encrypts stored webhook and data-source secrets, and idempotent replays of them",
+        "STRIPE_SECRET_KEY": "starts Checkout sessions; Stripe's webhook looks up a refund's session",
+        "STRIPE_WEBHOOK_SECRET": "verifies the signature of Stripe's webhook calls",
+        "GOOGLE_CLIENT_ID": "Google sign-in",
+        "GOOGLE_CLIENT_SECRET": "Google sign-in",
+        # Web never calls Gemini (jobs run on worker-jobs; a cache hit calls no provider),
+        # but job_create records a new job's provider as "gemini" only while the key is set
+        # (jobs.providers.default_provider_name): without it every job would run locally.
+        "GEMINI_API_KEY": "job_create picks the provider by it",
+    },
+    "worker-jobs": {**EVERY_PROCESS, **SERVES_METRICS, "GEMINI_API_KEY": "runs the AI jobs"},
+    "worker-webhooks": {
+        **EVERY_PROCESS,
+        **SERVES_METRICS,
+        "ENCRYPTION_KEYS": "decrypts each endpoint's signing secret to sign its deliveries",
+    },
+    "worker-etl": {
+        **EVERY_PROCESS,
+        **SERVES_METRICS,
+        "ENCRYPTION_KEYS": "decrypts data sources' API keys to fetch",
+    },
+    # The sweeps, the ETL dispatch and the clean-ups only queue and update rows.
+    "worker-periodic": {
+        **EVERY_PROCESS,
+        **SERVES_METRICS,
+        "STRIPE_SECRET_KEY": "billing.reconcile asks Stripe about checkouts left open",
+    },
+    "beat": EVERY_PROCESS,
+    # The migrations (no data migration encrypts or decrypts) and the operator commands
+    # (smoke_account empties a rate-limit window in Redis).
+    "migrate": EVERY_PROCESS,
+}
+# Server-held data-source keys (ETL_SOURCE_KEY__<schema>__<name>, added by an operator): web
+# checks that a source names one that exists, the ETL worker sends it; nobody else reads them.
 SECRET_PREFIXES = ("ETL_SOURCE_KEY__",)
+SERVER_KEY_PROCESSES = frozenset({"web", "worker-etl"})
+# Never a plain value, wherever they appear.
+SECRETS = {name for names in SECRETS_BY_PROCESS.values() for name in names} | {
+    "JWT_SIGNING_KEY",
+    "CELERY_BROKER_URL",
+    "DEMO_PASSWORD",
+}
 
 PLACEHOLDER = re.compile(r"__[A-Z][A-Z0-9_]*__")
 IMAGE = "__IMAGE__"
 APP_KINDS = {"Service", "Job", "WorkerPool"}
-# The identity each process runs as (docs/deploy.md, "Service accounts").
-ROLE_OF = {"web": "web", "migrate": "migrate", "beat": "beat"}  # worker-* -> worker
+# The identity each process runs as, one account each, so an account holds one process's
+# secrets (docs/deploy.md, "Service accounts"): __SERVICE__-<account>@.
+ACCOUNT_OF = {
+    "web": "web",
+    "worker-jobs": "jobs",
+    "worker-webhooks": "webhooks",
+    "worker-etl": "etl",
+    "worker-periodic": "periodic",
+    "beat": "beat",
+    "migrate": "migrate",
+}
+# docs/deploy.md grants secrets with lines `grant <account> <secret> ...` (step 9).
+DEPLOY_DOC = Path("docs") / "deploy.md"
 # Variables that legitimately differ between processes; every other one is the same
 # everywhere it appears.
 ROLE_SPECIFIC = frozenset(
@@ -111,6 +162,7 @@ class Deployment:
     root: Path  # where ops/cloudrun/ is (the render step reads it from there)
     files: dict[str, dict]  # ops/cloudrun/<stem>.yaml, parsed
     cloudbuild: dict
+    deploy_doc: str  # docs/deploy.md
 
     @property
     def apps(self) -> dict[str, dict]:
@@ -133,7 +185,10 @@ class Deployment:
 def load(root: Path = ROOT) -> Deployment:
     files = {path.stem: yaml.safe_load(path.read_text()) for path in sorted((root / CLOUDRUN).glob("*.yaml"))}
     return Deployment(
-        root=root, files=files, cloudbuild=yaml.safe_load((root / "cloudbuild.yaml").read_text())
+        root=root,
+        files=files,
+        cloudbuild=yaml.safe_load((root / "cloudbuild.yaml").read_text()),
+        deploy_doc=(root / DEPLOY_DOC).read_text(),
     )
 
 
@@ -192,6 +247,41 @@ def every_container(deployment: Deployment) -> Iterator[tuple[str, dict]]:
 
 def is_secret_name(name: str) -> bool:
     return name in SECRETS or name.startswith(SECRET_PREFIXES)
+
+
+def secret_of(variable: str) -> str:
+    """The Secret Manager secret a variable is read from: SECRET_KEY -> __SERVICE__-secret-key."""
+    return "__SERVICE__-" + variable.lower().replace("_", "-")
+
+
+def secrets_read(doc: dict) -> set[str]:
+    """Every Secret Manager secret the resource reads, as a variable or a mounted file, in
+    any of its containers: what its service account must be allowed to access."""
+    names = {
+        ref["name"]
+        for container in pod_spec(doc)["containers"]
+        for entry in container.get("env") or []
+        if (ref := (entry.get("valueFrom") or {}).get("secretKeyRef"))
+    }
+    return names | {v["secret"]["secretName"] for v in pod_spec(doc).get("volumes") or [] if "secret" in v}
+
+
+def secrets_expected(stem: str) -> set[str]:
+    """What SECRETS_BY_PROCESS gives the process, plus its collector's configuration where
+    it serves metrics."""
+    names = {secret_of(variable) for variable in SECRETS_BY_PROCESS[stem]}
+    return names | ({COLLECTOR_CONFIG_SECRET} if "METRICS_TOKEN" in SECRETS_BY_PROCESS[stem] else set())
+
+
+def grants_in(doc_text: str) -> dict[str, set[str]]:
+    """account -> secrets granted by docs/deploy.md's `grant <account> <secret> ...` lines
+    (continued with a backslash), secrets named as __SERVICE__-<secret>."""
+    granted: dict[str, set[str]] = {}
+    for line in doc_text.replace("\\\n", " ").splitlines():
+        words = line.split()
+        if len(words) > 2 and words[0] == "grant":
+            granted.setdefault(words[1], set()).update(f"__SERVICE__-{word}" for word in words[2:])
+    return granted
 
 
 # --- What the code reads -------------------------------------------------------------------
@@ -337,12 +427,45 @@ def render(deployment: Deployment, out: Path) -> dict[str, str]:
 
 
 def check_required(deployment: Deployment) -> list[str]:
-    required = required_by_settings() | REQUIRED_SECRETS
-    return [
-        f"{stem}: {name} is required in production and not provided"
-        for stem, doc in deployment.apps.items()
-        for name in sorted(required - set(env_of(app_container(doc))))
-    ]
+    """What settings.py refuses to start without, and the secrets the process's code uses."""
+    problems = []
+    for stem, doc in deployment.apps.items():
+        wanted = SECRETS_BY_PROCESS.get(stem, {})
+        for name in sorted((required_by_settings() | set(wanted)) - set(env_of(app_container(doc)))):
+            why = wanted.get(name, "required in production")
+            problems.append(f"{stem}: {name} is not provided ({why})")
+    return problems
+
+
+def check_least_privilege(deployment: Deployment) -> list[str]:
+    """No process reads a secret its code does not use, as a variable or as a file."""
+    problems = []
+    server_keys = tuple(secret_of(prefix) for prefix in SECRET_PREFIXES)
+    for stem, doc in deployment.apps.items():
+        if stem not in SECRETS_BY_PROCESS:
+            problems.append(f"{stem}: not in SECRETS_BY_PROCESS (say which secrets it uses, and why)")
+            continue
+        for secret in sorted(secrets_read(doc) - secrets_expected(stem)):
+            if not (secret.startswith(server_keys) and stem in SERVER_KEY_PROCESSES):
+                problems.append(f"{stem}: reads {secret}, which nothing it runs uses (SECRETS_BY_PROCESS)")
+    return problems
+
+
+def check_docs_grant_what_each_reads(deployment: Deployment) -> list[str]:
+    """docs/deploy.md grants each process's own account exactly the secrets the process
+    reads: fewer and it cannot start, more and the account holds what it never uses."""
+    problems = []
+    granted = grants_in(deployment.deploy_doc)
+    for stem, doc in deployment.apps.items():
+        account = ACCOUNT_OF.get(stem, "?")
+        given, read = granted.get(account, set()), secrets_read(doc)
+        if missing := sorted(read - given):
+            problems.append(f"{DEPLOY_DOC}: `grant {account}` lacks {missing}, which {stem} reads")
+        if extra := sorted(given - read):
+            problems.append(f"{DEPLOY_DOC}: `grant {account}` gives {extra}, which {stem} does not read")
+    if unknown := sorted(set(granted) - set(ACCOUNT_OF.values())):
+        problems.append(f"{DEPLOY_DOC}: grants secrets to {unknown}, the account of no process")
+    return problems
 
 
 def check_secrets(deployment: Deployment) -> list[str]:
@@ -352,7 +475,7 @@ def check_secrets(deployment: Deployment) -> list[str]:
             if not is_secret_name(name):
                 continue
             ref = (entry.get("valueFrom") or {}).get("secretKeyRef")
-            expected = "__SERVICE__-" + name.lower().replace("_", "-")
+            expected = secret_of(name)
             if "value" in entry or not ref:
                 problems.append(f"{stem}: {name} must come from Secret Manager (valueFrom.secretKeyRef)")
             elif ref.get("name") != expected or ref.get("key") != "latest":
@@ -463,8 +586,7 @@ def _names_network_and_subnet(annotation: str) -> bool:
 def check_identity_and_network(deployment: Deployment) -> list[str]:
     problems = []
     for stem, doc in deployment.apps.items():
-        role = ROLE_OF.get(stem, "worker")
-        expected = f"__SERVICE__-{role}@__PROJECT_ID__.iam.gserviceaccount.com"
+        expected = f"__SERVICE__-{ACCOUNT_OF.get(stem, '?')}@__PROJECT_ID__.iam.gserviceaccount.com"
         if pod_spec(doc).get("serviceAccountName") != expected:
             problems.append(f"{stem}: must run as {expected}")
         annotations = revision_annotations(doc)
@@ -832,6 +954,8 @@ def check_build_order(deployment: Deployment) -> list[str]:
 
 CHECKS = [
     check_required,
+    check_least_privilege,
+    check_docs_grant_what_each_reads,
     check_secrets,
     check_plain_values,
     check_names_are_read,
@@ -858,7 +982,31 @@ def test_deployment_files_pass(deployment, check):
 def test_every_process_is_described(deployment):
     workers = {f"worker-{kind}" for kind in settings.CELERY_QUEUES_BY_KIND}
     assert set(deployment.apps) == {"web", "migrate", "beat", *workers}
+    assert set(SECRETS_BY_PROCESS) == set(ACCOUNT_OF) == set(deployment.apps)
     assert {"scheduler", COLLECTOR} <= set(deployment.files)
+
+
+def test_an_account_holds_one_set_of_secrets():
+    """Processes may share an account only if they read the same secrets; otherwise the
+    account would hold the union."""
+    by_account: dict[str, set[frozenset[str]]] = {}
+    for stem, account in ACCOUNT_OF.items():
+        by_account.setdefault(account, set()).add(frozenset(SECRETS_BY_PROCESS[stem]))
+    assert {account for account, sets in by_account.items() if len(sets) > 1} == set()
+
+
+def _ignore_patterns(name: str) -> set[str]:
+    return {
+        line.strip() for line in (ROOT / name).read_text().splitlines() if line.strip()[:1] not in ("", "#")
+    }
+
+
+def test_no_local_secret_leaves_the_machine():
+    """`gcloud builds submit` uploads the checkout minus what .gcloudignore lists (and, while
+    that file exists, minus nothing else): at least everything the image leaves out. Git
+    keeps the local .env files out of commits the same way."""
+    assert _ignore_patterns(".dockerignore") - _ignore_patterns(".gcloudignore") == set()
+    assert {".env", ".env.*", "!.env.example"} <= _ignore_patterns(".gitignore")
 
 
 def test_settings_parser_finds_the_required_variables():
@@ -932,6 +1080,22 @@ def test_switching_to_cloud_scheduler_passes(deployment):
     assert check_plain_values(switched) == []
 
 
+def test_a_server_held_key_for_the_etl_worker_passes(deployment):
+    """An operator's ETL_SOURCE_KEY__<schema>__<name> goes to web and the ETL worker, and
+    to their accounts."""
+    with_key = copy.deepcopy(deployment)
+    name = "ETL_SOURCE_KEY__ORG_ACME__WEATHER"
+    for stem in SERVER_KEY_PROCESSES:
+        _add_env(with_key, stem, _secret_env(name))
+    with_key.deploy_doc += "".join(
+        f"\ngrant {ACCOUNT_OF[stem]} {secret_of(name).removeprefix('__SERVICE__-')}\n"
+        for stem in SERVER_KEY_PROCESSES
+    )
+    assert check_least_privilege(with_key) == []
+    assert check_secrets(with_key) == []
+    assert check_docs_grant_what_each_reads(with_key) == []
+
+
 # --- Each check can fail -------------------------------------------------------------------
 
 
@@ -973,8 +1137,46 @@ def _volume(deployment: Deployment, stem: str, name: str) -> dict:
     return next(v for v in pod_spec(deployment.files[stem])["volumes"] if v["name"] == name)
 
 
+def _secret_env(name: str) -> dict:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_of(name), "key": "latest"}}}
+
+
+def _mount_secret(deployment: Deployment, stem: str, secret: str) -> None:
+    pod_spec(deployment.files[stem])["volumes"].append(
+        {"name": "extra", "secret": {"secretName": secret, "items": [{"key": "latest", "path": "value"}]}}
+    )
+
+
 MISTAKES: dict[str, tuple[Callable[[Deployment], None], Callable[[Deployment], list[str]]]] = {
     "beat without SECRET_KEY": (lambda d: _remove_env(d, "beat", "SECRET_KEY"), check_required),
+    "the webhooks worker without the encryption keys": (
+        lambda d: _remove_env(d, "worker-webhooks", "ENCRYPTION_KEYS"),
+        check_required,
+    ),
+    "beat given the Stripe key": (
+        lambda d: _add_env(d, "beat", _secret_env("STRIPE_SECRET_KEY")),
+        check_least_privilege,
+    ),
+    "the Gemini key on the ETL worker": (
+        lambda d: _add_env(d, "worker-etl", _secret_env("GEMINI_API_KEY")),
+        check_least_privilege,
+    ),
+    "the Stripe key mounted as a file into the jobs worker": (
+        lambda d: _mount_secret(d, "worker-jobs", secret_of("STRIPE_SECRET_KEY")),
+        check_least_privilege,
+    ),
+    "a server-held data-source key on the jobs worker": (
+        lambda d: _add_env(d, "worker-jobs", _secret_env("ETL_SOURCE_KEY__ORG_ACME__WEATHER")),
+        check_least_privilege,
+    ),
+    "the docs grant the jobs worker the Stripe key": (
+        lambda d: setattr(d, "deploy_doc", d.deploy_doc + "\ngrant jobs stripe-secret-key\n"),
+        check_docs_grant_what_each_reads,
+    ),
+    "the docs grant beat's secrets to an account no process runs as": (
+        lambda d: setattr(d, "deploy_doc", re.sub(r"(?m)^grant beat ", "grant worker ", d.deploy_doc)),
+        check_docs_grant_what_each_reads,
+    ),
     "a Gemini key pasted into a file": (
         lambda d: _env_entry(d, "worker-jobs", "GEMINI_API_KEY").update(
             {"value": "AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvW"}
@@ -1130,7 +1332,12 @@ def test_render_refuses_a_placeholder_it_does_not_know(deployment, tmp_path):
     shutil.copytree(ROOT / CLOUDRUN, source / CLOUDRUN)
     beat = source / CLOUDRUN / "beat.yaml"
     beat.write_text(beat.read_text().replace(IMAGE, "__IMAGE_TAG__"))
-    broken = Deployment(root=source, files=deployment.files, cloudbuild=deployment.cloudbuild)
+    broken = Deployment(
+        root=source,
+        files=deployment.files,
+        cloudbuild=deployment.cloudbuild,
+        deploy_doc=deployment.deploy_doc,
+    )
     with pytest.raises(subprocess.CalledProcessError) as failure:
         render(broken, tmp_path / "out")
     assert "__IMAGE_TAG__" in failure.value.stdout
