@@ -32,7 +32,7 @@ export DEBUG="${DEBUG:-true}"
 export WEBHOOK_ALLOW_PRIVATE_NETWORKS="${WEBHOOK_ALLOW_PRIVATE_NETWORKS:-true}"
 # /metrics asks for a token, as in production: one is made once and kept in .data/run.
 if [ -z "${METRICS_TOKEN:-}" ]; then
-  [ -s "$RUN/metrics-token" ] || $PY -c "import secrets; print(secrets.token_urlsafe(32))" > "$RUN/metrics-token"
+  [ -s "$RUN/metrics-token" ] || ( umask 077; $PY -c "import secrets; print(secrets.token_urlsafe(32))" > "$RUN/metrics-token" )
   METRICS_TOKEN="$(cat "$RUN/metrics-token")"
 fi
 export METRICS_TOKEN
