@@ -41,7 +41,7 @@ down:
 smoke: $(RUNTIME_STAMP)
 	@scripts/smoke_local.sh
 
-LOG_FILES := $(addprefix .data/logs/,web.log worker-jobs.log worker-webhooks.log worker-etl.log worker-periodic.log beat.log)
+LOG_FILES := $(addprefix .data/logs/,web.log worker-jobs.log worker-webhooks.log worker-etl.log worker-audits.log worker-periodic.log beat.log)
 
 logs:
 	@mkdir -p .data/logs && touch $(LOG_FILES)

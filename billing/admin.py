@@ -67,7 +67,8 @@ class OrganisationWithCreditsAdmin(OrganisationAdmin):
         if obj is None or obj._state.adding:
             return "-"
         with tenant_context(obj):
-            return selectors.credits_balance()
+            balance, reserved = selectors.credits_balances()
+        return f"{balance} available, {reserved} reserved for audits" if reserved else balance
 
     @admin.display(description="Latest credit transactions")
     def recent_credit_transactions(self, obj):
@@ -79,13 +80,14 @@ class OrganisationWithCreditsAdmin(OrganisationAdmin):
             return "none yet"
         return format_html_join(
             "\n",
-            "<div>#{} {} {} → {} ({}, {}: {})</div>",
+            "<div>#{} {} {} → {}{} ({}, {}: {})</div>",
             (
                 (
                     r.sequence,
                     r.created_at.strftime("%Y-%m-%d %H:%M"),
                     f"{r.amount:+d}",
                     r.balance_after,
+                    _reserved_part(r),
                     r.kind,
                     r.actor_label,
                     r.reference,
@@ -93,6 +95,14 @@ class OrganisationWithCreditsAdmin(OrganisationAdmin):
                 for r in rows
             ),
         )
+
+
+def _reserved_part(row) -> str:
+    """The reserved balance's move and the audit, for the rows of an audit (escaped by
+    format_html_join like every other part)."""
+    if not row.audit_id:
+        return ""
+    return f", reserved {row.reserved_change:+d} → {row.reserved_after}, audit {row.audit_id}"
 
 
 admin.site.unregister(Organisation)

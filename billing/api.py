@@ -33,15 +33,17 @@ from nexus.schema import COMPLETE_LIST, error_statuses
 
 class CreditsView(OrganisationEndpoint):
     @extend_schema(
-        summary="Credit balance and the 10 latest transactions",
+        summary="Credit balance (available and reserved) and the 10 latest transactions",
         responses={200: CreditsOutput},
         tags=["credits"],
     )
     def get(self, request, *args, **kwargs):
+        balance, reserved = selectors.credits_balances()
         return Response(
             CreditsOutput(
                 {
-                    "balance": selectors.credits_balance(),
+                    "balance": balance,
+                    "reserved": reserved,
                     "recent_transactions": selectors.credits_recent(limit=10),
                 }
             ).data

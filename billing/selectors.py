@@ -3,9 +3,11 @@ on sale (public schema)."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, datetime, timedelta
+from typing import TypedDict
 
-from django.db.models import QuerySet, Sum
+from django.db.models import F, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -14,8 +16,41 @@ from billing.public.models import CreditPack
 
 
 def credits_balance() -> int:
+    """The available balance: what jobs and new audits can spend."""
     row = CreditBalance.objects.filter(pk=1).values_list("balance", flat=True).first()
     return row or 0
+
+
+def credits_reserved() -> int:
+    """The credits held by the organisation's audits (reserved, not yet charged or
+    released)."""
+    row = CreditBalance.objects.filter(pk=1).values_list("reserved", flat=True).first()
+    return row or 0
+
+
+def credits_balances() -> tuple[int, int]:
+    """(available, reserved) read together, in one query."""
+    row = CreditBalance.objects.filter(pk=1).values_list("balance", "reserved").first()
+    return row or (0, 0)
+
+
+class AuditCredits(TypedDict):
+    reserved: int
+    charged: int
+    released: int
+
+
+def audit_credits(audit_id: uuid.UUID) -> AuditCredits:
+    """An audit's credits, from the ledger: its reservation, what was charged from it and
+    what was released. Reserved minus charged minus released is what it still holds."""
+    totals = CreditTransaction.objects.filter(audit_id=audit_id).aggregate(
+        reserved=Sum("reserved_change", filter=Q(kind=TransactionKind.RESERVATION)),
+        charged=Sum(-F("reserved_change"), filter=Q(kind=TransactionKind.AUDIT_CHARGE)),
+        released=Sum(-F("reserved_change"), filter=Q(kind=TransactionKind.RELEASE)),
+    )
+    return AuditCredits(
+        reserved=totals["reserved"] or 0, charged=totals["charged"] or 0, released=totals["released"] or 0
+    )
 
 
 def credits_recent(*, limit: int = 10) -> list[CreditTransaction]:
@@ -42,18 +77,22 @@ def window_start(days: int) -> datetime:
     return datetime.combine(first_day, datetime.min.time(), tzinfo=timezone.get_default_timezone())
 
 
+SPENDING_KINDS = [TransactionKind.DEDUCTION, TransactionKind.REFUND, TransactionKind.AUDIT_CHARGE]
+
+
 def credits_spent_per_day(*, days: int) -> list[tuple[date, int]]:
     """Credits spent on each of the last `days` days (UTC, today included, days without
-    spending as 0). Spent = deductions minus refunds written that day."""
+    spending as 0). Spent = deductions minus refunds plus audit charges written that day;
+    a reservation or a release is not spending (the credits are only set aside or given
+    back). Deductions and refunds move `amount` only, audit charges `reserved_change`
+    only, so their sum is the day's spending."""
     start = window_start(days)
     totals = {
         row["day"]: row["total"]
-        for row in CreditTransaction.objects.filter(
-            created_at__gte=start, kind__in=[TransactionKind.DEDUCTION, TransactionKind.REFUND]
-        )
+        for row in CreditTransaction.objects.filter(created_at__gte=start, kind__in=SPENDING_KINDS)
         .annotate(day=TruncDate("created_at"))
         .values("day")
-        .annotate(total=Sum("amount"))
+        .annotate(total=Sum(F("amount") + F("reserved_change")))
     }
     first_day = start.date()
     return [
@@ -63,7 +102,13 @@ def credits_spent_per_day(*, days: int) -> list[tuple[date, int]]:
 
 
 def credits_ledger_sum() -> int:
+    """The sum of the ledger's amounts: always the available balance."""
     return CreditTransaction.objects.aggregate(total=Sum("amount"))["total"] or 0
+
+
+def credits_ledger_reserved_sum() -> int:
+    """The sum of the ledger's reserved changes: always the reserved balance."""
+    return CreditTransaction.objects.aggregate(total=Sum("reserved_change"))["total"] or 0
 
 
 def credit_packs_on_sale() -> QuerySet[CreditPack]:

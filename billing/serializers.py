@@ -16,7 +16,10 @@ class CreditTransactionOutput(serializers.ModelSerializer):
             "kind",
             "amount",
             "balance_after",
+            "reserved_change",
+            "reserved_after",
             "job_id",
+            "audit_id",
             "reason",
             "actor",
             "created_at",
@@ -24,7 +27,10 @@ class CreditTransactionOutput(serializers.ModelSerializer):
 
 
 class CreditsOutput(serializers.Serializer):
-    balance = serializers.IntegerField()
+    balance = serializers.IntegerField(help_text="Available credits: what jobs and new audits can spend.")
+    reserved = serializers.IntegerField(
+        help_text="Credits held by running audits: charged as their items are evaluated, the rest released."
+    )
     recent_transactions = CreditTransactionOutput(many=True)
 
 

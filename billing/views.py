@@ -15,8 +15,10 @@ from nexus.pages import org_page, page_context
 
 
 def balance_context() -> dict:
+    balance, reserved = selectors.credits_balances()
     return {
-        "balance": selectors.credits_balance(),
+        "balance": balance,
+        "reserved": reserved,
         "as_of": timezone.localtime().strftime("%H:%M:%S"),
         "refresh_seconds": settings.DASHBOARD_REFRESH_SECONDS,
     }

@@ -107,8 +107,8 @@ class LiveSnapshot:
 
 
 def _queue_depths() -> dict[str, int]:
-    """Messages waiting per queue, by the queue's kind (jobs, webhooks, etl, periodic): the
-    same label whatever prefix a deployment gives its queue names."""
+    """Messages waiting per queue, by the queue's kind (jobs, webhooks, etl, audits,
+    periodic): the same label whatever prefix a deployment gives its queue names."""
     client = get_redis(settings.CELERY_BROKER_URL)
     pipe = client.pipeline(transaction=False)
     kinds = sorted(settings.CELERY_QUEUES_BY_KIND)

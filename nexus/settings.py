@@ -101,6 +101,7 @@ TENANT_APPS: list[str] = [
     "jobs",
     "webhooks",
     "etl",
+    "audits",
 ]
 INSTALLED_APPS = list(dict.fromkeys(SHARED_APPS + TENANT_APPS))
 
@@ -220,13 +221,15 @@ CELERY_TASK_ALWAYS_EAGER = False
 # The prefix keeps deployments sharing a Redis apart.
 CELERY_QUEUE_PREFIX = env("CELERY_QUEUE_PREFIX", "")
 CELERY_QUEUES_BY_KIND = {
-    kind: f"{CELERY_QUEUE_PREFIX}{kind}" for kind in ("jobs", "webhooks", "etl", "periodic")
+    kind: f"{CELERY_QUEUE_PREFIX}{kind}" for kind in ("jobs", "webhooks", "etl", "audits", "periodic")
 }
 CELERY_TASK_DEFAULT_QUEUE = CELERY_QUEUES_BY_KIND["periodic"]
 _ROUTED = {
     "jobs": ["jobs.run_job"],
     "webhooks": ["webhooks.deliver"],
     "etl": ["etl.execute_run"],
+    # One batch of an audit per message: a long audit never holds the AI jobs' worker.
+    "audits": ["audits.run_batch"],
     # Beat's tasks and the per-organisation tasks they fan out to: short bookkeeping.
     "periodic": [
         "jobs.sweep",
@@ -237,6 +240,8 @@ _ROUTED = {
         "etl.dispatch_organisation",
         "etl.sweep",
         "etl.sweep_organisation",
+        "audits.sweep",
+        "audits.sweep_organisation",
         "billing.reconcile",
         "billing.reconcile_organisation",
         "nexus.purge_idempotency_keys",
@@ -694,7 +699,33 @@ CELERY_BEAT_SCHEDULE["etl-sweep"] = {
     "options": {"expires": JOB_SWEEP_SECONDS},
 }
 CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {"task": "webhooks.sweep", "schedule": 60.0}
+# Re-sends the messages of audits with pending items and no batch for two minutes.
+CELERY_BEAT_SCHEDULE["audits-sweep"] = {"task": "audits.sweep", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["purge-idempotency-keys"] = {"task": "nexus.purge_idempotency_keys", "schedule": 3600.0}
+
+# --- Batch audits (docs/specs/audits.md) -------------------------------------------------------
+AUDIT_PRICE_PER_ITEM = env_int("AUDIT_PRICE_PER_ITEM", 1)
+AUDIT_BATCH_SIZE = env_int("AUDIT_BATCH_SIZE", 20)
+AUDIT_MAX_BATCH_SIZE = 100
+AUDIT_MAX_ITEMS = env_int("AUDIT_MAX_ITEMS", 100_000)
+AUDIT_MAX_UPLOAD_BYTES = env_int("AUDIT_MAX_UPLOAD_BYTES", 200 * 1024 * 1024)
+AUDIT_MAX_ITEM_CHARS = env_int("AUDIT_MAX_ITEM_CHARS", 10_000)
+# Batch messages of one audit queued at once: audits of different organisations take turns.
+AUDIT_MAX_IN_FLIGHT = env_int("AUDIT_MAX_IN_FLIGHT", 4)
+# The provider account's quota, shared by every worker (audits.quota), and the adaptive
+# limit of calls in flight (halved on a 429, one more after AUDIT_CONCURRENCY_RECOVER
+# successes).
+AUDIT_PROVIDER_RPM = env_int("AUDIT_PROVIDER_RPM", 60)
+AUDIT_PROVIDER_TPM = env_int("AUDIT_PROVIDER_TPM", 1_000_000)
+AUDIT_CONCURRENCY_INITIAL = env_int("AUDIT_CONCURRENCY_INITIAL", 4)
+AUDIT_CONCURRENCY_MAX = env_int("AUDIT_CONCURRENCY_MAX", 8)
+AUDIT_CONCURRENCY_RECOVER = env_int("AUDIT_CONCURRENCY_RECOVER", 20)
+# How long a batch waits for the quota before its message is queued again with a countdown.
+AUDIT_QUOTA_MAX_WAIT_SECONDS = float(env("AUDIT_QUOTA_MAX_WAIT_SECONDS", "10"))
+# An audit fails when every item of this many batches in a row failed.
+AUDIT_FAIL_AFTER_BATCHES = env_int("AUDIT_FAIL_AFTER_BATCHES", 5)
+# Models an audit may ask for (the first is the default); the local provider ignores it.
+AUDIT_MODELS = env_list("AUDIT_MODELS", GEMINI_MODEL)
 
 # --- Pages ------------------------------------------------------------------------------------
 # How often the dashboard refreshes the balance.

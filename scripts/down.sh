@@ -18,7 +18,7 @@ stop() {
 
 stop web
 stop beat
-for queue in jobs webhooks etl periodic; do stop "worker-$queue"; done
+for queue in jobs webhooks etl audits periodic; do stop "worker-$queue"; done
 stop worker  # the single worker of earlier versions
 if [ -f "$RUN/embedded-redis" ]; then
   .venv/bin/python scripts/devservices.py stop-redis && echo "stopped embedded redis"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start the whole system in the background: web (gunicorn), one Celery worker per queue
-# (jobs, webhooks, etl, periodic) and beat.
+# (jobs, webhooks, etl, audits, periodic) and beat.
 # Uses DATABASE_URL / REDIS_URL when set; otherwise starts the embedded PostgreSQL and
 # Redis (scripts/devservices.py). Running it again is harmless: what runs is left alone.
 set -euo pipefail
@@ -54,7 +54,7 @@ LOG_LEVEL=WARNING $PY manage.py collectstatic --noinput -v 0
 
 any_worker_alive() {
   local queue
-  for queue in jobs webhooks etl periodic; do alive "$RUN/worker-$queue.pid" && return 0; done
+  for queue in jobs webhooks etl audits periodic; do alive "$RUN/worker-$queue.pid" && return 0; done
   return 1
 }
 port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
@@ -83,11 +83,11 @@ start_bg() {
   PROMETHEUS_MULTIPROC_DIR="$METRICS_DIR" setsid nohup "$@" >> "$LOGS/$name.log" 2>&1 < /dev/null &
   echo $! > "$RUN/$name.pid"
 }
-# One worker per queue, so a slow kind of work (an organisation's long ETL run) never
-# holds the workers of another (AI jobs, webhook deliveries, beat's periodic tasks).
+# One worker per queue, so a slow kind of work (an organisation's long ETL run or audit)
+# never holds the workers of another (AI jobs, webhook deliveries, beat's periodic tasks).
 PREFIX="${CELERY_QUEUE_PREFIX:-}"
-for queue in jobs webhooks etl periodic; do
-  case $queue in jobs|etl) concurrency=2 ;; *) concurrency=1 ;; esac
+for queue in jobs webhooks etl audits periodic; do
+  case $queue in jobs|etl|audits) concurrency=2 ;; *) concurrency=1 ;; esac
   if alive "$RUN/worker-$queue.pid"; then
     echo "worker-$queue already running (pid $(cat "$RUN/worker-$queue.pid"))"
   else

@@ -4,6 +4,12 @@ Runs inside the organisation's schema (the request's or the task's). Each write 
 single balance row first, so concurrent writers queue instead of racing, and appends one
 ledger row; the database constraints (see billing.models) refuse anything that would
 break the chain, overdraw the balance or charge/refund a job twice.
+
+Audits spend through a reservation: `credits_reserve` moves credits from the available
+balance to the reserved one, `credits_charge_reserved` spends from the audit's reservation
+batch by batch and `credits_release` gives the rest back. What an audit has left reserved
+is the sum of its rows' reserved_change, read under the balance lock, so two batches of one
+audit cannot both spend its last credits.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import uuid
 
 import structlog
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, Q, Sum
 
 from billing.metrics import CREDITS
 from billing.models import CreditBalance, CreditTransaction, TransactionKind
@@ -20,25 +27,34 @@ from nexus.api.errors import Conflict, NotFound, PaymentRequired, ValidationFail
 log = structlog.get_logger(__name__)
 
 MAX_SINGLE_AMOUNT = 1_000_000
+# An audit's reservation is price times items, computed by the code rather than typed by an
+# operator, so it has a bound of its own (100,000 items at up to 10,000 credits each).
+MAX_AUDIT_AMOUNT = 1_000_000_000
 
 
 class InsufficientCredits(PaymentRequired):
-    def __init__(self, *, balance: int, required: int):
+    """402 with details {balance, required}; a caller may add details of its own (an audit
+    adds its price per item and its number of items)."""
+
+    def __init__(self, *, balance: int, required: int, **extra: int):
         super().__init__(
             f"Not enough credits: this needs {required} and the balance is {balance}.",
-            details={"balance": balance, "required": required},
+            details={"balance": balance, "required": required, **extra},
         )
 
 
-def _move_balance(amount: int) -> tuple[int, int] | None:
-    """Add `amount` to the balance unless that would take it below zero. Returns the new
-    (balance, sequence), or None when refused. The UPDATE takes the balance row's lock."""
+def _move_balance(amount: int, reserved_change: int) -> tuple[int, int, int] | None:
+    """Add `amount` to the available balance and `reserved_change` to the reserved one,
+    unless the available balance would go below zero. Returns the new (balance, reserved,
+    sequence), or None when refused. The UPDATE takes the balance row's lock. Only the
+    available balance is a condition: the services never take more from the reserved one
+    than an audit holds, and if one did, the database's check would refuse it."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE billing_creditbalance SET balance = balance + %s, "
+            "UPDATE billing_creditbalance SET balance = balance + %s, reserved = reserved + %s, "
             "last_sequence = COALESCE(last_sequence, 0) + 1, updated_at = now() "
-            "WHERE id = 1 AND balance + %s >= 0 RETURNING balance, last_sequence",
-            [amount, amount],
+            "WHERE id = 1 AND balance + %s >= 0 RETURNING balance, reserved, last_sequence",
+            [amount, reserved_change, amount],
         )
         return cursor.fetchone()
 
@@ -51,6 +67,8 @@ def _append(
     actor_id: uuid.UUID | None = None,
     job_id: uuid.UUID | None = None,
     purchase_id: uuid.UUID | None = None,
+    audit_id: uuid.UUID | None = None,
+    reserved_change: int = 0,
     reference: str = "",
     required: int | None = None,
 ) -> CreditTransaction:
@@ -58,9 +76,9 @@ def _append(
     # is held from here to the commit, and the balance row's pointer to the ledger's last
     # row is checked at commit (deferred constraint).
     with transaction.atomic(savepoint=False):
-        moved = _move_balance(amount)
+        moved = _move_balance(amount, reserved_change)
         if moved is not None:
-            new_balance, sequence = moved
+            new_balance, new_reserved, sequence = moved
             row = CreditTransaction.objects.create(
                 sequence=sequence,
                 previous_sequence=sequence - 1 if sequence > 1 else None,
@@ -68,8 +86,12 @@ def _append(
                 amount=amount,
                 previous_balance=new_balance - amount,
                 balance_after=new_balance,
+                reserved_change=reserved_change,
+                previous_reserved=new_reserved - reserved_change,
+                reserved_after=new_reserved,
                 job_id=job_id,
                 purchase_id=purchase_id,
+                audit_id=audit_id,
                 reference=reference[:255],
                 actor_id=actor_id,
                 actor_label=actor_label[:255],
@@ -79,13 +101,16 @@ def _append(
         # stays usable.
         current = CreditBalance.objects.values_list("balance", flat=True).get(pk=1)
         raise InsufficientCredits(balance=current, required=required or -amount)
-    transaction.on_commit(lambda: CREDITS.labels(kind=kind).inc(abs(amount)))
+    transaction.on_commit(lambda: CREDITS.labels(kind=kind).inc(abs(amount or reserved_change)))
     log.info(
         "credits.transaction",
         kind=kind,
         amount=amount,
         balance_after=new_balance,
+        reserved_change=reserved_change,
+        reserved_after=new_reserved,
         job_id=str(job_id) if job_id else None,
+        audit_id=str(audit_id) if audit_id else None,
     )
     return row
 
@@ -191,3 +216,124 @@ def credits_refund(*, job_id: uuid.UUID, reason: str) -> CreditTransaction:
             reference=(reason or f"refund of job {job_id}")[:255],
             actor_label="system",
         )
+
+
+# --- Audits: reserve, charge from the reservation, release -----------------------------------
+
+
+def _check_audit_amount(amount: int, *, allow_zero: bool) -> None:
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise ValidationFailed("The amount must be a whole number of credits.")
+    if amount < 0 or (amount == 0 and not allow_zero) or amount > MAX_AUDIT_AMOUNT:
+        least = "0" if allow_zero else "1"
+        raise field_error(
+            "amount",
+            f"Invalid amount: {amount}.",
+            message=f"The amount must be a whole number from {least} to {MAX_AUDIT_AMOUNT:,} credits.",
+        )
+
+
+def _lock_balance() -> None:
+    """Take the balance row's lock before reading what an audit holds: every other writer
+    queues behind it, so what is read stays true until the commit."""
+    CreditBalance.objects.select_for_update().values_list("pk", flat=True).get(pk=1)
+
+
+def _audit_holding(audit_id: uuid.UUID) -> tuple[int, bool, bool]:
+    """What the audit has left reserved (its reservation minus its charges and release),
+    and whether it has a reservation and a release. Call with the balance row locked."""
+    totals = CreditTransaction.objects.filter(audit_id=audit_id).aggregate(
+        left=Sum("reserved_change"),
+        reservations=Count("kind", filter=Q(kind=TransactionKind.RESERVATION)),
+        releases=Count("kind", filter=Q(kind=TransactionKind.RELEASE)),
+    )
+    return totals["left"] or 0, totals["reservations"] > 0, totals["releases"] > 0
+
+
+def credits_reserve(
+    *, audit_id: uuid.UUID, amount: int, actor_label: str, actor_id: uuid.UUID | None = None
+) -> CreditTransaction:
+    """Move `amount` credits from the available balance to the reserved one for an audit
+    (the audit is created in the same transaction). InsufficientCredits (402, details
+    {balance, required}) when the available balance is short; Conflict when the audit
+    already has its reservation. Either way nothing is written and the caller's transaction
+    stays usable."""
+    _check_audit_amount(amount, allow_zero=False)
+    try:
+        with transaction.atomic():
+            _lock_balance()
+            if _audit_holding(audit_id)[1]:
+                raise Conflict("This audit has already reserved its credits.")
+            return _append(
+                kind=TransactionKind.RESERVATION,
+                amount=-amount,
+                reserved_change=amount,
+                audit_id=audit_id,
+                reference=f"reservation for audit {audit_id}",
+                actor_label=actor_label,
+                actor_id=actor_id,
+                required=amount,
+            )
+    except IntegrityError as exc:  # the unique index: a reservation committed meanwhile
+        raise Conflict("This audit has already reserved its credits.") from exc
+
+
+def credits_charge_reserved(
+    *, audit_id: uuid.UUID, amount: int, actor_label: str, reference: str = ""
+) -> CreditTransaction | None:
+    """Spend `amount` of the audit's reserved credits (a batch's evaluated items), in the
+    transaction that writes the batch's verdicts. The available balance does not move.
+    Conflict (details {reserved, required}) when the audit has less than `amount` left
+    reserved: its reservation minus its charges and release so far. 0 writes nothing
+    (a batch in which no item was evaluated) and returns None."""
+    _check_audit_amount(amount, allow_zero=True)
+    if amount == 0:
+        return None
+    with transaction.atomic():
+        _lock_balance()
+        left, _, _ = _audit_holding(audit_id)
+        if amount > left:
+            raise Conflict(
+                f"This audit has {left} credits left reserved and cannot be charged {amount}.",
+                details={"reserved": left, "required": amount},
+            )
+        return _append(
+            kind=TransactionKind.AUDIT_CHARGE,
+            amount=0,
+            reserved_change=-amount,
+            audit_id=audit_id,
+            reference=(reference or f"audit {audit_id}")[:255],
+            actor_label=actor_label,
+        )
+
+
+def credits_release(
+    *, audit_id: uuid.UUID, amount: int, actor_label: str, reason: str
+) -> CreditTransaction | None:
+    """Give `amount` of the audit's reserved credits back to the available balance (the
+    items it will never evaluate), once per audit. Conflict when the audit has already
+    released, or has less than `amount` left reserved. 0 writes nothing and returns None."""
+    _check_audit_amount(amount, allow_zero=True)
+    if amount == 0:
+        return None
+    try:
+        with transaction.atomic():
+            _lock_balance()
+            left, _, released = _audit_holding(audit_id)
+            if released:
+                raise Conflict("This audit's credits have already been released.")
+            if amount > left:
+                raise Conflict(
+                    f"This audit has {left} credits left reserved and cannot release {amount}.",
+                    details={"reserved": left, "required": amount},
+                )
+            return _append(
+                kind=TransactionKind.RELEASE,
+                amount=amount,
+                reserved_change=-amount,
+                audit_id=audit_id,
+                reference=(reason or f"release for audit {audit_id}")[:255],
+                actor_label=actor_label,
+            )
+    except IntegrityError as exc:  # the unique index: a release committed meanwhile
+        raise Conflict("This audit's credits have already been released.") from exc

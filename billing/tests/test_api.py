@@ -12,7 +12,14 @@ from django_tenants.utils import tenant_context
 
 from billing.models import CreditTransaction, TransactionKind
 from billing.selectors import credits_balance
-from billing.services import credits_deduct, credits_grant, credits_refund
+from billing.services import (
+    credits_charge_reserved,
+    credits_deduct,
+    credits_grant,
+    credits_refund,
+    credits_release,
+    credits_reserve,
+)
 from tenants.models import User
 
 pytestmark = pytest.mark.django_db
@@ -142,3 +149,68 @@ def test_admin_organisation_page_shows_balance_and_ledger(world, client):
     assert page.status_code == 200
     assert b"33" in page.content
     assert b"operator:tests" in page.content
+
+
+def test_credits_shows_the_available_and_the_reserved_balance(world, api_as):
+    audit = uuid.uuid4()
+    with tenant_context(world.org_a):
+        credits_grant(amount=100, reason="seed", actor_label="operator:tests")
+        credits_reserve(audit_id=audit, amount=30, actor_label="user:x")
+        credits_charge_reserved(audit_id=audit, amount=10, actor_label="audit:x")
+    data = api_as(world.member_a).get("/api/v1/credits").json()["data"]
+    assert (data["balance"], data["reserved"]) == (70, 20)
+    charge, reservation = data["recent_transactions"][:2]
+    assert (charge["kind"], charge["amount"], charge["reserved_change"]) == ("audit_charge", 0, -10)
+    assert (charge["balance_after"], charge["reserved_after"]) == (70, 20)
+    assert charge["audit_id"] == str(audit)
+    assert (reservation["kind"], reservation["amount"], reservation["reserved_change"]) == (
+        "reservation",
+        -30,
+        30,
+    )
+    assert api_as(world.member_b).get("/api/v1/credits").json()["data"]["reserved"] == 0
+
+
+def test_transactions_filter_by_the_audit_kinds(world, api_as):
+    audit = uuid.uuid4()
+    with tenant_context(world.org_a):
+        credits_grant(amount=100, reason="seed", actor_label="operator:tests")
+        credits_reserve(audit_id=audit, amount=30, actor_label="user:x")
+        credits_charge_reserved(audit_id=audit, amount=10, actor_label="audit:x")
+        credits_release(audit_id=audit, amount=20, actor_label="audit:x", reason="completed")
+    client = api_as(world.member_a)
+    for version in ("v1", "v2"):
+        rows = client.get(
+            f"/api/{version}/credits/transactions?kind=reservation,audit_charge,release"
+        ).json()["data"]
+        assert [r["kind"] for r in rows] == ["release", "audit_charge", "reservation"]
+        assert {r["audit_id"] for r in rows} == {str(audit)}
+        assert [r["reserved_after"] for r in rows] == [0, 20, 30]
+    grant = client.get("/api/v1/credits/transactions?kind=grant").json()["data"][0]
+    assert (grant["reserved_change"], grant["reserved_after"], grant["audit_id"]) == (0, 0, None)
+
+
+def test_balance_fragment_shows_the_reserved_credits_only_when_there_are_some(world, client):
+    client.force_login(world.member_a)
+    with tenant_context(world.org_a):
+        credits_grant(amount=100, reason="seed", actor_label="operator:tests")
+    fragment = client.get("/partials/balance", HTTP_HX_REQUEST="true").content.decode()
+    assert "<span data-balance>100</span>" in fragment
+    assert "data-reserved" not in fragment
+    with tenant_context(world.org_a):
+        credits_reserve(audit_id=uuid.uuid4(), amount=40, actor_label="user:x")
+    fragment = client.get("/partials/balance", HTTP_HX_REQUEST="true").content.decode()
+    assert "<span data-balance>60</span>" in fragment
+    assert "<span data-reserved>40</span>" in fragment
+
+
+def test_admin_organisation_page_shows_the_reserved_balance_and_audit_rows(world, client):
+    audit = uuid.uuid4()
+    with tenant_context(world.org_a):
+        credits_grant(amount=50, reason="seed", actor_label="operator:tests")
+        credits_reserve(audit_id=audit, amount=20, actor_label="user:x")
+    client.force_login(User.objects.create_superuser("root@nexus.test", "operator-password-123"))
+    page = client.get(f"/admin/tenants/organisation/{world.org_a.pk}/change/").content.decode()
+    assert "30 available, 20 reserved for audits" in page
+    assert f"reserved +20 → 20, audit {audit}" in page
+    assert "reservation" in page

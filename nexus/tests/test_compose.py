@@ -17,7 +17,7 @@ import yaml
 from django.conf import settings
 
 ROOT = Path(__file__).resolve().parents[2]
-WORKERS = ("worker-jobs", "worker-webhooks", "worker-etl", "worker-periodic")
+WORKERS = ("worker-jobs", "worker-webhooks", "worker-etl", "worker-audits", "worker-periodic")
 APP_SERVICES = ("migrate", "seed", "web", *WORKERS, "beat")
 # ${NAME}, ${NAME:-default}, ${NAME-default}; $$ is a literal dollar.
 _VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}")

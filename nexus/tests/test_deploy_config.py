@@ -61,10 +61,11 @@ SECRETS_BY_PROCESS: dict[str, dict[str, str]] = {
         "STRIPE_WEBHOOK_SECRET": "verifies the signature of Stripe's webhook calls",
         "GOOGLE_CLIENT_ID": "Google sign-in",
         "GOOGLE_CLIENT_SECRET": "Google sign-in",
-        # Web never calls Gemini (jobs run on worker-jobs; a cache hit calls no provider),
-        # but job_create records a new job's provider as "gemini" only while the key is set
-        # (jobs.providers.default_provider_name): without it every job would run locally.
-        "GEMINI_API_KEY": "job_create picks the provider by it",
+        # Web never calls Gemini (jobs run on worker-jobs, audits on worker-audits; a cache
+        # hit calls no provider), but job_create and audit_create record the provider as
+        # "gemini" only while the key is set (jobs.providers.default_provider_name): without
+        # it every job and audit would run locally.
+        "GEMINI_API_KEY": "job_create and audit_create pick the provider by it",
     },
     "worker-jobs": {**EVERY_PROCESS, **SERVES_METRICS, "GEMINI_API_KEY": "runs the AI jobs"},
     "worker-webhooks": {
@@ -76,6 +77,13 @@ SECRETS_BY_PROCESS: dict[str, dict[str, str]] = {
         **EVERY_PROCESS,
         **SERVES_METRICS,
         "ENCRYPTION_KEYS": "decrypts data sources' API keys to fetch",
+    },
+    # An audit's items are in the database (written when it is created) and its charges are
+    # ledger rows: no encrypted secret, no Stripe, no upload.
+    "worker-audits": {
+        **EVERY_PROCESS,
+        **SERVES_METRICS,
+        "GEMINI_API_KEY": "audits.run_batch evaluates each batch of items",
     },
     # The sweeps, the ETL dispatch and the clean-ups only queue and update rows.
     "worker-periodic": {
@@ -109,6 +117,7 @@ ACCOUNT_OF = {
     "worker-jobs": "jobs",
     "worker-webhooks": "webhooks",
     "worker-etl": "etl",
+    "worker-audits": "audits",
     "worker-periodic": "periodic",
     "beat": "beat",
     "migrate": "migrate",
@@ -1160,6 +1169,14 @@ MISTAKES: dict[str, tuple[Callable[[Deployment], None], Callable[[Deployment], l
     "the Gemini key on the ETL worker": (
         lambda d: _add_env(d, "worker-etl", _secret_env("GEMINI_API_KEY")),
         check_least_privilege,
+    ),
+    "the encryption keys on the audits worker": (
+        lambda d: _add_env(d, "worker-audits", _secret_env("ENCRYPTION_KEYS")),
+        check_least_privilege,
+    ),
+    "the audits worker without the Gemini key": (
+        lambda d: _remove_env(d, "worker-audits", "GEMINI_API_KEY"),
+        check_required,
     ),
     "the Stripe key mounted as a file into the jobs worker": (
         lambda d: _mount_secret(d, "worker-jobs", secret_of("STRIPE_SECRET_KEY")),

@@ -22,8 +22,8 @@ def test_every_task_has_a_soft_and_a_hard_time_limit_and_the_soft_one_comes_firs
         assert soft < hard, f"{name}: soft limit {soft} s is not below the hard limit {hard} s"
 
 
-def test_every_task_is_routed_to_one_of_the_four_queues():
-    queues = {kind: settings.CELERY_QUEUES_BY_KIND[kind] for kind in ("jobs", "webhooks", "etl", "periodic")}
+def test_every_task_is_routed_to_one_of_the_queues():
+    queues = settings.CELERY_QUEUES_BY_KIND
     for name in _project_tasks():
         route = settings.CELERY_TASK_ROUTES.get(name)
         assert route is not None, f"{name} has no queue in CELERY_TASK_ROUTES"
@@ -31,6 +31,7 @@ def test_every_task_is_routed_to_one_of_the_four_queues():
     assert settings.CELERY_TASK_ROUTES["jobs.run_job"]["queue"] == queues["jobs"]
     assert settings.CELERY_TASK_ROUTES["webhooks.deliver"]["queue"] == queues["webhooks"]
     assert settings.CELERY_TASK_ROUTES["etl.execute_run"]["queue"] == queues["etl"]
+    assert settings.CELERY_TASK_ROUTES["audits.run_batch"]["queue"] == queues["audits"]
     for periodic in settings.CELERY_BEAT_SCHEDULE.values():
         assert settings.CELERY_TASK_ROUTES[periodic["task"]]["queue"] == queues["periodic"]
 
@@ -42,5 +43,10 @@ def test_an_etl_slice_ends_well_before_its_task_is_stopped():
 
 def test_a_message_is_sent_to_the_queue_of_its_kind():
     router = app.amqp.router
-    for name, kind in [("jobs.run_job", "jobs"), ("etl.execute_run", "etl"), ("jobs.sweep", "periodic")]:
+    for name, kind in [
+        ("jobs.run_job", "jobs"),
+        ("etl.execute_run", "etl"),
+        ("audits.run_batch", "audits"),
+        ("jobs.sweep", "periodic"),
+    ]:
         assert router.route({}, name)["queue"].name == settings.CELERY_QUEUES_BY_KIND[kind]

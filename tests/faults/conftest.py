@@ -147,7 +147,7 @@ class System:
 
 # One worker per queue as `make up` runs them (prefork, 2 processes for jobs and ETL), the
 # production heartbeat and sweep periods and the production retry delays of jobs and webhooks.
-WORKER_CONCURRENCY = {"jobs": 2, "webhooks": 1, "etl": 1, "periodic": 1}
+WORKER_CONCURRENCY = {"jobs": 2, "webhooks": 1, "etl": 1, "audits": 2, "periodic": 1}
 
 
 @pytest.fixture
