@@ -7,12 +7,15 @@ LOCKED`). A worker killed at any point rolls its claim back: the items are pendi
 and nothing was charged, so no item is evaluated twice and none is skipped. The audit row
 is locked while a batch commits, so counters add up and exactly one transaction sees the
 last pending item go: that one finishes the audit and releases what was not charged (the
-sweep finishes any audit such a race left open).
+sweep finishes any audit such a race left open). The transaction that moves an audit to
+completed or failed also writes its webhook event (audit.completed, audit.failed), and what
+a transaction counts in the metrics is counted when it commits.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterable
 from datetime import timedelta
 from math import ceil
@@ -38,10 +41,12 @@ from audits.evaluation import (
     evaluator_for,
 )
 from audits.inputs import InputItem
+from audits.metrics import BATCHES, ITEMS, PROVIDER_THROTTLED, QUOTA_WAIT
 from audits.models import FINISHED_STATUSES, Audit, AuditItem, AuditStatus, ItemStatus
 from billing.services import credits_charge_reserved, credits_release, credits_reserve
 from nexus.api.errors import Conflict, field_error
 from nexus.celery import send_on_commit
+from webhooks.services import webhook_publish
 
 log = structlog.get_logger(__name__)
 
@@ -208,6 +213,10 @@ def _buckets(audit: Audit) -> quota.TokenBuckets:
         quota.quota_name(provider=audit.provider, model=audit.model),
         requests_per_minute=settings.AUDIT_PROVIDER_RPM,
         tokens_per_minute=settings.AUDIT_PROVIDER_TPM,
+        # A few seconds' worth at once, not a whole minute's: a provider counting per sliding
+        # minute would refuse the second minute's worth sent within the first.
+        requests_burst=max(1, ceil(settings.AUDIT_PROVIDER_RPM * settings.AUDIT_PROVIDER_BURST_SECONDS / 60)),
+        tokens_burst=max(1, ceil(settings.AUDIT_PROVIDER_TPM * settings.AUDIT_PROVIDER_BURST_SECONDS / 60)),
     )
 
 
@@ -252,12 +261,16 @@ def _call_guard(audit: Audit, criteria: Criteria, *, attempt: int):
 
     @contextlib.contextmanager
     def guard(items: list[EvaluationItem]):
+        waiting_since = time.monotonic()
         lease = concurrency.acquire(_lease_seconds(), max_wait=max_wait)
         if lease is None:
+            QUOTA_WAIT.observe(time.monotonic() - waiting_since)
             raise QuotaWait(quota.backoff_delay(attempt, base=1.0, cap=30.0), "concurrency")
         outcome, retry_after = "error", None
         try:
-            if not buckets.acquire(estimate_tokens(items, criteria), max_wait=max_wait):
+            admitted = buckets.acquire(estimate_tokens(items, criteria), max_wait=max_wait)
+            QUOTA_WAIT.observe(time.monotonic() - waiting_since)
+            if not admitted:
                 raise QuotaWait(
                     quota.backoff_delay(attempt, base=2.0, cap=60.0), "requests or tokens per minute"
                 )
@@ -265,6 +278,7 @@ def _call_guard(audit: Audit, criteria: Criteria, *, attempt: int):
                 yield
             except ThrottledError as exc:
                 outcome, retry_after = "throttled", exc.retry_after
+                PROVIDER_THROTTLED.inc()  # the 429 happened, whatever the batch's transaction does
                 raise
             except MalformedAnswer:
                 outcome = "ok"  # the provider answered; the answer was the problem
@@ -318,16 +332,36 @@ def audit_run_batch(*, audit_id: str, attempt: int = 0) -> str:
         except TransientProviderError as exc:
             reason = exc.reason if isinstance(exc, QuotaWait) else type(exc).__name__
             requeue = Requeue(_delay_for(exc, attempt), reason)
+            _log_provider_wait(exc, requeue)
             outcome = getattr(exc, "partial", None)
             if outcome is None or not (outcome.verdicts or outcome.failures):
+                BATCHES.labels(outcome="requeued").inc()
                 raise requeue from exc  # nothing settled: the claim is rolled back
             log.info("audit.batch_partly_settled", left=len(outcome.retry_items), reason=reason)
         settled = {v.item_id for v in outcome.verdicts} | {f.item_id for f in outcome.failures}
         _commit_batch(audit.pk, [item for item in claimed if str(item.pk) in settled], outcome)
+        if requeue is None:
+            batch_outcome = "split" if outcome.split else "committed"
+            transaction.on_commit(lambda: BATCHES.labels(outcome=batch_outcome).inc())
     if requeue is not None:
+        BATCHES.labels(outcome="requeued").inc()  # what was settled has committed
         raise requeue  # the items not settled are pending again
     _continue(audit.pk)
     return "committed"
+
+
+def _log_provider_wait(exc: TransientProviderError, requeue: Requeue) -> None:
+    """The provider's side of a batch that must wait (a wait for the shared quota is ours, and
+    only re-queues): a 429, or the provider unreachable or failing for now."""
+    if isinstance(exc, QuotaWait):
+        return
+    if isinstance(exc, ThrottledError):
+        log.warning("audit.provider_throttled", retry_after=exc.retry_after, delay_s=round(requeue.delay, 1))
+        return
+    cause = exc.__cause__ if type(exc) is TransientEvaluationError and exc.__cause__ else exc
+    log.warning(
+        "audit.provider_unavailable", error_class=type(cause).__name__, delay_s=round(requeue.delay, 1)
+    )
 
 
 def _commit_batch(audit_id, claimed: list[AuditItem], outcome) -> None:
@@ -378,6 +412,7 @@ def _commit_batch(audit_id, claimed: list[AuditItem], outcome) -> None:
     if audit.status == AuditStatus.QUEUED:
         audit.status, audit.started_at = AuditStatus.RUNNING, now
     audit.save()
+    _count_items_on_commit(evaluated=len(evaluated), failed=len(failed))
     log.info(
         "audit.batch_committed",
         audit_id=str(audit.pk),
@@ -387,15 +422,20 @@ def _commit_batch(audit_id, claimed: list[AuditItem], outcome) -> None:
         split=outcome.split,
         calls=outcome.calls,
     )
-    if (
+    failing = (
         audit.failed_batches_in_row >= settings.AUDIT_FAIL_AFTER_BATCHES
         and audit.status == AuditStatus.RUNNING
-    ):
+    )
+    if failing:
         _fail(
             audit,
             "The provider failed every item of the last batches; the remaining items were not evaluated.",
         )
     _finish_if_done(audit.pk)
+    if failing:
+        # After the release above, so that the event carries it (unless a batch in flight
+        # still holds items: that batch's commit releases the rest, and publishes nothing).
+        _publish_end(Audit.objects.get(pk=audit.pk))
 
 
 def _continue(audit_id) -> None:
@@ -427,9 +467,10 @@ def _finish_if_done(audit_id) -> bool:
     audit = Audit.objects.select_for_update().get(pk=audit_id)
     if AuditItem.objects.filter(audit_id=audit_id, status=ItemStatus.PENDING).exists():
         return False
-    changed = False
+    changed = completed = False
     if audit.status in (AuditStatus.QUEUED, AuditStatus.RUNNING):
         audit.status, audit.finished_at, changed = AuditStatus.COMPLETED, timezone.now(), True
+        completed = True
     elif audit.status not in FINISHED_STATUSES:
         return False  # paused with nothing pending: resuming completes it
     if audit.credits_charged + audit.credits_released != audit.credits_reserved:
@@ -444,7 +485,31 @@ def _finish_if_done(audit_id) -> bool:
             charged=audit.credits_charged,
             released=audit.credits_released,
         )
+    if completed:
+        _publish_end(audit)
     return changed
+
+
+# The webhook event of each end an organisation is told about (a cancel is its own doing).
+_END_EVENTS = {AuditStatus.COMPLETED: "audit.completed", AuditStatus.FAILED: "audit.failed"}
+
+
+def _publish_end(audit: Audit) -> None:
+    """The audit's end for its organisation's webhooks, written to the outbox in the
+    transaction that ends it (sent once that commits; nothing if it rolls back). Called only
+    where the status moves to completed or failed, under the audit's row lock, so once per
+    audit whoever settles it later (a batch in flight, the sweep)."""
+    webhook_publish(event_type=_END_EVENTS[audit.status], subject=audit)
+
+
+def _count_items_on_commit(*, evaluated: int = 0, failed: int = 0, cancelled: int = 0) -> None:
+    def count() -> None:
+        for outcome, items in (("evaluated", evaluated), ("failed", failed), ("cancelled", cancelled)):
+            if items:
+                ITEMS.labels(outcome=outcome).inc(items)
+
+    if evaluated or failed or cancelled:
+        transaction.on_commit(count)
 
 
 def _fail(audit: Audit, reason: str) -> None:
@@ -464,6 +529,7 @@ def _cancel_pending(audit: Audit) -> int:
     )
     AuditItem.objects.filter(pk__in=ids).update(status=ItemStatus.CANCELLED)
     audit.cancelled_items += len(ids)
+    _count_items_on_commit(cancelled=len(ids))
     return len(ids)
 
 

@@ -13,6 +13,7 @@ BENCHMARKS = [
     "bench.cache_hit",
     "bench.etl_csv",
     "bench.metrics_scrape",
+    "bench.audits",
 ]
 
 

@@ -717,6 +717,10 @@ AUDIT_MAX_IN_FLIGHT = env_int("AUDIT_MAX_IN_FLIGHT", 4)
 # successes).
 AUDIT_PROVIDER_RPM = env_int("AUDIT_PROVIDER_RPM", 60)
 AUDIT_PROVIDER_TPM = env_int("AUDIT_PROVIDER_TPM", 1_000_000)
+# How much of a minute's quota may go at once (the rest follows at the steady rate). A sliding
+# minute never overflows the account's quota Q when the two above are at most
+# Q x 60 / (60 + AUDIT_PROVIDER_BURST_SECONDS) (108 for Q = 120 and 5 s).
+AUDIT_PROVIDER_BURST_SECONDS = float(env("AUDIT_PROVIDER_BURST_SECONDS", "5"))
 AUDIT_CONCURRENCY_INITIAL = env_int("AUDIT_CONCURRENCY_INITIAL", 4)
 AUDIT_CONCURRENCY_MAX = env_int("AUDIT_CONCURRENCY_MAX", 8)
 AUDIT_CONCURRENCY_RECOVER = env_int("AUDIT_CONCURRENCY_RECOVER", 20)
