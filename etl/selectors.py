@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from datetime import datetime
 
 from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery, Sum
 
@@ -29,7 +30,11 @@ def record_get(*, record_id) -> Record:
 def record_text(*, record_id) -> str:
     """What an AI job reads of a record: its title, a blank line, its body (either may be
     empty; both empty gives "")."""
-    record = record_get(record_id=record_id)
+    return record_text_of(record_get(record_id=record_id))
+
+
+def record_text_of(record: Record) -> str:
+    """record_text of a record already read (an audit reads thousands of them)."""
     return "\n\n".join(part.strip() for part in (record.title, record.body) if part and part.strip())
 
 
@@ -137,9 +142,20 @@ def runs_compare(*, source_id=None, run_a=None, run_b=None) -> dict:
 
 
 def record_list(
-    *, sources: list[str] | None = None, search: str = "", tags: list[str] | None = None
+    *,
+    sources: list[str] | None = None,
+    search: str = "",
+    tags: list[str] | None = None,
+    published_from: datetime | None = None,
+    published_to: datetime | None = None,
 ) -> QuerySet[Record]:
+    """The organisation's records, narrowed by sources, text, tags and a range of
+    publication times (both ends included; a record without one is outside any range)."""
     records = Record.objects.select_related("source")
+    if published_from is not None:
+        records = records.filter(published_at__gte=published_from)
+    if published_to is not None:
+        records = records.filter(published_at__lte=published_to)
     if sources:
         records = records.filter(
             source_id__in=filter_ids(DataSource, sources, param="source", what="data source")

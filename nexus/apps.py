@@ -16,6 +16,9 @@ def _series_from_zero() -> None:
     process starts: a series born at 1 hides its first event from increase() and rate()."""
     from django.conf import settings
 
+    # Creates the audits' outcome series at 0 on import, in every process: web serves them
+    # before it has handled any audit request (the workers count them).
+    import audits.metrics  # noqa: F401
     from nexus.celery import ENQUEUE_FAILURES
 
     for task in settings.CELERY_TASK_ROUTES:

@@ -116,12 +116,15 @@ def _replay(record: IdempotencyRecord, secret_fields: tuple[str, ...] = ()) -> R
     return response
 
 
-def idempotent(view_method=None, *, secret_fields: tuple[str, ...] = ()):
+def idempotent(view_method=None, *, secret_fields: tuple[str, ...] = (), request_body=None):
     """Decorate an APIView's post(). Requests without the header are untouched. Top-level
     response fields named in `secret_fields` (secrets shown once) are stored encrypted,
-    like the secrets themselves, and decrypted for the replay."""
+    like the secrets themselves, and decrypted for the replay. `request_body(request)`, if
+    given, returns the bytes that stand for the body in the fingerprint, for a view whose
+    body must not be held whole in memory (an upload: a digest of its parts counted as they
+    streamed in); by default the body itself."""
     if view_method is None:
-        return functools.partial(idempotent, secret_fields=secret_fields)
+        return functools.partial(idempotent, secret_fields=secret_fields, request_body=request_body)
 
     @functools.wraps(view_method)
     def wrapper(view, request, *args, **kwargs):
@@ -135,11 +138,12 @@ def idempotent(view_method=None, *, secret_fields: tuple[str, ...] = ()):
                 message=f"{HEADER} must be 1 to 255 printable ASCII characters.",
             )
         django_request = request._request
-        fingerprint = request_fingerprint(django_request.method, django_request.path, django_request.body)
+        body = request_body(request) if request_body is not None else django_request.body
+        fingerprint = request_fingerprint(django_request.method, django_request.path, body)
         record, created = _claim(key, fingerprint)
         if not created:
             same_request = record.fingerprint == fingerprint or record.fingerprint == _legacy_fingerprint(
-                django_request.method, django_request.path, django_request.body
+                django_request.method, django_request.path, body
             )
             if not same_request:
                 raise IdempotencyKeyReused()

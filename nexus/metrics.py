@@ -4,10 +4,10 @@ otherwise a scrape would see one random worker's counts. The Celery workers of t
 host write to the same directory, so their counters show here too.
 
 Besides the counters the code increments, some series are read when the endpoint is
-scraped (LiveCollector): queue depths from the broker, and the backlog, workers and
-disabled endpoints from the database, in one statement across every organisation's
-schema. Read at scrape time, they cannot be frozen by a stopped beat or worker.
-See docs/specs/observability.md.
+scraped (LiveCollector): queue depths and the audits' shared concurrency limits from
+Redis, and the backlog, workers and disabled endpoints from the database, in one statement
+across every organisation's schema. Read at scrape time, they cannot be frozen by a
+stopped beat or worker. See docs/specs/observability.md.
 
 Outside DEBUG the endpoint fails closed: it answers only a scraper that presents
 METRICS_TOKEN as a bearer token and/or calls from a network in METRICS_ALLOWED_IPS (each
@@ -82,6 +82,8 @@ class LiveSnapshot:
     backlog: list[OrganisationBacklog] | None = None
     workers_alive: int | None = None
     last_etl_dispatch: float | None = None
+    # (provider, model) -> the audits' shared limit of provider calls in flight.
+    audit_concurrency: dict[tuple[str, str], int] | None = None
     database_up: bool = False
     redis_up: bool = False
     errors: list[str] = field(default_factory=list)
@@ -140,6 +142,12 @@ def _last_etl_dispatch() -> float | None:
     return stamp.timestamp() if stamp is not None else None
 
 
+def _audit_concurrency() -> dict[tuple[str, str], int]:
+    from audits.metrics import concurrency_limits
+
+    return concurrency_limits()
+
+
 def _is_outage(exc: DatabaseError) -> bool:
     """The database unreachable (no connection, or one that broke), as opposed to the read
     cut off by its statement timeout or failing in one schema: those are not an outage."""
@@ -151,6 +159,7 @@ def _take_snapshot() -> LiveSnapshot:
     try:
         snapshot.queue_depths = _queue_depths()
         snapshot.last_etl_dispatch = _last_etl_dispatch()
+        snapshot.audit_concurrency = _audit_concurrency()
         snapshot.redis_up = True
     except (RedisError, OSError) as exc:
         snapshot.errors.append(f"redis: {type(exc).__name__}")
@@ -225,6 +234,15 @@ class LiveCollector:
                 "When the ETL scheduler last dispatched (Unix time)",
                 value=snapshot.last_etl_dispatch,
             )
+        if snapshot.audit_concurrency is not None:
+            limit = GaugeMetricFamily(
+                "nexus_audit_concurrency_limit",
+                "The audits' shared limit of provider calls in flight (halved on a 429)",
+                labels=["provider", "model"],
+            )
+            for (provider, model), value in sorted(snapshot.audit_concurrency.items()):
+                limit.add_metric([provider, model], value)
+            yield limit
         if snapshot.backlog is not None:
             yield from self._backlog_series(snapshot)
 

@@ -141,7 +141,8 @@ def _refreshing_organisation(request) -> Organisation | None:
 # as the API, or the pages would be a way round it. Safe methods (GET) only read.
 _COSTLY_PAGE = re.compile(
     r"^/(?:jobs/submit|billing/buy|data/records/[^/]+/job|data/sources/[^/]+/(?:run|file|edit)"
-    r"|data/sources/new|webhooks/create|webhooks/[^/]+/action|webhooks/deliveries/[^/]+/redeliver)$"
+    r"|data/sources/new|webhooks/create|webhooks/[^/]+/action|webhooks/deliveries/[^/]+/redeliver"
+    r"|audits|audits/[^/]+/action)$"
 )
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 # Routes that have no caller yet, each with a per-address budget of its own.

@@ -5,6 +5,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from audits import views as audit_views
 from billing import views as billing_views
 from billing.stripe_webhook import stripe_webhook
 from etl import views as etl_views
@@ -20,6 +21,7 @@ api_urls = [
     path("", include("jobs.urls")),
     path("", include("webhooks.urls")),
     path("", include("etl.urls")),
+    path("", include("audits.urls")),
 ]
 
 urlpatterns = [
@@ -65,6 +67,11 @@ urlpatterns = [
     path("jobs", job_views.jobs_page, name="jobs-page"),
     path("jobs/submit", job_views.submit, name="jobs-submit"),
     path("jobs/<uuid:job_id>/result", job_views.result, name="jobs-result"),
+    path("audits", audit_views.audits_page, name="audits-page"),
+    path("audits/<uuid:audit_id>", audit_views.audit_page, name="audits-detail"),
+    path("audits/<uuid:audit_id>/progress", audit_views.audit_progress_partial, name="audits-progress"),
+    path("audits/<uuid:audit_id>/action", audit_views.audit_action, name="audits-action"),
+    path("audits/<uuid:audit_id>/results.csv", audit_views.audit_results_csv, name="audits-results-csv"),
     path("billing", billing_views.billing_page, name="billing-page"),
     path("billing/buy", billing_views.buy, name="billing-buy"),
     path("members", tenant_views.members_page, name="members-page"),

@@ -54,6 +54,25 @@ EVENT_TYPES: dict[str, EventType] = {
             build=payloads.purchase_data,
         ),
         EventType(
+            name="audit.completed",
+            description="An audit evaluated all its items and released the credits of those that "
+            "failed; data is its counts and credits.",
+            version=1,
+            schema=payloads.AUDIT_COMPLETED_SCHEMA,
+            example=payloads.AUDIT_COMPLETED_EXAMPLE,
+            build=payloads.audit_data,
+        ),
+        EventType(
+            name="audit.failed",
+            description="An audit stopped because the provider failed every item of its last "
+            "batches; the items left were cancelled and their credits released. Data is its "
+            "counts and credits.",
+            version=1,
+            schema=payloads.AUDIT_FAILED_SCHEMA,
+            example=payloads.AUDIT_FAILED_EXAMPLE,
+            build=payloads.audit_data,
+        ),
+        EventType(
             name="webhook.test",
             description="A test sent on request to one endpoint (POST /webhooks/{id}/test); "
             "data names the endpoint.",

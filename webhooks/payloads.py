@@ -8,8 +8,8 @@ a change to a body shows up as a change to its schema, which a snapshot test hol
 (webhooks/tests/snapshots/), and raises the event's version.
 
 Builders take the domain object and read its attributes (duck typing; the `Protocol`s
-below say which). `jobs` and `billing` depend on `webhooks` to publish, so `webhooks`
-cannot import their models without making a circle; and a plain dict built by the caller
+below say which). `jobs`, `billing` and `audits` depend on `webhooks` to publish, so
+`webhooks` cannot import their models without making a circle; and a plain dict built by the caller
 would put the payload's shape back in the caller, where nothing holds it to the schema.
 Reading attributes keeps the shape here and the dependency one way.
 """
@@ -281,6 +281,130 @@ CREDITS_PURCHASED_EXAMPLE = {
         "completed_at": "2026-03-02T10:02:45.101994Z",
         "expired_at": None,
         "refunded_at": None,
+    },
+}
+
+
+# --- Audits: audit.completed, audit.failed -------------------------------------------------------
+
+
+class AuditLike(Protocol):
+    """What the audit builder reads (audits.models.Audit has these)."""
+
+    id: uuid.UUID
+    status: str
+    input_kind: str
+    total: int
+    done: int
+    flagged: int
+    failed: int
+    cancelled_items: int
+    credits_reserved: int
+    credits_charged: int
+    credits_released: int
+    error: str
+    finished_at: datetime | None
+
+
+def audit_data(audit: AuditLike) -> dict:
+    """An audit's end, version 1: its counts and credits when it ended. Neither the criteria
+    nor the items are sent (the items and their verdicts are read with the API, or as the
+    results CSV)."""
+    return {
+        "id": _uuid(audit.id),
+        "status": str(audit.status),
+        "input_kind": str(audit.input_kind),
+        "total": int(audit.total),
+        "done": int(audit.done),
+        "flagged": int(audit.flagged),
+        "failed": int(audit.failed),
+        "cancelled_items": int(audit.cancelled_items),
+        "credits_reserved": int(audit.credits_reserved),
+        "credits_charged": int(audit.credits_charged),
+        "credits_released": int(audit.credits_released),
+        "error": str(audit.error),
+        "finished_at": _timestamp(audit.finished_at),
+    }
+
+
+def _audit_data_schema(status: str) -> dict:
+    return _object(
+        {
+            "id": _UUID,
+            "status": {"const": status},
+            "input_kind": {
+                "type": "string",
+                "enum": ["x_archive", "csv", "records"],
+                "description": "What was uploaded: an X archive, a CSV, or the organisation's records.",
+            },
+            "total": {**_COUNT, "description": "Items in the audit."},
+            "done": {**_COUNT, "description": "Items settled: evaluated (with a verdict) or failed."},
+            "flagged": {**_COUNT, "description": "Evaluated items the verdict flagged."},
+            "failed": {**_COUNT, "description": "Items the provider could not evaluate (not charged)."},
+            "cancelled_items": {
+                **_COUNT,
+                "description": "Items never evaluated because the audit failed (not charged).",
+            },
+            "credits_reserved": {**_COUNT, "description": "Credits set aside when the audit was created."},
+            "credits_charged": {**_COUNT, "description": "Credits charged for the evaluated items."},
+            "credits_released": {
+                **_COUNT,
+                "description": "Credits returned to the balance: reserved for items not evaluated. "
+                "A batch still in flight when an audit failed may settle after the event; "
+                "GET /api/v1/audits/{id} has the final numbers.",
+            },
+            "error": {"type": "string", "description": "Why the audit failed; empty when it did not."},
+            "finished_at": _TIMESTAMP,
+        }
+    )
+
+
+AUDIT_COMPLETED_SCHEMA = body_schema(
+    event_type="audit.completed", title="audit.completed, version 1", data=_audit_data_schema("completed")
+)
+AUDIT_FAILED_SCHEMA = body_schema(
+    event_type="audit.failed", title="audit.failed, version 1", data=_audit_data_schema("failed")
+)
+
+AUDIT_COMPLETED_EXAMPLE = {
+    "type": "audit.completed",
+    "timestamp": "2026-03-02T12:41:07.220415+00:00",
+    "data": {
+        "id": "3c9e7a10-5b2d-4f8e-a1c6-7d4b9e2f0a83",
+        "status": "completed",
+        "input_kind": "x_archive",
+        "total": 4812,
+        "done": 4812,
+        "flagged": 137,
+        "failed": 3,
+        "cancelled_items": 0,
+        "credits_reserved": 4812,
+        "credits_charged": 4809,
+        "credits_released": 3,
+        "error": "",
+        "finished_at": "2026-03-02T12:41:07.204377Z",
+    },
+}
+
+AUDIT_FAILED_EXAMPLE = {
+    "type": "audit.failed",
+    "timestamp": "2026-03-02T13:05:52.611830+00:00",
+    "data": {
+        "id": "e2a4c6f8-0b1d-4e3f-9a5c-7b9d1f3e5a70",
+        "status": "failed",
+        "input_kind": "csv",
+        "total": 1200,
+        "done": 100,
+        "flagged": 0,
+        "failed": 100,
+        "cancelled_items": 1100,
+        "credits_reserved": 1200,
+        "credits_charged": 0,
+        "credits_released": 1200,
+        "error": (
+            "The provider failed every item of the last batches; the remaining items were not evaluated."
+        ),
+        "finished_at": "2026-03-02T13:05:52.598112Z",
     },
 }
 

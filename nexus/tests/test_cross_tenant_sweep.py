@@ -50,6 +50,7 @@ from django.utils import timezone
 from django_tenants.utils import tenant_context
 from rest_framework.test import APIClient
 
+from audits.models import Audit, AuditItem
 from billing.models import Purchase
 from billing.services import credits_grant
 from etl.models import DataSource, DriftEvent, EtlRun, QuarantinedItem, Record
@@ -131,6 +132,11 @@ CSV_UPLOAD = {"file": SimpleUploadedFile("feed.csv", b"id,title\n1,x\n", content
 WEBHOOK_ACTIONS = tuple(
     {"action": action, "confirmed": action} for action in ("rotate", "test", "enable", "disable", "delete")
 )
+# Cancel unconfirmed too: the question page must not be asked about another's audit.
+AUDIT_ACTIONS = (
+    {"action": "cancel"},
+    *({"action": action, "confirmed": action} for action in ("pause", "resume", "cancel")),
+)
 
 CASES: dict[str, ById | Lists | Refers | NoIds] = {
     # API, both versions ("<version>" is each of them).
@@ -171,6 +177,14 @@ CASES: dict[str, ById | Lists | Refers | NoIds] = {
     V + "etl/runs/<uuid:run_id>": ById(run_id="run"),
     V + "etl/stats": Lists("source"),
     V + "data": Lists("record", queries=("", "source={source}")),
+    # POST /audits naming another organisation's data source: audits/tests/test_api.py.
+    V + "audits": Lists("audit"),
+    V + "audits/<uuid:audit_id>": ById(audit_id="audit"),
+    V + "audits/<uuid:audit_id>/items": ById(audit_id="audit"),
+    V + "audits/<uuid:audit_id>/pause": ById(audit_id="audit"),
+    V + "audits/<uuid:audit_id>/resume": ById(audit_id="audit"),
+    V + "audits/<uuid:audit_id>/cancel": ById(audit_id="audit"),
+    V + "audits/<uuid:audit_id>/results.csv": ById(audit_id="audit"),
     # Public and platform routes.
     "health": NoIds("service status for load balancers; names no organisation's objects"),
     "metrics": NoIds("operators' counters; names no organisation's objects"),
@@ -221,6 +235,11 @@ CASES: dict[str, ById | Lists | Refers | NoIds] = {
     "data/records/<int:record_id>/job": ById(
         record_id="record", methods="POST", body={"job_type": "summarize"}
     ),
+    "audits": Lists("audit"),  # its POST starts an audit from an upload: names no object
+    "audits/<uuid:audit_id>": ById(audit_id="audit", methods="GET"),
+    "audits/<uuid:audit_id>/progress": ById(audit_id="audit", methods="GET"),
+    "audits/<uuid:audit_id>/action": ById(audit_id="audit", methods="POST", body=AUDIT_ACTIONS),
+    "audits/<uuid:audit_id>/results.csv": ById(audit_id="audit", methods="GET"),
 }
 
 
@@ -369,6 +388,34 @@ def _seed(org: Organisation, admin: User, member: User, *, name: str, grant: int
             payload={"id": marker},
             reason=f"{marker} bad",
         )
+        # Written directly, like the records: a running audit with one flagged item.
+        audit = Audit.objects.create(
+            status="running",
+            input_kind="csv",
+            input_name=f"{marker}.csv",
+            criteria=f"{marker} criteria",
+            provider="local",
+            model="local",
+            batch_size=20,
+            price_per_item=1,
+            total=2,
+            done=1,
+            flagged=1,
+            created_by=member,
+            actor_label=f"user:{member.email}",
+        )
+        AuditItem.objects.create(
+            audit=audit,
+            seq=1,
+            external_id=f"{marker}-item",
+            text=f"{marker} item",
+            status="evaluated",
+            flagged=True,
+            reason=f"{marker} reason",
+        )
+        AuditItem.objects.create(
+            audit=audit, seq=2, external_id=f"{marker}-pending", text=f"{marker} pending"
+        )
         balance = grant - sum(job.cost for job in jobs)
     ids = {
         "member": member.pk,
@@ -382,6 +429,7 @@ def _seed(org: Organisation, admin: User, member: User, *, name: str, grant: int
         "run2": run2.pk,
         "record": record.pk,
         "credit": credit.pk,
+        "audit": audit.pk,
     }
     shown = {
         "me": {str(admin.pk)},
@@ -395,6 +443,7 @@ def _seed(org: Organisation, admin: User, member: User, *, name: str, grant: int
         "run": {str(run.pk)},
         "record": {record.title},
         "credit": {str(credit.pk), credit.reference},
+        "audit": {str(audit.pk), audit.criteria},
         "balance": {f"<span data-balance>{balance}</span>"},
     }
     tokens = {marker, org.email_domain, str(org.pk), str(admin.pk), str(delivery.pk), str(run2.pk)}
@@ -475,7 +524,9 @@ def _is_404(response, is_api: bool) -> bool:
 
 
 def _leaked(response, b: Seeded) -> list[str]:
-    text = response.content.decode()
+    # A download (the audit's results) is streamed: read once, here.
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    text = body.decode()
     return sorted(token for token in b.tokens if token in text)
 
 

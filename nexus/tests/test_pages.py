@@ -7,11 +7,12 @@ from django_tenants.utils import tenant_context
 
 from billing.services import credits_grant
 from jobs import tasks
+from webhooks.events import SUBSCRIBABLE_EVENTS
 from webhooks.models import WebhookEndpoint
 
 pytestmark = pytest.mark.django_db
 
-PAGES = ["/", "/jobs", "/members", "/webhooks", "/billing", "/data", "/api-access"]
+PAGES = ["/", "/jobs", "/audits", "/members", "/webhooks", "/billing", "/data", "/api-access"]
 
 
 @pytest.fixture
@@ -340,7 +341,7 @@ def test_webhook_event_descriptions_are_not_pulled_into_their_checkbox_labels(ad
     events = page.split("<legend>Events</legend>")[1].split("</fieldset>")[0]
     # Pico gives a <small> that follows an input a negative top margin.
     assert "<small" not in events
-    assert events.count("data-choice-hint") == 3
+    assert events.count("data-choice-hint") == len(SUBSCRIBABLE_EVENTS)
 
 
 def test_billing_without_keys_says_it_is_not_configured(admin):

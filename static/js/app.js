@@ -1,7 +1,8 @@
 // Behaviour HTMX does not give by itself: stale data stays visible with a quiet warning
 // when a refresh fails; the job buttons stay disabled (with a spinner) while a job is sent
 // or runs; every failure of the jobs page is told in a sentence that says what happened;
-// destructive buttons ask first; wide tables say that they scroll.
+// destructive buttons ask first; wide tables say that they scroll; an audit's progress says
+// when it cannot be refreshed, and an upload says it is under way.
 (function () {
   "use strict";
 
@@ -110,7 +111,78 @@
     }
     var polling = closest(elt, "[data-job-panel]");
     if (polling) { pollFailed(polling, status); }
+    var progress = closest(elt, "[data-audit-progress]");
+    if (progress) { auditPollFailed(progress, status); }
+    if (closest(elt, "[data-audit-action]")) {
+      auditActing = false;
+      auditNote(status
+        ? "The server could not change the audit (error " + status + "). Reload the page to see its status."
+        : "Could not reach the server to change the audit. Check your connection; its status shows here again " +
+          "once the connection is back.");
+    }
   }
+
+  // --- Audits -----------------------------------------------------------------------------
+
+  function auditNote(text) {
+    var note = document.querySelector("[data-audit-connection]");
+    if (!note) { return; }
+    note.hidden = !text;
+    note.textContent = text || "";
+  }
+
+  function auditPollFailed(progress, status) {
+    if (!status) {
+      auditNote("We could not reach the server (" + now() + "). The audit goes on; its progress shows here " +
+        "again when the connection is back.");
+    } else if (status >= 500) {
+      auditNote("The server had a problem showing the progress (error " + status + ", " + now() +
+        "). The audit is not affected; we keep asking.");
+    } else {
+      // It will not get better by asking again (gone, or not ours to see): stop.
+      var still = progress.cloneNode(true);
+      ["hx-get", "hx-trigger", "hx-swap", "data-audit-polling"].forEach(function (name) { still.removeAttribute(name); });
+      progress.replaceWith(still);
+      auditNote("This audit's progress can no longer be shown (error " + status + "). Reload the page.");
+    }
+  }
+
+  // A file over the upload limit is refused before a byte is sent, where it was chosen.
+  document.addEventListener("change", function (event) {
+    var input = event.target;
+    if (!input || input.type !== "file" || !input.dataset.maxBytes) { return; }
+    var limit = Number(input.dataset.maxBytes);
+    var file = input.files && input.files[0];
+    if (file && file.size > limit) {
+      input.setCustomValidity("The file is larger than the upload limit of " +
+        Math.floor(limit / 1048576) + " MiB. Choose a smaller file, or split it into several audits.");
+      input.reportValidity();
+    } else {
+      input.setCustomValidity("");
+    }
+  });
+
+  // An upload takes a while: its button says so, and cannot send the file twice.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (event.defaultPrevented || !form.matches || !form.matches("[data-busy-form]")) { return; }
+    form.querySelectorAll("[data-busy-button]").forEach(function (button) {
+      button.dataset.label = button.textContent;
+      button.setAttribute("aria-busy", "true");
+      button.textContent = "Uploading…";
+      // After this event: a disabled submitter would not be sent.
+      setTimeout(function () { button.disabled = true; }, 0);
+    });
+  });
+
+  // Back to a page with a busy form (the browser's back button): it can be sent again.
+  window.addEventListener("pageshow", function () {
+    document.querySelectorAll("[data-busy-form] [data-busy-button][aria-busy]").forEach(function (button) {
+      button.removeAttribute("aria-busy");
+      button.disabled = false;
+      button.textContent = button.dataset.label || button.textContent;
+    });
+  });
 
   document.addEventListener("htmx:sendError", requestFailed);
   document.addEventListener("htmx:timeout", requestFailed);
@@ -144,7 +216,28 @@
   // connection is fine again.
   document.addEventListener("htmx:afterSwap", function (event) {
     if (closest(event.target, "[data-job-panel]")) { connectionNote(""); }
+    if (closest(event.target, "[data-audit-progress]") || closest(event.target, "[data-audit-controls]")) {
+      auditNote("");
+    }
     syncJobButtons();
+  });
+
+  // Pause becomes Resume (and back): the button that had keyboard focus is gone, so the
+  // new controls take it rather than the page (only after a button of theirs was used: a
+  // status change seen by the poll moves nobody's focus).
+  var auditActing = false;
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    if (closest(event.detail.elt, "[data-audit-action]")) { auditActing = true; }
+  });
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var controls = closest(event.target, "[data-audit-controls]");
+    if (!controls || !auditActing) { return; }
+    auditActing = false;
+    if (document.activeElement && document.activeElement !== document.body && document.contains(document.activeElement)) {
+      return;
+    }
+    var first = controls.querySelector("button");
+    (first || controls).focus();
   });
 
   document.addEventListener("htmx:afterSettle", function () {

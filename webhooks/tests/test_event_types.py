@@ -42,7 +42,7 @@ def test_a_member_reads_the_whole_catalogue_in_the_envelope(world, api_as, versi
             "schema": event.schema,
             "example": event.example,
         }
-    assert [e["subscribable"] for e in body["data"]] == [True, True, True, False]
+    assert [e["subscribable"] for e in body["data"]] == [True, True, True, True, True, False]
 
 
 def test_the_catalogue_is_the_same_for_every_organisation(world, api_as):

@@ -64,8 +64,21 @@ def _errors(event_type: str, body: dict) -> list[str]:
 
 
 def test_the_catalogue_lists_every_event_in_its_order():
-    assert list(EVENT_TYPES) == ["job.completed", "job.failed", "credits.purchased", "webhook.test"]
-    assert list(SUBSCRIBABLE_EVENTS) == ["job.completed", "job.failed", "credits.purchased"]
+    assert list(EVENT_TYPES) == [
+        "job.completed",
+        "job.failed",
+        "credits.purchased",
+        "audit.completed",
+        "audit.failed",
+        "webhook.test",
+    ]
+    assert list(SUBSCRIBABLE_EVENTS) == [
+        "job.completed",
+        "job.failed",
+        "credits.purchased",
+        "audit.completed",
+        "audit.failed",
+    ]
     for name, event in EVENT_TYPES.items():
         assert event.name == name
         assert event.description
@@ -205,6 +218,43 @@ def test_purchase_builder_gives_the_purchase_body_key_for_key():
             "completed_at": "2026-03-02T09:15:04.498201Z",
             "expired_at": None,
             "refunded_at": None,
+        }
+    )
+
+
+def test_audit_builder_gives_the_audit_body_key_for_key():
+    audit = SimpleNamespace(
+        id=uuid.UUID("3c9e7a10-5b2d-4f8e-a1c6-7d4b9e2f0a83"),
+        status="completed",
+        input_kind="x_archive",
+        total=120,
+        done=120,
+        flagged=7,
+        failed=2,
+        cancelled_items=0,
+        credits_reserved=120,
+        credits_charged=118,
+        credits_released=2,
+        error="",
+        finished_at=STARTED,
+        criteria="never sent",
+        keywords=["never", "sent"],
+    )
+    assert json.dumps(payloads.audit_data(audit)) == json.dumps(
+        {
+            "id": "3c9e7a10-5b2d-4f8e-a1c6-7d4b9e2f0a83",
+            "status": "completed",
+            "input_kind": "x_archive",
+            "total": 120,
+            "done": 120,
+            "flagged": 7,
+            "failed": 2,
+            "cancelled_items": 0,
+            "credits_reserved": 120,
+            "credits_charged": 118,
+            "credits_released": 2,
+            "error": "",
+            "finished_at": "2026-03-02T09:15:01.377120Z",
         }
     )
 
@@ -386,7 +436,7 @@ def test_the_webhooks_app_imports_no_app_that_publishes_and_no_api_serializer():
 def test_application_code_publishes_subjects_not_prebuilt_data():
     root = WEBHOOKS_APP.parent
     calls = []
-    for app in ("jobs", "billing", "etl", "tenants", "webhooks"):
+    for app in ("jobs", "billing", "etl", "audits", "tenants", "webhooks"):
         for path in (root / app).rglob("*.py"):
             if "tests" in path.relative_to(root / app).parts:
                 continue
@@ -397,6 +447,7 @@ def test_application_code_publishes_subjects_not_prebuilt_data():
                 ):
                     calls.append((str(path.relative_to(root)), sorted(k.arg for k in node.keywords)))
     assert sorted(calls) == [
+        ("audits/services.py", ["event_type", "subject"]),
         ("billing/services/purchases.py", ["event_type", "subject"]),
         ("jobs/services.py", ["event_type", "subject"]),
     ]

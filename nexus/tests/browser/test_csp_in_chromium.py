@@ -23,7 +23,17 @@ document.addEventListener("securitypolicyviolation", function (event) {
 });
 """
 
-PAGES = ["/", "/jobs", "/data", "/webhooks", "/billing", "/members", "/api-access", "/no-such-page"]
+PAGES = [
+    "/",
+    "/jobs",
+    "/audits",
+    "/data",
+    "/webhooks",
+    "/billing",
+    "/members",
+    "/api-access",
+    "/no-such-page",
+]
 
 
 class Violations:

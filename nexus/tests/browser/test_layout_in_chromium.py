@@ -6,10 +6,11 @@ import pytest
 from django_tenants.utils import tenant_context
 
 from nexus.tests.browser.helpers import sign_in
+from webhooks.events import EVENT_TYPES
 
 pytestmark = pytest.mark.browser
 
-PAGES = ["/", "/jobs", "/members", "/webhooks", "/billing", "/data", "/api-access"]
+PAGES = ["/", "/jobs", "/audits", "/members", "/webhooks", "/billing", "/data", "/api-access"]
 LONG_URL = "http://127.0.0.1:9/hooks/a-receiver-path-long-enough-to-wrap-on-a-phone-screen"
 
 
@@ -96,7 +97,7 @@ def test_webhook_event_examples_open_without_widening_a_phone_page(phone, live_w
     sign_in(phone, live_web, busy_person, path="/webhooks")
     phone.wait_for_url(f"{live_web.url}/webhooks")
     examples = phone.locator("[data-event-types] details")
-    assert examples.count() == 4
+    assert examples.count() == len(EVENT_TYPES)
     for index in range(examples.count()):
         examples.nth(index).locator("summary").click()
         assert examples.nth(index).locator("pre").is_visible()
