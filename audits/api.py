@@ -13,7 +13,7 @@ from rest_framework.renderers import BaseRenderer
 from rest_framework.response import Response
 
 from audits import csv_export, selectors, services, uploads
-from audits.inputs import InputError, parse_file
+from audits.inputs import InputError
 from audits.models import Audit, AuditStatus
 from audits.records import RecordSelection, record_items
 from audits.serializers import AuditItemOutput, AuditOutput, AuditRecordsInput, AuditUploadInput
@@ -162,11 +162,8 @@ class AuditListView(OrganisationEndpoint):
         options = services.audit_criteria_check(**payload.criteria_options())
         upload = payload.validated_data["file"]
         try:
-            items = parse_file(
+            items = uploads.parse_upload(
                 upload,
-                max_items=settings.AUDIT_MAX_ITEMS,
-                max_item_chars=settings.AUDIT_MAX_ITEM_CHARS,
-                max_uncompressed_bytes=uploads.max_uncompressed_bytes(),
                 skip_retweets=payload.validated_data["skip_retweets"],
                 skip_replies=payload.validated_data["skip_replies"],
             )

@@ -21,7 +21,7 @@ from django.core.files.uploadhandler import (
     TemporaryFileUploadHandler,
 )
 
-from audits.inputs import InputError, TooManyItems
+from audits.inputs import InputError, TooManyItems, parse_file
 from nexus.api.errors import PayloadTooLarge, ValidationFailed
 
 # What a multipart body may add around the file (boundaries, part headers, the criteria and
@@ -63,6 +63,20 @@ def too_large() -> PayloadTooLarge:
 
 def max_body_bytes() -> int:
     return settings.AUDIT_MAX_UPLOAD_BYTES + FORM_FRAMING_ALLOWANCE
+
+
+def parse_upload(upload, *, skip_retweets: bool, skip_replies: bool):
+    """The items of an uploaded file (X archive, its zip, or CSV) as a stream parsed while the
+    audit is created, within the audit limits. InputError for a zip whose structure is
+    refused before any item is read; item errors come while the stream is read."""
+    return parse_file(
+        upload,
+        max_items=settings.AUDIT_MAX_ITEMS,
+        max_item_chars=settings.AUDIT_MAX_ITEM_CHARS,
+        max_uncompressed_bytes=max_uncompressed_bytes(),
+        skip_retweets=skip_retweets,
+        skip_replies=skip_replies,
+    )
 
 
 def max_uncompressed_bytes() -> int:

@@ -17,10 +17,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from audits import csv_export, selectors, services, uploads
 from audits.forms import AuditForm, form_defaults
-from audits.inputs import InputError, parse_file
+from audits.inputs import InputError
 from audits.models import FINISHED_STATUSES, Audit, AuditStatus
 from billing.selectors import credits_balances
 from nexus.api.errors import AppError, PayloadTooLarge, PaymentRequired, ValidationFailed
+from nexus.middleware import drain_after
 from nexus.pages import confirmation_page, confirmed, is_htmx, org_page, page_context
 from tenants.models import Role
 
@@ -123,7 +124,7 @@ def audits_page(request):
     except PayloadTooLarge as exc:
         # Raised while the body was read, before CSRF could be checked: nothing was done.
         response = _too_large_page(request, exc)
-        _drain_after(response, request)
+        drain_after(response, request, settings.API_BODY_DRAIN_BYTES)
         return response
 
 
@@ -150,11 +151,8 @@ def _audit_start(request):
         return _audits_page(request, form=form, status=422)
     upload = form.cleaned_data["file"]
     try:
-        items = parse_file(
+        items = uploads.parse_upload(
             upload,
-            max_items=settings.AUDIT_MAX_ITEMS,
-            max_item_chars=settings.AUDIT_MAX_ITEM_CHARS,
-            max_uncompressed_bytes=uploads.max_uncompressed_bytes(),
             skip_retweets=form.cleaned_data["skip_retweets"],
             skip_replies=form.cleaned_data["skip_replies"],
         )
@@ -200,25 +198,6 @@ def _short_balance(exc: PaymentRequired) -> str:
         f"{price:,} credit{'s' if price != 1 else ''} each need {required:,} credits, and the available "
         f"balance is {balance:,}. Nothing was charged."
     )
-
-
-def _drain_after(response, request) -> None:
-    """Read and discard the rest of a refused upload (up to API_BODY_DRAIN_BYTES) once the
-    answer is sent, so that a browser still sending reads the page instead of a reset."""
-
-    def drain():
-        remaining = settings.API_BODY_DRAIN_BYTES
-        stream = request.environ.get("wsgi.input")
-        try:
-            while remaining > 0 and stream is not None:
-                chunk = stream.read(min(remaining, 64 * 1024))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-        except (OSError, ValueError, AssertionError):
-            pass  # the client went away, or a test's body is shorter than it said
-
-    response._resource_closers.append(drain)
 
 
 # --- One audit --------------------------------------------------------------------------------------

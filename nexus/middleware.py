@@ -111,7 +111,12 @@ def body_limit_for(request) -> int:
     return settings.API_MAX_BODY_BYTES
 
 
-def _drain(request, declared: int) -> None:
+def drain_after(response, request, declared: int) -> None:
+    """Drain the refused request's body once `response` has been sent (see below)."""
+    response._resource_closers.append(functools.partial(drain_request_body, request, declared))
+
+
+def drain_request_body(request, declared: int) -> None:
     """Read and discard a refused body (up to API_BODY_DRAIN_BYTES) so that a client still
     sending is not reset before it has read our 413. Runs after the answer has been sent
     (the server closes the response, then this), so a client that lies about the length
@@ -183,7 +188,7 @@ class ApiInputGuardMiddleware:
                     {"limit_bytes": limit},
                 )
             )
-            response._resource_closers.append(functools.partial(_drain, request, declared))
+            drain_after(response, request, declared)
             return response
         content_type = request.META.get("CONTENT_TYPE", "")
         if declared == 0 or content_type.startswith("multipart/"):
