@@ -454,11 +454,11 @@ def test_local_confidence_grows_with_the_matches():
     assert local_verdict("vote").confidence == 0.65  # a keyword and a political word: one term
 
 
-def test_local_evaluates_thousands_of_items_quickly():
+def test_local_evaluates_thousands_of_items_in_one_call():
+    # Its speed is measured by `make bench` (bench/audits.py), not here.
     batch = items_of(*[f"item {n}: vote for the café, lol 🙈 #{n} idiot naïve" for n in range(5000)])
-    started = time.perf_counter()
     verdicts = LocalEvaluator().evaluate(batch, CRITERIA)
-    assert time.perf_counter() - started < 1.0
+    assert len(verdicts) == 5000
     assert all(v.flagged for v in verdicts)
 
 
