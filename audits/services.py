@@ -46,6 +46,7 @@ from audits.models import FINISHED_STATUSES, Audit, AuditItem, AuditStatus, Item
 from billing.services import credits_charge_reserved, credits_release, credits_reserve
 from nexus.api.errors import Conflict, field_error
 from nexus.celery import send_on_commit
+from nexus.pgcopy import copy_field
 from webhooks.services import webhook_publish
 
 log = structlog.get_logger(__name__)
@@ -125,15 +126,6 @@ def audit_criteria_check(
     }
 
 
-def _copy_field(value) -> str:
-    if value is None:
-        return "\\N"
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
 def _copy_items(audit: Audit, items: Iterable[InputItem]) -> int:
     """Write the items with COPY, in chunks, as they are parsed; returns how many."""
     count = 0
@@ -146,7 +138,7 @@ def _copy_items(audit: Audit, items: Iterable[InputItem]) -> int:
                     audit.pk, count, item.external_id, item.text, item.url, item.created_at,
                     item.is_retweet, item.is_reply, item.truncated, ItemStatus.PENDING, "[]", "", "",
                 )  # fmt: skip
-                lines.append("\t".join(_copy_field(value) for value in row) + "\n")
+                lines.append("\t".join(copy_field(value) for value in row) + "\n")
                 if len(lines) >= 1000:
                     copy.write("".join(lines))
                     lines = []

@@ -8,8 +8,6 @@ organisation's schema (the staging tables are temporary: pg_temp is always searc
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from django.db import connection
 
 RAW_COLUMNS = ("source_id", "run_id", "external_id", "content_hash", "payload", "fetched_at")
@@ -41,23 +39,6 @@ RECORD_UPDATED_ON_CONFLICT = (
     "last_updated_run_id",
     "updated_at",
 )
-
-
-def copy_text(value: str) -> str:
-    """A string escaped for PostgreSQL's COPY text format."""
-    # Four C-level replaces beat one str.translate with a mapping (0.14 vs 1 µs a field).
-    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
-def copy_field(value) -> str:
-    """One field in PostgreSQL's COPY text format."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return copy_text(value if isinstance(value, str) else str(value))
 
 
 def pg_text_array(items: list[str]) -> str:

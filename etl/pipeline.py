@@ -18,9 +18,10 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from etl.bulk import copy_field, copy_text, pg_text_array
+from etl.bulk import pg_text_array
 from etl.drift import Drift, RunDrift
 from etl.normalise import ItemRejected, canonical_json, clean_text, content_hash, normalise, without_nul
+from nexus.pgcopy import copy_field, copy_text
 
 
 @dataclass
