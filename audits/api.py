@@ -9,7 +9,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.parsers import MultiPartParser
-from rest_framework.renderers import BaseRenderer
 from rest_framework.response import Response
 
 from audits import csv_export, selectors, services, uploads
@@ -21,8 +20,9 @@ from billing.services import InsufficientCredits
 from nexus.api.errors import Forbidden, PayloadTooLarge, field_error
 from nexus.api.pagination import paginated
 from nexus.api.parsers import StrictJSONParser
+from nexus.api.permissions import api_key_of
 from nexus.api.query import multi_value, multi_value_parameter
-from nexus.api.renderers import EnvelopeJSONRenderer
+from nexus.api.renderers import CsvDownloadMixin
 from nexus.api.versioning import versioned
 from nexus.api.views import OrganisationEndpoint
 from nexus.idempotency import IDEMPOTENCY_PARAMETER, idempotent
@@ -48,10 +48,6 @@ def _boolean_parameter(name: str, description: str) -> OpenApiParameter:
     return OpenApiParameter(name, {"type": "string", "enum": ["true", "false", ""]}, description=description)
 
 
-def _actor_label(user) -> str:
-    return f"user:{user.email}"
-
-
 def _output(request, audit: Audit) -> dict:
     return versioned(AuditOutput, request)(audit, context={"request": request}).data
 
@@ -62,7 +58,6 @@ def _create(request, *, input_kind: str | None, input_name: str, items, options:
     try:
         return services.audit_create(
             user=request.user,
-            actor_label=_actor_label(request.user),
             input_kind=input_kind or items.input_kind,
             input_name=input_name,
             items=items,
@@ -80,6 +75,7 @@ def _create(request, *, input_kind: str | None, input_name: str, items, options:
 class AuditListView(OrganisationEndpoint):
     """Any member may start an audit: like a job, it spends the organisation's credits."""
 
+    key_scopes = {"GET": "audits:read", "POST": "audits:write"}
     parser_classes = [MultiPartParser, StrictJSONParser]
     # An upload may be up to AUDIT_MAX_UPLOAD_BYTES plus its multipart framing (the upload
     # handler counts the file's own bytes); a JSON body keeps the API's usual limit (initial).
@@ -193,6 +189,8 @@ class AuditListView(OrganisationEndpoint):
 
 
 class AuditDetailView(OrganisationEndpoint):
+    key_scopes = {"GET": "audits:read"}
+
     @extend_schema(
         summary="One audit, with its progress and credits", responses={200: AuditOutput}, tags=TAGS
     )
@@ -201,6 +199,8 @@ class AuditDetailView(OrganisationEndpoint):
 
 
 class AuditItemListView(OrganisationEndpoint):
+    key_scopes = {"GET": "audits:read"}
+
     @extend_schema(
         summary="The audit's items in input order, with their verdicts",
         parameters=[
@@ -234,11 +234,15 @@ class AuditItemListView(OrganisationEndpoint):
 class _AuditActionView(OrganisationEndpoint):
     """Pause, resume, cancel: the organisation's admins, or the member who started it."""
 
+    key_scopes = {"POST": "audits:write"}
+
     action = ""
 
     def post(self, request, audit_id, *args, **kwargs):
         audit = selectors.audit_get(audit_id=audit_id)
-        if request.user.role != Role.ADMIN and audit.created_by_id != request.user.pk:
+        # A key's audits:write scope (checked already) stands for the role a person needs.
+        is_person = api_key_of(request) is None
+        if is_person and request.user.role != Role.ADMIN and audit.created_by_id != request.user.pk:
             raise Forbidden(f"Only an organisation admin or the audit's creator can {self.action} it.")
         changed = getattr(services, f"audit_{self.action}")(audit_id=audit.pk)
         return Response(_output(request, changed))
@@ -288,20 +292,8 @@ class AuditCancelView(_AuditActionView):
         return super().post(request, audit_id, *args, **kwargs)
 
 
-class _CsvRenderer(BaseRenderer):
-    """Lets a client ask for text/csv. The CSV itself is streamed by the view and errors are
-    always the JSON envelope, so this renderer never renders anything."""
-
-    media_type = "text/csv"
-    format = "csv"
-    charset = "utf-8"
-
-    def render(self, data, accepted_media_type=None, renderer_context=None):  # pragma: no cover
-        raise NotImplementedError
-
-
-class AuditResultsCsvView(OrganisationEndpoint):
-    renderer_classes = [EnvelopeJSONRenderer, _CsvRenderer]
+class AuditResultsCsvView(CsvDownloadMixin, OrganisationEndpoint):
+    key_scopes = {"GET": "audits:read"}
 
     @extend_schema(
         summary="The audit's results as CSV (streamed)",
@@ -325,9 +317,3 @@ class AuditResultsCsvView(OrganisationEndpoint):
         )
         response["Content-Disposition"] = f'attachment; filename="{csv_export.file_name(audit)}"'
         return response
-
-    def finalize_response(self, request, response, *args, **kwargs):
-        if isinstance(response, Response):  # an error: the envelope, whatever was asked for
-            request.accepted_renderer = EnvelopeJSONRenderer()
-            request.accepted_media_type = EnvelopeJSONRenderer.media_type
-        return super().finalize_response(request, response, *args, **kwargs)

@@ -10,22 +10,16 @@ formula (= + - @ tab, carriage return): such a cell is prefixed with a single qu
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 
 from django_tenants.utils import tenant_context
 
 from audits.models import Audit, AuditItem, InputKind, ItemStatus
+from nexus.csvstream import line_writer, safe_cell
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 READ_CHUNK = 2000
 X_HEADER = ("tweet_url", "deleted", "reason", "categories", "confidence")
 OTHER_HEADER = ("id", "url", "text", "reason", "categories", "confidence")
-
-
-def safe_cell(value: str) -> str:
-    """The value as a spreadsheet shows it: text, never a formula."""
-    return "'" + value if value.startswith(FORMULA_STARTS) else value
 
 
 def file_name(audit: Audit) -> str:
@@ -62,17 +56,10 @@ def result_items(audit: Audit, *, everything: bool):
     )
 
 
-class _Line:
-    """A file-like object for csv.writer that hands back the line it was given."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
 def results_csv(organisation, audit: Audit, *, everything: bool) -> Iterator[str]:
     """The CSV's lines. Iterated by the server after the view has returned (and the request
     has left the organisation's schema), so it reads inside the organisation's own."""
-    writer = csv.writer(_Line())
+    writer = line_writer()
     yield writer.writerow(header(audit, everything=everything))
     with tenant_context(organisation):
         for item in result_items(audit, everything=everything).iterator(chunk_size=READ_CHUNK):

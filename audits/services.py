@@ -26,6 +26,8 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from auditlog.context import actor_on_behalf_of
+from auditlog.services import audit_record
 from audits import quota
 from audits.evaluation import (
     DEFAULT_CATEGORIES,
@@ -150,7 +152,6 @@ def _copy_items(audit: Audit, items: Iterable[InputItem]) -> int:
 def audit_create(
     *,
     user,
-    actor_label: str,
     input_kind: str,
     input_name: str,
     items: Iterable[InputItem],
@@ -163,6 +164,8 @@ def audit_create(
     audit_criteria_check's answer. `skipped_input`: read from `items` once consumed when
     it is an audits.inputs.ItemStream, unless given."""
     price = settings.AUDIT_PRICE_PER_ITEM
+    actor = actor_on_behalf_of(user)
+    actor_label = actor.label
     with transaction.atomic():
         audit = Audit.objects.create(
             input_kind=input_kind,
@@ -180,11 +183,17 @@ def audit_create(
             raise field_error("file", "The input holds no items to evaluate.")
         skipped = skipped_input if skipped_input is not None else getattr(items, "skipped", 0)
         reserved = count * price
-        credits_reserve(
-            audit_id=audit.pk, amount=reserved, actor_label=actor_label, actor_id=getattr(user, "pk", None)
-        )
+        credits_reserve(audit_id=audit.pk, amount=reserved, actor_label=actor_label, actor_id=actor.uuid)
         Audit.objects.filter(pk=audit.pk).update(
             total=count, credits_reserved=reserved, skipped_input=skipped
+        )
+        audit_record(
+            action="audit.started",
+            target_type="audit",
+            target_id=audit.pk,
+            target_label=input_name[:255],
+            facts={"items": count, "credits_reserved": reserved, "input_kind": input_kind},
+            actor=actor,
         )
         for _ in range(_messages_for(count, audit.batch_size)):
             send_on_commit(RUN_BATCH_TASK, str(audit.pk), log_event="audit.enqueue_failed")
@@ -581,6 +590,13 @@ def audit_cancel(*, audit_id) -> Audit:
         cancelled = _cancel_pending(audit)
         audit.status, audit.finished_at = AuditStatus.CANCELLED, timezone.now()
         audit.save()
+        audit_record(
+            action="audit.cancelled",
+            target_type="audit",
+            target_id=audit.pk,
+            target_label=audit.input_name,
+            facts={"items_cancelled": cancelled},
+        )
         _finish_if_done(audit_id)
     log.info("audit.cancelled", audit_id=str(audit_id), cancelled=cancelled)
     return Audit.objects.get(pk=audit_id)

@@ -158,7 +158,6 @@ def _audit_start(request):
         )
         audit = services.audit_create(
             user=request.user,
-            actor_label=f"user:{request.user.email}",
             input_kind=items.input_kind,
             input_name=uploads.input_name(upload.name),
             items=items,

@@ -57,7 +57,6 @@ def _create(org, user, items: int, *, seed: int):
     with tenant_context(org):
         audit = services.audit_create(
             user=user,
-            actor_label="operator:bench",
             input_kind="x_archive",
             input_name="tweets.js",
             items=parse_x_archive(io.BytesIO(archive), max_items=200_000, max_item_chars=10_000),

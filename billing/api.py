@@ -32,6 +32,8 @@ from nexus.schema import COMPLETE_LIST, error_statuses
 
 
 class CreditsView(OrganisationEndpoint):
+    key_scopes = {"GET": "billing:read"}
+
     @extend_schema(
         summary="Credit balance (available and reserved) and the 10 latest transactions",
         responses={200: CreditsOutput},
@@ -51,6 +53,8 @@ class CreditsView(OrganisationEndpoint):
 
 
 class CreditTransactionListView(OrganisationEndpoint):
+    key_scopes = {"GET": "billing:read"}
+
     @extend_schema(
         summary="The credit ledger",
         parameters=[
@@ -73,6 +77,8 @@ class CreditTransactionListView(OrganisationEndpoint):
 
 
 class CreditPackListView(OrganisationEndpoint):
+    key_scopes = {"GET": "billing:read"}
+
     @extend_schema(
         summary="Credit packs on sale",
         responses={200: CreditPackOutput(many=True)},
@@ -84,6 +90,7 @@ class CreditPackListView(OrganisationEndpoint):
 
 
 class CheckoutView(OrganisationEndpoint):
+    key_scopes = {"POST": "billing:write"}
     permission_classes = [IsOrganisationAdmin]
 
     @extend_schema(
@@ -110,6 +117,8 @@ class CheckoutView(OrganisationEndpoint):
 
 
 class PurchaseListView(OrganisationEndpoint):
+    key_scopes = {"GET": "billing:read"}
+
     @extend_schema(
         summary="Purchases of credit packs, newest first",
         parameters=[

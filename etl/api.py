@@ -44,6 +44,7 @@ TAGS = ["data"]
 
 
 class SourceListView(OrganisationEndpoint):
+    key_scopes = {"GET": "etl:read", "POST": "etl:write"}
     permission_classes = [AdminForWrites]
 
     @extend_schema(summary="Data sources", responses={200: SourceOutput(many=True)}, tags=TAGS)
@@ -69,6 +70,7 @@ class SourceListView(OrganisationEndpoint):
 
 
 class SourceDetailView(OrganisationEndpoint):
+    key_scopes = {"GET": "etl:read", "PUT": "etl:write", "PATCH": "etl:write", "DELETE": "etl:write"}
     permission_classes = [AdminForWrites]
 
     @extend_schema(summary="One data source", responses={200: SourceOutput}, tags=TAGS)
@@ -100,6 +102,7 @@ class SourceDetailView(OrganisationEndpoint):
 
 
 class SourceRunView(OrganisationEndpoint):
+    key_scopes = {"POST": "etl:write"}
     permission_classes = [IsOrganisationAdmin]
 
     @extend_schema(
@@ -120,6 +123,7 @@ class SourceFileView(OrganisationEndpoint):
     """The source's file, uploaded (multipart). The size limit is enforced while the body is
     read, so the upload handlers are installed before DRF or anything else reads it."""
 
+    key_scopes = {"POST": "etl:write", "PUT": "etl:write"}
     permission_classes = [IsOrganisationAdmin]
     parser_classes = [MultiPartParser]
     # The API's default body limit is for JSON; a file may be up to ETL_MAX_UPLOAD_BYTES
@@ -153,6 +157,8 @@ class SourceFileView(OrganisationEndpoint):
 
 
 class RunListView(OrganisationEndpoint):
+    key_scopes = {"GET": "etl:read"}
+
     @extend_schema(
         summary="ETL runs, newest first",
         parameters=[
@@ -169,6 +175,8 @@ class RunListView(OrganisationEndpoint):
 
 
 class RunDetailView(OrganisationEndpoint):
+    key_scopes = {"GET": "etl:read"}
+
     @extend_schema(
         summary="One run, its drift events and quarantined items", responses={200: RunDetailOutput}, tags=TAGS
     )
@@ -177,6 +185,8 @@ class RunDetailView(OrganisationEndpoint):
 
 
 class RunCompareView(OrganisationEndpoint):
+    key_scopes = {"GET": "etl:read"}
+
     @extend_schema(
         summary="Compare two runs of a source (default: its latest two)",
         parameters=[
@@ -198,6 +208,8 @@ class RunCompareView(OrganisationEndpoint):
 
 
 class StatsView(OrganisationEndpoint):
+    key_scopes = {"GET": "etl:read"}
+
     @extend_schema(
         summary="Per source: records, processed, last duration, last success and failure",
         responses={200: StatsOutput(many=True)},
@@ -209,6 +221,8 @@ class StatsView(OrganisationEndpoint):
 
 
 class DataView(OrganisationEndpoint):
+    key_scopes = {"GET": "data:read"}
+
     @extend_schema(
         summary="The unified records",
         parameters=[

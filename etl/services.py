@@ -26,6 +26,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from auditlog.services import audit_record, changed_fields
 from etl import bulk, scheduler_stats, uploads
 from etl.config import source_config_parse
 from etl.connectors import connector_for
@@ -51,6 +52,7 @@ from nexus.api.fields import plain_text
 from nexus.celery import send_on_commit, wait_for_database
 from nexus.crypto import encrypt
 from nexus.logging import without_quoted_values
+from nexus.net import url_on_record
 from tenants.models import WorkerHeartbeat
 from tenants.services import organisation_cap, organisation_cap_check
 
@@ -111,6 +113,26 @@ def _clean_mapping(mapping, required) -> tuple[dict, list[str]]:
     return mapping, required
 
 
+def _settings_on_record(source: DataSource) -> dict:
+    """A source's settings as the audit log keeps them: never its key, and its URL without
+    credentials or query."""
+    config = dict(source.config or {})
+    if config.get("url"):
+        config["url"] = url_on_record(str(config["url"]))
+    return {
+        "name": source.name,
+        "kind": source.kind,
+        "config": config,
+        "api_key": "set" if source.api_key_encrypted else "none",
+        "field_mapping": source.field_mapping,
+        "required_fields": list(source.required_fields or ()),
+        "schedule_minutes": source.schedule_minutes,
+        "enabled": source.enabled,
+        "requests_per_second": source.requests_per_second,
+        "file": source.file_name or None,
+    }
+
+
 def etl_source_create(
     *,
     name: str,
@@ -146,11 +168,19 @@ def etl_source_create(
             requests_per_second=pace,
             next_run_at=timezone.now(),
         )
+        audit_record(
+            action="etl_source.created",
+            target_type="etl_source",
+            target_id=source.pk,
+            target_label=source.name,
+            after=_settings_on_record(source),
+        )
     log.info("etl.source_created", source_id=str(source.pk), kind=kind)
     return source
 
 
 def etl_source_update(*, source: DataSource, **changes) -> DataSource:
+    before = _settings_on_record(source)
     if "name" in changes:
         changes["name"] = plain_text(changes["name"], field="name")
     if "config" in changes:
@@ -172,6 +202,16 @@ def etl_source_update(*, source: DataSource, **changes) -> DataSource:
         if source.file_key and (source.config.get("path") or source.config.get("url")):
             _file_forget(source)  # the source now reads its path or URL
         source.save()
+        was, now = changed_fields(before, _settings_on_record(source))
+        if now:
+            audit_record(
+                action="etl_source.updated",
+                target_type="etl_source",
+                target_id=source.pk,
+                target_label=source.name,
+                before=was,
+                after=now,
+            )
     return source
 
 
@@ -191,6 +231,13 @@ def etl_source_delete(*, source: DataSource) -> None:
     """Delete a source with its records, runs and uploaded file (the file once the delete
     commits)."""
     with transaction.atomic():
+        audit_record(
+            action="etl_source.deleted",
+            target_type="etl_source",
+            target_id=source.pk,
+            target_label=source.name,
+            before=_settings_on_record(source),
+        )
         _file_forget(source)
         source.delete()
 
@@ -245,6 +292,7 @@ def etl_source_file_upload(*, source: DataSource, file: File, name: str | None =
         with transaction.atomic():
             # Two uploads at once: each replaces the other's file, never leaks one.
             source = DataSource.objects.select_for_update().get(pk=source.pk)
+            before = _settings_on_record(source)
             _file_forget(source)
             # Uploaded CSV is UTF-8 by contract; the file replaces any path or URL.
             source.config = {k: v for k, v in source.config.items() if k not in ("path", "url", "encoding")}
@@ -254,6 +302,16 @@ def etl_source_file_upload(*, source: DataSource, file: File, name: str | None =
             source.file_sha256 = hashlib.sha256(data).hexdigest()
             source.file_uploaded_at = timezone.now()
             source.save()
+            was, now = changed_fields(before, _settings_on_record(source))
+            audit_record(
+                action="etl_source.updated",
+                target_type="etl_source",
+                target_id=source.pk,
+                target_label=source.name,
+                before=was,
+                after=now,
+                facts={"file_size": len(data), "file_sha256": source.file_sha256},
+            )
     except BaseException:
         _delete_stored(key)
         raise

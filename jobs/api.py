@@ -27,6 +27,8 @@ from nexus.schema import COMPLETE_LIST, error_statuses
 
 
 class _SubmitJobView(OrganisationEndpoint):
+    key_scopes = {"POST": "jobs:write"}
+
     job_type: str = ""
 
     @idempotent
@@ -85,6 +87,8 @@ class AnalyzeView(_SubmitJobView):
 
 
 class JobListView(OrganisationEndpoint):
+    key_scopes = {"GET": "jobs:read"}
+
     @extend_schema(
         summary="Jobs of the organisation",
         parameters=[
@@ -110,6 +114,8 @@ class JobListView(OrganisationEndpoint):
 
 
 class JobDetailView(OrganisationEndpoint):
+    key_scopes = {"GET": "jobs:read"}
+
     @extend_schema(
         summary="One job, with its input and result", responses={200: JobDetailOutput}, tags=["jobs"]
     )
@@ -118,6 +124,8 @@ class JobDetailView(OrganisationEndpoint):
 
 
 class JobEventListView(OrganisationEndpoint):
+    key_scopes = {"GET": "jobs:read"}
+
     @extend_schema(
         summary="The job's timeline, oldest first",
         responses={200: JobEventOutput(many=True)},
@@ -130,6 +138,8 @@ class JobEventListView(OrganisationEndpoint):
 
 
 class UsageView(OrganisationEndpoint):
+    key_scopes = {"GET": "jobs:read"}
+
     @extend_schema(
         summary="Credits spent per day and jobs by status and type",
         parameters=[

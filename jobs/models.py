@@ -28,6 +28,9 @@ class Job(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # A public-schema user; users are never deleted (they are deactivated).
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    # Who submitted it: `user:<email>`, or `key:<name>` for an API key (acting for `user`,
+    # its creator). Empty for jobs from before keys existed.
+    actor = models.CharField(max_length=300, blank=True)
     job_type = models.CharField(max_length=20, choices=JobType.choices)
     status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.PENDING)
     input = models.JSONField()

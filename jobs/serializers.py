@@ -46,6 +46,7 @@ class JobOutput(serializers.ModelSerializer):
             "provider",
             "model",
             "cache_hit",
+            "actor",
             "created_at",
             "started_at",
             "completed_at",

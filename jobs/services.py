@@ -20,6 +20,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from auditlog.context import actor_on_behalf_of
 from billing.services import credits_deduct, credits_refund
 from jobs.cache import CachedResult, cache_store, cached_result
 from jobs.metrics import (
@@ -162,10 +163,12 @@ def job_create(
             return _job_from_cache(user=user, job_type=job_type, job_input=job_input, cached=cached)
     cost = job_cost(job_type)
     job_id = uuid.uuid4()
+    actor = actor_on_behalf_of(user)
     with transaction.atomic():
         job = Job.objects.create(
             id=job_id,
             user=user,
+            actor=actor.label[:300],
             job_type=job_type,
             input=job_input,
             cost=cost,
@@ -176,7 +179,7 @@ def job_create(
         _event(job_id, EventKind.CREATED, message=f"{job_type} job created, {cost} credits charged")
         # Last before the commit: the charge locks the organisation's balance row, and
         # every other charge of the organisation waits for that lock.
-        credits_deduct(job_id=job_id, amount=cost, actor_id=user.pk, actor_label=f"user:{user.email}")
+        credits_deduct(job_id=job_id, amount=cost, actor_id=actor.uuid, actor_label=actor.label)
         _enqueue(job_id)
     # Counted when the caller's transaction commits (an idempotent request may hold one).
     transaction.on_commit(JOBS_CREATED.labels(job_type=job_type).inc)
@@ -189,6 +192,7 @@ def _job_from_cache(*, user: User, job_type: str, job_input: dict, cached: Cache
     with transaction.atomic():
         job = Job.objects.create(
             user=user,
+            actor=actor_on_behalf_of(user).label[:300],
             job_type=job_type,
             status=JobStatus.COMPLETED,
             input=job_input,

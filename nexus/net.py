@@ -14,7 +14,7 @@ import ipaddress
 import socket
 import ssl
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 
@@ -204,3 +204,16 @@ def web_url(value: str | None) -> str | None:
     except ValueError:
         return None
     return value if parts.scheme.lower() in ("http", "https") and parts.netloc else None
+
+
+def url_on_record(url: str) -> str:
+    """A URL as records kept for people (the audit log) show it: no credentials, query or
+    fragment, where receivers and APIs put their tokens."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+    except ValueError:
+        return ""
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))

@@ -142,7 +142,7 @@ def _refreshing_organisation(request) -> Organisation | None:
 _COSTLY_PAGE = re.compile(
     r"^/(?:jobs/submit|billing/buy|data/records/[^/]+/job|data/sources/[^/]+/(?:run|file|edit)"
     r"|data/sources/new|webhooks/create|webhooks/[^/]+/action|webhooks/deliveries/[^/]+/redeliver"
-    r"|audits|audits/[^/]+/action)$"
+    r"|audits|audits/[^/]+/action|members/invite|members/invitations/[^/]+/action|api-keys/create)$"
 )
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 # Routes that have no caller yet, each with a per-address budget of its own.

@@ -82,6 +82,9 @@ SHARED_APPS = [
     "allauth.socialaccount",
     "allauth.socialaccount.providers.google",
     "rest_framework",
+    # Its abstract key model, hasher and admin base; tenants.ApiKey is the table used (the
+    # library's own APIKey table stays empty, and out of the admin).
+    "rest_framework_api_key",
     "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -91,6 +94,8 @@ SHARED_APPS = [
     # Pack catalogue, Stripe event log and the session -> organisation index. The ledger
     # and purchases (billing) are per organisation.
     "billing.public",
+    # Who changed what, in every organisation (one table, read by operators across them).
+    "auditlog",
 ]
 TENANT_APPS: list[str] = [
     # Per-organisation data. Each app listed here gets its tables in every organisation's
@@ -137,6 +142,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "tenants.middleware.TenantFromCallerMiddleware",
+    # After the caller is known: the audit log's actor (user, API key, operator) and address.
+    "auditlog.middleware.AuditActorMiddleware",
     "nexus.ratelimit.RateLimitMiddleware",
     "nexus.api.versioning.ApiVersionLifecycleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -226,7 +233,8 @@ CELERY_QUEUES_BY_KIND = {
 CELERY_TASK_DEFAULT_QUEUE = CELERY_QUEUES_BY_KIND["periodic"]
 _ROUTED = {
     "jobs": ["jobs.run_job"],
-    "webhooks": ["webhooks.deliver"],
+    # Outbound traffic: webhook deliveries and invitation emails.
+    "webhooks": ["webhooks.deliver", "tenants.send_invitation"],
     "etl": ["etl.execute_run"],
     # One batch of an audit per message: a long audit never holds the AI jobs' worker.
     "audits": ["audits.run_batch"],
@@ -247,6 +255,7 @@ _ROUTED = {
         "nexus.purge_idempotency_keys",
         "nexus.purge_organisation_idempotency_keys",
         "tenants.flush_expired_tokens",
+        "auditlog.purge",
     ],
 }
 CELERY_TASK_ROUTES = {
@@ -702,6 +711,41 @@ CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {"task": "webhooks.sweep", "schedule": 
 # Re-sends the messages of audits with pending items and no batch for two minutes.
 CELERY_BEAT_SCHEDULE["audits-sweep"] = {"task": "audits.sweep", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["purge-idempotency-keys"] = {"task": "nexus.purge_idempotency_keys", "schedule": 3600.0}
+CELERY_BEAT_SCHEDULE["purge-audit-log"] = {"task": "auditlog.purge", "schedule": 60 * 60 * 24}
+
+# --- Team access: API keys, invitations, the audit log (docs/specs/team-access.md) ---------------
+# Live (unrevoked) API keys an organisation may hold, and how far ahead a key may expire.
+ORG_MAX_API_KEYS = env_int("ORG_MAX_API_KEYS", 50)
+API_KEY_MAX_DAYS = env_int("API_KEY_MAX_DAYS", 365)
+# A key's last use (time and address) is written at most this often.
+API_KEY_LAST_USED_EVERY_SECONDS = env_int("API_KEY_LAST_USED_EVERY_SECONDS", 60)
+INVITATION_TTL_DAYS = env_int("INVITATION_TTL_DAYS", 7)
+ORG_MAX_PENDING_INVITATIONS = env_int("ORG_MAX_PENDING_INVITATIONS", 100)
+# Audit log events older than this are deleted by the daily purge.
+AUDIT_LOG_RETENTION_DAYS = env_int("AUDIT_LOG_RETENTION_DAYS", 365)
+AUDIT_LOG_EXPORT_MAX_ROWS = env_int("AUDIT_LOG_EXPORT_MAX_ROWS", 100_000)
+
+# --- Email (invitations) ---------------------------------------------------------------------------
+# Any Django email backend: the console in development; in production django-anymail's
+# backend for your provider (e.g. anymail.backends.mailgun.EmailBackend) with its settings
+# from ANYMAIL_* variables (ANYMAIL_MAILGUN_API_KEY -> ANYMAIL["MAILGUN_API_KEY"]), or
+# Django's SMTP backend with the EMAIL_HOST* variables.
+EMAIL_BACKEND = env(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend"
+    if (DEBUG or TESTING)
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "NexusAPI <no-reply@localhost>")
+ANYMAIL = {
+    name.removeprefix("ANYMAIL_"): value for name, value in os.environ.items() if name.startswith("ANYMAIL_")
+}
 
 # --- Batch audits (docs/specs/audits.md) -------------------------------------------------------
 AUDIT_PRICE_PER_ITEM = env_int("AUDIT_PRICE_PER_ITEM", 1)

@@ -11,6 +11,7 @@ from billing.stripe_webhook import stripe_webhook
 from etl import views as etl_views
 from jobs import views as job_views
 from nexus import health, metrics, operations_views, periodic_endpoint, views
+from tenants import team_views
 from tenants import views as tenant_views
 from webhooks import views as webhook_views
 
@@ -76,7 +77,22 @@ urlpatterns = [
     path("billing/buy", billing_views.buy, name="billing-buy"),
     path("members", tenant_views.members_page, name="members-page"),
     path("members/<uuid:member_id>", tenant_views.member_update, name="members-update"),
+    path("members/invite", team_views.invitation_create, name="members-invite"),
+    path(
+        "members/invitations/<uuid:invitation_id>/action",
+        team_views.invitation_action,
+        name="members-invitation",
+    ),
+    path("members/settings", team_views.organisation_settings, name="members-settings"),
+    path("members/leave", team_views.leave, name="members-leave"),
+    path("invitations/<str:token>", team_views.invitation_page, name="invitation"),
+    path("invitations/<str:token>/google", team_views.invitation_google, name="invitation-google"),
     path("api-access", tenant_views.api_access_page, name="api-access"),
+    path("api-keys", team_views.api_keys_page, name="api-keys-page"),
+    path("api-keys/create", team_views.api_key_create, name="api-keys-create"),
+    path("api-keys/<uuid:key_id>/revoke", team_views.api_key_revoke, name="api-keys-revoke"),
+    path("audit-log", team_views.audit_log_page, name="audit-log-page"),
+    path("audit-log.csv", team_views.audit_log_csv_download, name="audit-log-csv"),
     path("account/sign-out-everywhere", tenant_views.sign_out_everywhere, name="sign-out-everywhere"),
     path("webhooks", webhook_views.webhooks_page, name="webhooks-page"),
     path("webhooks/create", webhook_views.webhook_create, name="webhooks-create"),

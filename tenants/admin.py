@@ -6,10 +6,21 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.db import transaction
 
+# Imported (so registered) before the library's own admin module would be, and unregistered:
+# the library's APIKey table is unused (tenants.ApiKey is the one), and keys made there would
+# never authenticate.
+from rest_framework_api_key import admin as api_key_admin
+from rest_framework_api_key.models import APIKey
+
+from auditlog.services import audit_record
 from nexus.api.errors import AppError
 from tenants import selectors, services
-from tenants.models import Organisation, TokenFamily, User
+from tenants.models import ApiKey, Invitation, Organisation, TokenFamily, User
+from tenants.services import keys
+
+admin.site.unregister(APIKey)
 
 
 class PersonalFilter(admin.SimpleListFilter):
@@ -55,6 +66,7 @@ class OrganisationAdmin(admin.ModelAdmin):
         "max_sources",
         "max_webhook_endpoints",
         "max_concurrent_runs",
+        "domain_auto_join",
         "created_at",
     ]
 
@@ -71,7 +83,18 @@ class OrganisationAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            super().save_model(request, obj, form, change)
+            with transaction.atomic():
+                super().save_model(request, obj, form, change)
+                if form.changed_data:
+                    audit_record(
+                        action="organisation.updated",
+                        organisation_id=obj.pk,
+                        target_type="organisation",
+                        target_id=obj.pk,
+                        target_label=obj.name,
+                        before={name: _plain(form.initial.get(name)) for name in form.changed_data},
+                        after={name: _plain(form.cleaned_data.get(name)) for name in form.changed_data},
+                    )
             return
         try:
             created = services.organisation_create(
@@ -93,6 +116,75 @@ class OrganisationAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         # Deleting would orphan a schema full of data; deactivate instead.
+        return False
+
+
+def _plain(value):
+    """A form value as JSON holds it (model instances by their id)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(getattr(value, "pk", value))
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(api_key_admin.APIKeyModelAdmin):
+    """Operators see every organisation's keys (never a secret: only prefixes are stored) and
+    can revoke one; keys are created by organisation admins, on their page or the API."""
+
+    list_display = [
+        "prefix",
+        "name",
+        "organisation",
+        "scopes",
+        "created",
+        "last_used_at",
+        "expiry_date",
+        "revoked",
+    ]
+    list_filter = ["revoked", "created"]
+    search_fields = ["name", "prefix", "organisation__name", "organisation__slug"]
+    list_select_related = ["organisation", "created_by"]
+    actions = ["revoke"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in ApiKey._meta.fields if field.name != "hashed_key"]
+
+    def get_fields(self, request, obj=None):
+        return [field.name for field in ApiKey._meta.fields if field.name != "hashed_key"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Revoke the selected keys (at once)")
+    def revoke(self, request, queryset):
+        revoked = 0
+        for key in queryset.filter(revoked=False).select_related("organisation"):
+            keys.api_key_revoke(org=key.organisation, key_id=key.pk)
+            revoked += 1
+        messages.success(request, f"Revoked {revoked} key(s).")
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = ["email", "organisation", "role", "created_at", "expires_at", "accepted_at", "revoked_at"]
+    list_filter = ["role"]
+    search_fields = ["email", "organisation__name", "organisation__slug"]
+    list_select_related = ["organisation"]
+    exclude = ["nonce"]  # a part of the link's signature: never shown
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
 
@@ -131,7 +223,23 @@ class UserAdmin(DjangoUserAdmin):
     actions = ["sign_out_everywhere"]
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            recorded = [
+                name
+                for name in ("organisation", "role", "is_active", "is_staff")
+                if name in form.changed_data
+            ]
+            if change and recorded:
+                audit_record(
+                    action="member.role_changed" if recorded == ["role"] else "member.updated_by_operator",
+                    organisation_id=obj.organisation_id or form.initial.get("organisation"),
+                    target_type="member",
+                    target_id=obj.pk,
+                    target_label=obj.email,
+                    before={name: _plain(form.initial.get(name)) for name in recorded},
+                    after={name: _plain(form.cleaned_data.get(name)) for name in recorded},
+                )
         # Deactivating is how an operator locks an account: its tokens and sessions must end
         # now, not when they expire.
         if change and "is_active" in form.changed_data and not obj.is_active:

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from nexus.api.pagination import paginated
-from nexus.api.permissions import IsOrganisationAdmin, IsOrganisationMember
+from nexus.api.permissions import AdminForWrites, IsOrganisationAdmin, IsOrganisationMember
 from nexus.api.query import apply_sort, multi_value, multi_value_parameter, sort_parameter
 from nexus.api.views import OrganisationEndpoint
 from tenants import selectors, services
@@ -21,6 +21,7 @@ from tenants.models import Role
 from tenants.serializers import (
     MemberOutput,
     MeOutput,
+    OrganisationInput,
     OrganisationOutput,
     RoleInput,
     TokenOutput,
@@ -149,11 +150,27 @@ class MeView(OrganisationEndpoint):
 
 
 class OrganisationView(OrganisationEndpoint):
+    permission_classes = [AdminForWrites]
+
     @extend_schema(
         summary="The caller's organisation", responses={200: OrganisationOutput}, tags=["organisation"]
     )
     def get(self, request, *args, **kwargs):
         return Response(OrganisationOutput(self.organisation).data)
+
+    @extend_schema(
+        summary="Change the organisation's settings (admins)",
+        description="`domain_auto_join`: whether Google Workspace users of the organisation's domain join "
+        "by signing in (the default) or only by invitation. Recorded in the audit log with before and after.",
+        request=OrganisationInput,
+        responses={200: OrganisationOutput},
+        tags=["organisation"],
+    )
+    def patch(self, request, *args, **kwargs):
+        payload = OrganisationInput(data=request.data, partial=True)
+        payload.is_valid(raise_exception=True)
+        org = services.organisation_update(org=self.organisation, **payload.validated_data)
+        return Response(OrganisationOutput(org).data)
 
 
 class MemberListView(OrganisationEndpoint):

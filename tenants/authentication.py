@@ -14,22 +14,25 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.db.models import Exists, OuterRef
+from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
-from tenants.models import Organisation, TokenFamily, User
+from tenants.models import ApiKey, Organisation, TokenFamily, User
 
 
 @dataclass(frozen=True)
 class BearerCaller:
     user: User
     organisation: Organisation
-    token: AccessToken
+    token: AccessToken | ApiKey
+    api_key: ApiKey | None = None
 
 
 def refresh_token_for(user: User, *, family: TokenFamily | None = None) -> RefreshToken:
@@ -100,6 +103,51 @@ def caller_from_bearer(raw_token: str) -> BearerCaller:
     if not user.organisation.is_active:
         raise exceptions.PermissionDenied("This organisation is deactivated.")
     return BearerCaller(user=user, organisation=user.organisation, token=token)
+
+
+_KEY_REFUSED = "The API key is invalid or was revoked."
+
+
+def caller_from_api_key(raw_key: str, *, ip: str | None = None) -> BearerCaller:
+    """Validate an organisation API key (`nx_live_...`, docs/specs/team-access.md).
+
+    AuthenticationFailed (401) for a malformed, unknown, revoked or expired key, or one
+    whose creator is no longer an active member of its organisation (keys of a removed
+    member are revoked with them; this is the check that never relies on that);
+    PermissionDenied (403) when the organisation is deactivated. The caller acts as the key's
+    creator for ownership, with the key as `token` and `api_key`. Records the key's last use
+    (time and address) at most every API_KEY_LAST_USED_EVERY_SECONDS."""
+    prefix, dot, secret = raw_key.partition(".")
+    if not dot or not secret or len(raw_key) > 128:
+        raise exceptions.AuthenticationFailed(_KEY_REFUSED)
+    key = (
+        ApiKey.objects.select_related("organisation", "created_by")
+        .filter(prefix=prefix, revoked=False)
+        .first()
+    )
+    if key is None or not key.is_valid(raw_key):
+        raise exceptions.AuthenticationFailed(_KEY_REFUSED)
+    if key.has_expired:
+        raise exceptions.AuthenticationFailed(
+            f"The API key expired at {key.expiry_date:%Y-%m-%d %H:%M} UTC; create a new one."
+        )
+    creator = key.created_by
+    if not creator.is_active or creator.organisation_id != key.organisation_id:
+        raise exceptions.AuthenticationFailed(_KEY_REFUSED)
+    if not key.organisation.is_active:
+        raise exceptions.PermissionDenied("This organisation is deactivated.")
+    _note_use(key, ip)
+    return BearerCaller(user=creator, organisation=key.organisation, token=key, api_key=key)
+
+
+def _note_use(key: ApiKey, ip: str | None) -> None:
+    now = timezone.now()
+    fresh = key.last_used_at and now - key.last_used_at < timedelta(
+        seconds=settings.API_KEY_LAST_USED_EVERY_SECONDS
+    )
+    if fresh and key.last_used_ip == ip:
+        return
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=now, last_used_ip=ip)
 
 
 class TenantJWTAuthentication(BaseAuthentication):

@@ -10,12 +10,16 @@ import uuid
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, PermissionsMixin
+from django.contrib.postgres.fields import ArrayField
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models.functions import Lower
+from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django_tenants.models import TenantMixin
+from rest_framework_api_key.models import AbstractAPIKey, BaseAPIKeyManager
 
+from tenants.apikeys import KEY_PREFIX, OrganisationKeyGenerator
 from tenants.managers import UserManager
 
 
@@ -36,6 +40,8 @@ class Organisation(TenantMixin):
     # The company email domain whose users join this organisation; null for a personal
     # organisation (free-mail users each get one of their own).
     email_domain = models.CharField(max_length=253, unique=True, null=True, blank=True)
+    # Whether Google Workspace users of email_domain join by signing in (else: invitation only).
+    domain_auto_join = models.BooleanField(default=True)
     plan = models.CharField(max_length=20, choices=Plan.choices, default=Plan.FREE)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -158,6 +164,7 @@ class TokenFamily(models.Model):
         REUSE = "reuse", "A rotated refresh token was used again"
         SIGN_OUT_EVERYWHERE = "sign_out_everywhere", "Signed out everywhere"
         REMOVED = "removed", "Removed from the organisation"
+        LEFT = "left", "Left the organisation"
         DEACTIVATED = "deactivated", "Deactivated by an operator"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -189,3 +196,88 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} @ {self.beat_at:%H:%M:%S}"
+
+
+class ApiKeyManager(BaseAPIKeyManager):
+    key_generator = OrganisationKeyGenerator()
+
+    def assign_key(self, obj: ApiKey) -> str:
+        # The library's id is "<prefix>.<hash>"; ours is a UUID, so the hash never travels
+        # in a URL or a list. Only the prefix and the hash are stored.
+        key, prefix, hashed_key = self.key_generator.generate()
+        obj.prefix = prefix
+        obj.hashed_key = hashed_key
+        return key
+
+
+class ApiKey(AbstractAPIKey):
+    """An organisation's API key (docs/specs/team-access.md). The secret is shown once;
+    the row holds its prefix and SHA-512 hash. Public schema: it is found before the
+    organisation's schema is chosen."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    prefix = models.CharField(max_length=len(KEY_PREFIX) + 8, unique=True, editable=False)
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="api_keys")
+    scopes = ArrayField(models.CharField(max_length=32))
+    created_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by_label = models.CharField(max_length=300, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_used_ip = models.GenericIPAddressField(null=True, blank=True)
+
+    objects = ApiKeyManager()
+
+    class Meta(AbstractAPIKey.Meta):
+        verbose_name = "API key"
+        verbose_name_plural = "API keys"
+        indexes = [models.Index(fields=["organisation", "revoked"], name="apikey_org_revoked_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix})"
+
+
+class Invitation(models.Model):
+    """An invitation to join an organisation with a role (docs/specs/team-access.md). The
+    emailed link signs (id, nonce); resending rotates the nonce, so only the newest link
+    works, once, until expires_at."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField(max_length=254)
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    invited_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    nonce = models.CharField(max_length=32)
+    sent_count = models.PositiveIntegerField(default=0)
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+    last_send_error = models.CharField(max_length=300, blank=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+", null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation", "email"],
+                condition=models.Q(accepted_at__isnull=True, revoked_at__isnull=True),
+                name="invitation_one_pending_per_address",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(email=Lower("email")), name="invitation_email_lowercase"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} to {self.organisation_id}"
+
+    @property
+    def status(self) -> str:
+        if self.accepted_at:
+            return "accepted"
+        if self.revoked_at:
+            return "revoked"
+        if self.expires_at <= timezone.now():
+            return "expired"
+        return "pending"

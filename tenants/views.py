@@ -17,13 +17,16 @@ from nexus.api.errors import AppError
 from nexus.pages import confirmation_page, confirmed, org_page, page_context
 from tenants import selectors, services
 from tenants.models import Role
+from tenants.team_views import members_extra
 
 
 @org_page
 def members_page(request):
     members = selectors.member_list(org=request.tenant).order_by("email")
     return render(
-        request, "tenants/members.html", page_context(request, nav="members", members=members, roles=Role)
+        request,
+        "tenants/members.html",
+        page_context(request, nav="members", members=members, roles=Role, **members_extra(request)),
     )
 
 

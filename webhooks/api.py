@@ -34,6 +34,7 @@ def _with_secret(endpoint, secret: str) -> dict:
 
 
 class EndpointListView(OrganisationEndpoint):
+    key_scopes = {"GET": "webhooks:read", "POST": "webhooks:write"}
     permission_classes = [AdminForWrites]
 
     @extend_schema(summary="Webhook endpoints", responses={200: EndpointOutput(many=True)}, tags=TAGS)
@@ -57,6 +58,8 @@ class EndpointListView(OrganisationEndpoint):
 
 
 class EventTypeListView(OrganisationEndpoint):
+    key_scopes = {"GET": "webhooks:read"}
+
     @extend_schema(
         summary="Webhook event types: each payload's version, JSON Schema and an example",
         description="The same catalogue for every organisation, returned whole (no pagination).",
@@ -69,6 +72,12 @@ class EventTypeListView(OrganisationEndpoint):
 
 
 class EndpointDetailView(OrganisationEndpoint):
+    key_scopes = {
+        "GET": "webhooks:read",
+        "PUT": "webhooks:write",
+        "PATCH": "webhooks:write",
+        "DELETE": "webhooks:write",
+    }
     permission_classes = [AdminForWrites]
 
     @extend_schema(summary="One webhook endpoint", responses={200: EndpointOutput}, tags=TAGS)
@@ -100,6 +109,7 @@ class EndpointDetailView(OrganisationEndpoint):
 
 
 class RotateSecretView(OrganisationEndpoint):
+    key_scopes = {"POST": "webhooks:write"}
     permission_classes = [IsOrganisationAdmin]
 
     @extend_schema(
@@ -122,6 +132,7 @@ class RotateSecretView(OrganisationEndpoint):
 
 
 class TestEventView(OrganisationEndpoint):
+    key_scopes = {"POST": "webhooks:write"}
     permission_classes = [IsOrganisationAdmin]
 
     @extend_schema(
@@ -139,6 +150,8 @@ class TestEventView(OrganisationEndpoint):
 
 
 class DeliveryListView(OrganisationEndpoint):
+    key_scopes = {"GET": "webhooks:read"}
+
     @extend_schema(
         summary="Deliveries of an endpoint, newest first, with their attempts",
         parameters=[
@@ -161,6 +174,7 @@ class DeliveryListView(OrganisationEndpoint):
 
 
 class RedeliverView(OrganisationEndpoint):
+    key_scopes = {"POST": "webhooks:write"}
     permission_classes = [IsOrganisationAdmin]
 
     @extend_schema(

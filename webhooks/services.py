@@ -24,11 +24,12 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
+from auditlog.services import audit_record, changed_fields
 from nexus.api.errors import Conflict, Forbidden, field_error
 from nexus.api.fields import plain_text
 from nexus.celery import send_on_commit
 from nexus.crypto import decrypt, encrypt
-from nexus.net import UnsafeURL, outbound_verify, pinned, read_limited, resolve_public_url
+from nexus.net import UnsafeURL, outbound_verify, pinned, read_limited, resolve_public_url, url_on_record
 from tenants.models import Role
 from tenants.services import organisation_cap_check
 from webhooks import payloads
@@ -81,6 +82,15 @@ def _clean_event_types(event_types) -> list[str]:
 # --- Endpoints -------------------------------------------------------------------------------
 
 
+def _settings_on_record(endpoint: WebhookEndpoint) -> dict:
+    return {
+        "url": url_on_record(endpoint.url),
+        "event_types": list(endpoint.event_types),
+        "description": endpoint.description,
+        "active": endpoint.active,
+    }
+
+
 def webhook_endpoint_create(
     *, url: str, event_types: list[str], description: str = "", active: bool = True
 ) -> tuple[WebhookEndpoint, str]:
@@ -100,6 +110,13 @@ def webhook_endpoint_create(
             active=active,
             secret_encrypted=encrypt(secret),
         )
+        audit_record(
+            action="webhook.created",
+            target_type="webhook",
+            target_id=endpoint.pk,
+            target_label=url_on_record(endpoint.url),
+            after=_settings_on_record(endpoint),
+        )
     log.info("webhook.endpoint_created", endpoint_id=str(endpoint.pk))
     return endpoint, secret
 
@@ -108,6 +125,7 @@ def webhook_endpoint_update(*, endpoint: WebhookEndpoint, **changes) -> WebhookE
     # Only the fields changed here are written: the health counters belong to the delivery
     # workers, which may have moved them since this copy of the endpoint was read.
     fields = ["updated_at"]
+    before = _settings_on_record(endpoint)
     if "url" in changes:
         endpoint.url = _clean_url(changes["url"])
         fields.append("url")
@@ -131,6 +149,16 @@ def webhook_endpoint_update(*, endpoint: WebhookEndpoint, **changes) -> WebhookE
             endpoint.active = bool(changes["active"])
             fields.append("active")
         endpoint.save(update_fields=fields)
+        was, now = changed_fields(before, _settings_on_record(endpoint))
+        if now:
+            audit_record(
+                action="webhook.updated",
+                target_type="webhook",
+                target_id=endpoint.pk,
+                target_label=url_on_record(endpoint.url),
+                before=was,
+                after=now,
+            )
     endpoint.refresh_from_db()
     return endpoint
 
@@ -141,6 +169,13 @@ def webhook_endpoint_delete(*, endpoint: WebhookEndpoint) -> None:
     endpoint_id = str(endpoint.pk)
     with transaction.atomic():
         deliveries = WebhookDelivery.objects.filter(endpoint=endpoint).count()
+        audit_record(
+            action="webhook.deleted",
+            target_type="webhook",
+            target_id=endpoint_id,
+            target_label=url_on_record(endpoint.url),
+            before=_settings_on_record(endpoint),
+        )
         endpoint.delete()
     log.info("webhook.endpoint_deleted", endpoint_id=endpoint_id, deliveries=deliveries)
 
@@ -154,9 +189,17 @@ def webhook_secret_rotate(*, endpoint: WebhookEndpoint) -> str:
         hours=settings.WEBHOOK_SECRET_OVERLAP_HOURS
     )
     endpoint.secret_encrypted = encrypt(secret)
-    endpoint.save(
-        update_fields=["secret_encrypted", "previous_secret_encrypted", "previous_secret_expires_at"]
-    )
+    with transaction.atomic():
+        endpoint.save(
+            update_fields=["secret_encrypted", "previous_secret_encrypted", "previous_secret_expires_at"]
+        )
+        audit_record(
+            action="webhook.secret_rotated",
+            target_type="webhook",
+            target_id=endpoint.pk,
+            target_label=url_on_record(endpoint.url),
+            facts={"previous_secret_valid_until": endpoint.previous_secret_expires_at.isoformat()},
+        )
     log.info("webhook.secret_rotated", endpoint_id=str(endpoint.pk))
     return secret
 

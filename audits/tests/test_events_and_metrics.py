@@ -82,7 +82,6 @@ def _create(org, user, items, *, batch_size: int, kind: str = "x_archive", credi
             credits_grant(amount=credits, reason="test", actor_label="operator:tests")
         return services.audit_create(
             user=user,
-            actor_label="user:tests",
             input_kind=kind,
             input_name="input",
             items=items,

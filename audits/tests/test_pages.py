@@ -86,7 +86,6 @@ def _create(org, user, n: int, *, batch_size: int) -> Audit:
     with tenant_context(org):
         return services.audit_create(
             user=user,
-            actor_label=f"user:{user.email}",
             input_kind="x_archive",
             input_name="tweets.js",
             items=parse_x_archive(

@@ -46,7 +46,6 @@ def _create(org, user, n: int = 120, *, batch_size: int = 20, credits: int = 100
             credits_grant(amount=credits, reason="test", actor_label="operator:tests")
         return services.audit_create(
             user=user,
-            actor_label=f"user:{user.email}",
             input_kind="x_archive",
             input_name="tweets.js",
             items=_items(n, **options),
@@ -114,7 +113,6 @@ def test_a_bad_item_mid_stream_leaves_nothing(world, broker):
         with pytest.raises(Exception, match="id"):
             services.audit_create(
                 user=world.admin_a,
-                actor_label="user:a",
                 input_kind="x_archive",
                 input_name="tweets.js",
                 items=parse_x_archive(io.BytesIO(data), max_items=1000, max_item_chars=1000),

@@ -76,7 +76,6 @@ def test_an_audit_whose_worker_is_killed_finishes_with_exact_items_and_ledger(li
         with tenant_context(live_org):
             audit = services.audit_create(
                 user=live_org.admin,
-                actor_label="user:admin",
                 input_kind="x_archive",
                 input_name="tweets.js",
                 items=parse_x_archive(

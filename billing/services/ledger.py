@@ -20,6 +20,8 @@ import structlog
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q, Sum
 
+from auditlog.context import actor_named
+from auditlog.services import audit_record
 from billing.metrics import CREDITS
 from billing.models import CreditBalance, CreditTransaction, TransactionKind
 from nexus.api.errors import Conflict, NotFound, PaymentRequired, ValidationFailed, field_error
@@ -139,13 +141,24 @@ def credits_grant(
 ) -> CreditTransaction:
     """Operator grant. Never reachable from the organisation's own API."""
     _check_amount(amount)
-    return _append(
-        kind=TransactionKind.GRANT,
-        amount=amount,
-        reference=_check_reason(reason),
-        actor_label=actor_label,
-        actor_id=actor_id,
-    )
+    reason = _check_reason(reason)
+    with transaction.atomic():
+        row = _append(
+            kind=TransactionKind.GRANT,
+            amount=amount,
+            reference=reason,
+            actor_label=actor_label,
+            actor_id=actor_id,
+        )
+        audit_record(
+            action="credits.granted",
+            target_type="credits",
+            target_id=row.pk,
+            target_label=f"{amount:,} credits",
+            facts={"amount": amount, "reason": reason, "balance_after": row.balance_after},
+            actor=actor_named(actor_label, actor_id),
+        )
+    return row
 
 
 def credits_purchase(

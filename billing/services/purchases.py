@@ -17,6 +17,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from auditlog.context import Actor
+from auditlog.models import ActorKind
+from auditlog.services import audit_record
 from billing.models import PURCHASE_TRANSITIONS, Purchase, PurchaseStatus
 from billing.public.models import CheckoutIndex, CreditPack
 from billing.selectors import credits_balance
@@ -80,6 +83,10 @@ def _transition(purchase: Purchase, target: str) -> bool:
     return False
 
 
+# Stripe's webhooks, acting for the organisation's bank: the actor of what they change.
+STRIPE = Actor(kind=ActorKind.SYSTEM, label="stripe")
+
+
 # --- Starting a checkout ---------------------------------------------------------------------
 
 
@@ -137,8 +144,17 @@ def checkout_start(*, user: User, pack_id: uuid.UUID | str, org_id: uuid.UUID) -
 
     purchase.stripe_session_id = session.id
     purchase.checkout_url = session.url or ""
-    purchase.save(update_fields=["stripe_session_id", "checkout_url"])
-    CheckoutIndex.objects.create(session_id=session.id, organisation_id=org_id, purchase_id=purchase.pk)
+    with transaction.atomic():
+        purchase.save(update_fields=["stripe_session_id", "checkout_url"])
+        CheckoutIndex.objects.create(session_id=session.id, organisation_id=org_id, purchase_id=purchase.pk)
+        audit_record(
+            action="billing.checkout_started",
+            organisation_id=org_id,
+            target_type="purchase",
+            target_id=purchase.pk,
+            target_label=pack.name,
+            facts={"credits": pack.credits, "amount_cents": pack.price_cents, "currency": pack.currency},
+        )
     log.info("billing.checkout_started", purchase_id=str(purchase.pk), pack=pack.name, session_id=session.id)
     return purchase
 
@@ -227,11 +243,26 @@ def purchase_refund(
                     credits_not_reversed=owed - taken,
                 )
         fields = ["credits_reversed", "refund_shortfall"]
-        if fully_refunded and purchase.status == PurchaseStatus.COMPLETED:
+        status_changes = fully_refunded and purchase.status == PurchaseStatus.COMPLETED
+        if status_changes:
             purchase.status = PurchaseStatus.REFUNDED
             purchase.refunded_at = timezone.now()
             fields += ["status", "refunded_at"]
         purchase.save(update_fields=fields)
+        if owed or status_changes:  # Stripe tells of one refund in several events
+            audit_record(
+                action="billing.refunded",
+                target_type="purchase",
+                target_id=purchase.pk,
+                target_label=purchase.pack_name,
+                facts={
+                    "amount_refunded_cents": amount_refunded,
+                    "fully_refunded": fully_refunded,
+                    "credits_reversed": purchase.credits_reversed,
+                    "refund_shortfall": purchase.refund_shortfall,
+                },
+                actor=STRIPE,
+            )
     log.info("billing.purchase_refunded", purchase_id=str(purchase.pk), reversed=purchase.credits_reversed)
     return purchase
 

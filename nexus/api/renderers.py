@@ -4,7 +4,8 @@ endpoints add page, limit and total (set by nexus.api.pagination)."""
 
 from __future__ import annotations
 
-from rest_framework.renderers import JSONRenderer
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.response import Response
 
 
 def request_meta(request) -> dict:
@@ -28,3 +29,28 @@ class EnvelopeJSONRenderer(JSONRenderer):
         else:
             body = {"data": data, "meta": meta}
         return super().render(body, accepted_media_type, renderer_context)
+
+
+class CsvRenderer(BaseRenderer):
+    """Lets a client ask for text/csv. The CSV itself is streamed by the view and errors are
+    always the JSON envelope, so this renderer never renders anything."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):  # pragma: no cover
+        raise NotImplementedError
+
+
+class CsvDownloadMixin:
+    """For a view that streams CSV: accepts text/csv, and answers every error in the JSON
+    envelope whatever the client asked for."""
+
+    renderer_classes = [EnvelopeJSONRenderer, CsvRenderer]
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        if isinstance(response, Response):  # an error: the envelope, whatever was asked for
+            request.accepted_renderer = EnvelopeJSONRenderer()
+            request.accepted_media_type = EnvelopeJSONRenderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)

@@ -57,6 +57,8 @@ from etl.models import DataSource, DriftEvent, EtlRun, QuarantinedItem, Record
 from jobs.models import Job
 from jobs.services import job_create
 from tenants.models import Organisation, User
+from tenants.services.invitations import invitation_create
+from tenants.services.keys import api_key_create
 from tenants.tests.helpers import bearer_for
 from webhooks.models import WebhookNotice
 from webhooks.services import webhook_endpoint_create, webhook_send_test
@@ -114,6 +116,17 @@ class PlatformName:
         self.reason = reason
 
 
+class SignedLink:
+    """A route whose path parameter is a signed capability sent by email (an invitation's
+    link): whoever holds the link may open it, so it names no caller's objects; what must
+    hold is that it cannot be forged from an id. `SignedLink(token="invitation", reason=...)`:
+    the other organisation's invitation id, bare or with a tampered signature, is a 404."""
+
+    def __init__(self, *, reason: str, **params: str):
+        self.params = params
+        self.reason = reason
+
+
 def _usage_counts_only_a(response, a: Seeded) -> None:
     data = response.json()["data"]
     assert sum(data["jobs_by_type"].values()) == len(a.jobs), data
@@ -138,7 +151,7 @@ AUDIT_ACTIONS = (
     *({"action": action, "confirmed": action} for action in ("pause", "resume", "cancel")),
 )
 
-CASES: dict[str, ById | Lists | Refers | NoIds] = {
+CASES: dict[str, ById | Lists | Refers | NoIds | PlatformName | SignedLink] = {
     # API, both versions ("<version>" is each of them).
     V + "auth/token": NoIds("exchanges the caller's own session for tokens"),
     V + "auth/refresh": NoIds("rotates the caller's own refresh cookie"),
@@ -147,6 +160,14 @@ CASES: dict[str, ById | Lists | Refers | NoIds] = {
     V + "auth/me": Lists("me", "org"),
     V + "org": Lists("org"),
     V + "org/members": Lists("member"),
+    V + "org/leave": NoIds("the caller leaves their own organisation"),
+    V + "api-keys": Lists("api_key"),
+    V + "api-keys/<uuid:key_id>": ById(key_id="api_key"),
+    V + "invitations": Lists("invitation"),
+    V + "invitations/<uuid:invitation_id>": ById(invitation_id="invitation"),
+    V + "invitations/<uuid:invitation_id>/resend": ById(invitation_id="invitation"),
+    V + "audit-log": Lists("audit_event", queries=("", "target={api_key}", "action=api_key.*")),
+    V + "audit-log/export.csv": Lists("audit_event", queries=("", "target={api_key}")),
     V + "org/members/<uuid:member_id>": ById(member_id="member", body={"role": "admin"}),
     V + "credits": Lists("credit"),
     V + "credits/transactions": Lists("credit"),
@@ -218,6 +239,24 @@ CASES: dict[str, ById | Lists | Refers | NoIds] = {
         body=({"role": "admin"}, {"action": "remove"}, {"action": "remove", "confirmed": "remove"}),
     ),
     "api-access": Lists(),
+    "api-keys": Lists("api_key"),
+    "api-keys/create": NoIds("creates a key in the caller's organisation"),
+    "api-keys/<uuid:key_id>/revoke": ById(
+        key_id="api_key", methods="POST", body=({}, {"action": "revoke", "confirmed": "revoke"})
+    ),
+    "members/invite": NoIds("invites an address to the caller's organisation"),
+    "members/invitations/<uuid:invitation_id>/action": ById(
+        invitation_id="invitation", methods="POST", body=({"action": "resend"}, {"action": "revoke"})
+    ),
+    "members/settings": NoIds("changes the caller's organisation's own setting"),
+    "members/leave": NoIds("the caller leaves their own organisation"),
+    "invitations/<str:token>": SignedLink(token="invitation", reason="the emailed invitation link"),
+    "invitations/<str:token>/google": SignedLink(
+        token="invitation", reason="the emailed link, on its way through Google's sign-in"
+    ),
+    # The page's filter form shows the filter it was given, whatever it names: unfiltered only.
+    "audit-log": Lists("audit_event"),
+    "audit-log.csv": Lists("audit_event", queries=("", "target={api_key}")),
     "webhooks": Lists("endpoint"),
     "webhooks/create": NoIds("registers an endpoint in the caller's organisation"),
     "account/sign-out-everywhere": NoIds("ends the caller's own sessions and tokens"),
@@ -417,6 +456,8 @@ def _seed(org: Organisation, admin: User, member: User, *, name: str, grant: int
             audit=audit, seq=2, external_id=f"{marker}-pending", text=f"{marker} pending"
         )
         balance = grant - sum(job.cost for job in jobs)
+    api_key, _secret = api_key_create(org=org, created_by=admin, name=f"{marker}-key", scopes=["jobs:read"])
+    invitation = invitation_create(org=org, invited_by=admin, email=f"{marker}@invitee.example", role="member")
     ids = {
         "member": member.pk,
         "job": jobs[0].pk,
@@ -430,6 +471,8 @@ def _seed(org: Organisation, admin: User, member: User, *, name: str, grant: int
         "record": record.pk,
         "credit": credit.pk,
         "audit": audit.pk,
+        "api_key": api_key.pk,
+        "invitation": invitation.pk,
     }
     shown = {
         "me": {str(admin.pk)},
@@ -445,6 +488,10 @@ def _seed(org: Organisation, admin: User, member: User, *, name: str, grant: int
         "credit": {str(credit.pk), credit.reference},
         "audit": {str(audit.pk), audit.criteria},
         "balance": {f"<span data-balance>{balance}</span>"},
+        "api_key": {str(api_key.pk), api_key.name},
+        "invitation": {str(invitation.pk), invitation.email},
+        # The audit log names what was changed: this organisation's key, by its name.
+        "audit_event": {f"{api_key.name} ({api_key.prefix})"},
     }
     tokens = {marker, org.email_domain, str(org.pk), str(admin.pk), str(delivery.pk), str(run2.pk)}
     tokens |= {str(job.pk) for job in jobs}
@@ -525,7 +572,7 @@ def _is_404(response, is_api: bool) -> bool:
 
 def _leaked(response, b: Seeded) -> list[str]:
     # A download (the audit's results) is streamed: read once, here.
-    body = b"".join(response.streaming_content) if response.streaming else response.content
+    body = _body(response)
     text = body.decode()
     return sorted(token for token in b.tokens if token in text)
 
@@ -556,9 +603,9 @@ def test_every_route_has_a_case():
     problems += [f"case {key!r} matches no route any more: remove or rename it" for key in stale]
     for r in routes:
         case = CASES.get(r.key)
-        if r.params and case is not None and not isinstance(case, (ById, PlatformName)):
+        if r.params and case is not None and not isinstance(case, (ById, PlatformName, SignedLink)):
             problems.append(f"route {r.key!r} takes {sorted(r.params)}: its case must be ById(...)")
-        if isinstance(case, (ById, PlatformName)) and set(case.params) != set(r.params):
+        if isinstance(case, (ById, PlatformName, SignedLink)) and set(case.params) != set(r.params):
             problems.append(
                 f"case {r.key!r} covers {sorted(case.params)}, the route takes {sorted(r.params)}"
             )
@@ -615,8 +662,8 @@ def test_lists_show_none_of_another_organisations_objects(route, case, sweep, ca
         for query in case.queries:
             url = route.url(version, {}, query.format(**a.ids))
             response = client.get(url)
-            assert response.status_code == 200, (url, response.status_code, response.content[:300])
-            text = response.content.decode()
+            assert response.status_code == 200, (url, response.status_code, _body(response)[:300])
+            text = _body(response).decode()
             for kind in case.kinds:
                 assert any(s in text for s in a.shown[kind]), f"{url} does not show A's {kind}"
             assert not _leaked(response, b), f"{url} shows organisation B's {_leaked(response, b)}"
@@ -630,6 +677,13 @@ def test_lists_show_none_of_another_organisations_objects(route, case, sweep, ca
                     response.status_code,
                 )
                 assert not _leaked(response, b), f"{hostile} shows organisation B's {_leaked(response, b)}"
+
+
+def _body(response) -> bytes:
+    if response.streaming:  # read once: kept for the checks that read it again
+        response.content_read = getattr(response, "content_read", None) or b"".join(response.streaming_content)
+        return response.content_read
+    return response.content
 
 
 @pytest.mark.parametrize(("route", "case"), _cases_of(Refers), ids=_route_id)
@@ -683,3 +737,24 @@ def test_the_django_admin_is_for_staff_only(world, sweep):
     operator = User.objects.create_superuser("operator@sweep.test", "operator-password-123")
     client.force_login(operator)
     assert client.get(f"/admin/tenants/organisation/{world.org_b.pk}/change/").status_code == 200
+
+
+@pytest.mark.parametrize(("route", "case"), _cases_of(SignedLink), ids=_route_id)
+def test_a_signed_link_cannot_be_forged_from_an_id(route, case, sweep, callers):
+    from django.core import signing
+
+    from tenants.services.invitations import SALT
+
+    _a, b = sweep
+    (param, kind), = case.params.items()
+    object_id = str(b.ids[kind])
+    forged = (
+        object_id,
+        signing.dumps({"i": object_id, "n": "0" * 32}, salt=SALT, compress=True),  # signed, wrong nonce
+        signing.dumps({"i": object_id}, key="not-the-secret-key", salt=SALT),  # signed with another key
+    )
+    for client in (callers[False], Client()):
+        for token in forged:
+            response = client.get(route.url("v1", {param: token}), follow=True)
+            assert response.status_code == 404, (token, response.status_code)
+            assert b.org.name not in response.content.decode()

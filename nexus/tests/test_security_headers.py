@@ -85,7 +85,20 @@ def test_swagger_ui_has_no_inline_script_or_style(client):
     assert '"validatorUrl": null' in init.content.decode()
 
 
-TEMPLATES = sorted(Path(django_settings.BASE_DIR, "templates").rglob("*.html"))
+# Emails (templates/*/email/) are read in mail clients, not served under the CSP; mail
+# clients need inline styles, and emails never carry scripts (checked below).
+TEMPLATES = sorted(
+    path for path in Path(django_settings.BASE_DIR, "templates").rglob("*.html") if "email" not in path.parts
+)
+EMAIL_TEMPLATES = sorted(Path(django_settings.BASE_DIR, "templates").rglob("email/*.html"))
+
+
+@pytest.mark.parametrize("template", EMAIL_TEMPLATES, ids=lambda p: str(p.relative_to(django_settings.BASE_DIR)))
+def test_no_email_carries_a_script_or_a_handler(template):
+    text = template.read_text()
+    assert not re.search(r"<script\b", text, flags=re.I)
+    assert not re.search(r"\son[a-z]+\s*=", text, flags=re.I)
+    assert "javascript:" not in text.lower()
 
 
 @pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: str(p.relative_to(django_settings.BASE_DIR)))

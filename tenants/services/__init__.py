@@ -26,12 +26,15 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from nexus.api.errors import Conflict, LimitReached, Unauthorized, field_error, fields_error
+from auditlog.context import actor_on_behalf_of
+from auditlog.services import audit_record, changed_fields
+from nexus.api.errors import Conflict, Forbidden, LimitReached, Unauthorized, field_error, fields_error
 from tenants.authentication import family_id_of, refresh_token_for
 from tenants.freemail import is_free_mail_domain, normalise_domain
 from tenants.managers import normalize_email_address
 from tenants.models import Organisation, Plan, Role, TokenFamily, User
 from tenants.selectors import member_get, member_list
+from tenants.services.keys import api_keys_revoke_created_by
 
 log = structlog.get_logger(__name__)
 
@@ -143,6 +146,27 @@ def user_create(
     return user
 
 
+class DomainJoinClosed(Forbidden):
+    """The domain's organisation admits people only by invitation (domain_auto_join off)."""
+
+    code = "INVITATION_REQUIRED"
+
+
+def onboarding_refusal(*, email: str, workspace_domain: str | None) -> DomainJoinClosed | None:
+    """Why a new Google user of `email` cannot be placed, without creating anything: their
+    Workspace domain's organisation admits people by invitation only. None when they can."""
+    domain = normalise_domain(normalize_email_address(email).rpartition("@")[2])
+    if not domain or normalise_domain(workspace_domain or "") != domain or is_free_mail_domain(domain):
+        return None
+    org = Organisation.objects.filter(email_domain=domain).only("name", "domain_auto_join").first()
+    if org is None or org.domain_auto_join:
+        return None
+    return DomainJoinClosed(
+        f"{org.name} admits new members by invitation only. Ask one of its admins to invite "
+        f"{normalize_email_address(email)}, then open the invitation's link."
+    )
+
+
 def onboarding_organisation_for(
     *, email: str, display_name: str = "", workspace_domain: str | None = None
 ) -> tuple[Organisation, str]:
@@ -172,6 +196,9 @@ def onboarding_organisation_for(
         cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"onboard:{domain}"])
     org = Organisation.objects.filter(email_domain=domain).first()
     if org is not None:
+        refusal = onboarding_refusal(email=email, workspace_domain=workspace_domain)
+        if refusal is not None:
+            raise refusal
         return org, Role.MEMBER
     company = domain.split(".")[0].replace("-", " ").title() or domain
     return organisation_create(name=company, email_domain=domain), Role.ADMIN
@@ -204,8 +231,18 @@ def member_change_role(*, org: Organisation, member_id: uuid.UUID | str, role: s
         return member
     if role == Role.MEMBER:
         _refuse_last_admin(org, member, "demote")
+    before = member.role
     member.role = role
     member.save(update_fields=["role"])
+    audit_record(
+        action="member.role_changed",
+        organisation_id=org.pk,
+        target_type="member",
+        target_id=member.pk,
+        target_label=member.email,
+        before={"role": before},
+        after={"role": role},
+    )
     log.info("member.role_changed", member_id=str(member.pk), role=role)
     return member
 
@@ -213,15 +250,91 @@ def member_change_role(*, org: Organisation, member_id: uuid.UUID | str, role: s
 @transaction.atomic
 def member_remove(*, org: Organisation, member_id: uuid.UUID | str) -> None:
     """Remove a member from the organisation: the account is deactivated and detached,
-    and signed out everywhere (every token and session ends at once)."""
+    signed out everywhere (every token and session ends at once), and the API keys they
+    created are revoked."""
     member = member_get(org=org, member_id=member_id)
     _refuse_last_admin(org, member, "remove")
+    role = member.role
     member.organisation = None
     member.role = Role.MEMBER
     member.is_active = False
     member.save(update_fields=["organisation", "role", "is_active"])
-    user_sign_out_everywhere(user=member, reason=TokenFamily.RevokedReason.REMOVED)
+    families = user_sign_out_everywhere(user=member, reason=TokenFamily.RevokedReason.REMOVED, record=False)
+    keys = api_keys_revoke_created_by(user=member, reason="creator_removed")
+    audit_record(
+        action="member.removed",
+        organisation_id=org.pk,
+        target_type="member",
+        target_id=member.pk,
+        target_label=member.email,
+        before={"role": role},
+        facts={"token_families_revoked": families, "api_keys_revoked": keys},
+    )
     log.info("member.removed", member_id=str(member.pk))
+
+
+@transaction.atomic
+def member_leave(*, user: User) -> Organisation:
+    """The user leaves their organisation: the account stays active with no organisation
+    (so an invitation elsewhere can be accepted), every token and session ends, and the
+    keys they created are revoked. Conflict (409) for the last admin of an organisation
+    with other members; the only member may leave (the organisation and its data stay,
+    for an operator to deactivate)."""
+    user = User.objects.select_for_update().select_related("organisation").get(pk=user.pk)
+    org = user.organisation
+    if org is None:
+        raise Conflict("You are not a member of an organisation.", details={"reason": "no_organisation"})
+    others = member_list(org=org).exclude(pk=user.pk)
+    if user.role == Role.ADMIN and others.exists():
+        admins = _lock_admins(org)
+        if len(admins) <= 1:
+            raise Conflict(
+                "You are the last admin of the organisation; make someone else an admin before leaving.",
+                details={"reason": "last_admin"},
+            )
+    role = user.role
+    user.organisation = None
+    user.role = Role.MEMBER
+    user.save(update_fields=["organisation", "role"])
+    families = user_sign_out_everywhere(user=user, reason=TokenFamily.RevokedReason.LEFT, record=False)
+    keys = api_keys_revoke_created_by(user=user, reason="creator_left")
+    audit_record(
+        action="member.left",
+        organisation_id=org.pk,
+        target_type="member",
+        target_id=user.pk,
+        target_label=user.email,
+        before={"role": role},
+        facts={"token_families_revoked": families, "api_keys_revoked": keys},
+    )
+    log.info("member.left", member_id=str(user.pk))
+    return org
+
+
+# --- Organisation settings ------------------------------------------------------------------
+
+
+@transaction.atomic
+def organisation_update(*, org: Organisation, domain_auto_join: bool | None = None) -> Organisation:
+    """Change the organisation's own settings (admins). Only what differs is written and
+    recorded, with its before and after."""
+    org = Organisation.objects.select_for_update().get(pk=org.pk)
+    before = {"domain_auto_join": org.domain_auto_join}
+    if domain_auto_join is not None:
+        org.domain_auto_join = bool(domain_auto_join)
+    was, now = changed_fields(before, {"domain_auto_join": org.domain_auto_join})
+    if now:
+        org.save(update_fields=list(now))
+        audit_record(
+            action="organisation.updated",
+            organisation_id=org.pk,
+            target_type="organisation",
+            target_id=org.pk,
+            target_label=org.name,
+            before=was,
+            after=now,
+        )
+    return org
 
 
 # --- API tokens -----------------------------------------------------------------------------
@@ -289,6 +402,7 @@ def _refresh_rotate(refresh: RefreshToken) -> TokenPair | str:
             family.revoked_at = timezone.now()
             family.revoked_reason = TokenFamily.RevokedReason.REUSE
             family.save(update_fields=["revoked_at", "revoked_reason"])
+            _record_family_revoked(family, reason=TokenFamily.RevokedReason.REUSE)
             return "reuse"
         user = User.objects.select_related("organisation").filter(pk=outstanding.user_id).first()
         if (
@@ -346,10 +460,33 @@ def token_revoke(*, raw_refresh: str) -> None:
     except TokenError:
         return
     family_id = family_id_of(refresh)
-    if family_id is not None:
-        TokenFamily.objects.filter(
-            pk=family_id, user_id=refresh.get("user_id"), revoked_at__isnull=True
-        ).update(revoked_at=timezone.now(), revoked_reason=TokenFamily.RevokedReason.LOGOUT)
+    if family_id is None:
+        return
+    with transaction.atomic():
+        family = (
+            TokenFamily.objects.select_for_update()
+            .select_related("user")
+            .filter(pk=family_id, user_id=refresh.get("user_id"), revoked_at__isnull=True)
+            .first()
+        )
+        if family is not None:
+            family.revoked_at = timezone.now()
+            family.revoked_reason = TokenFamily.RevokedReason.LOGOUT
+            family.save(update_fields=["revoked_at", "revoked_reason"])
+            _record_family_revoked(family, reason=TokenFamily.RevokedReason.LOGOUT)
+
+
+def _record_family_revoked(family: TokenFamily, *, reason: str) -> None:
+    user = family.user
+    audit_record(
+        action="auth.token_family_revoked",
+        organisation_id=user.organisation_id,
+        target_type="token_family",
+        target_id=family.pk,
+        target_label=user.email,
+        facts={"reason": str(reason)},
+        actor=actor_on_behalf_of(user),
+    )
 
 
 def tokens_revoke_all(*, user: User) -> int:
@@ -366,7 +503,7 @@ def tokens_revoke_all(*, user: User) -> int:
 
 
 def user_sign_out_everywhere(
-    *, user: User, reason: str = TokenFamily.RevokedReason.SIGN_OUT_EVERYWHERE
+    *, user: User, reason: str = TokenFamily.RevokedReason.SIGN_OUT_EVERYWHERE, record: bool = True
 ) -> int:
     """End every API token and browser session of `user` at once; returns how many token
     families (sign-ins) were revoked. Never fails.
@@ -381,6 +518,15 @@ def user_sign_out_everywhere(
             revoked_at=timezone.now(), revoked_reason=reason
         )
         tokens_revoke_all(user=user)
+        if record:  # removal and leaving record themselves, with this count
+            audit_record(
+                action="auth.signed_out_everywhere",
+                organisation_id=user.organisation_id,
+                target_type="user",
+                target_id=user.pk,
+                target_label=user.email,
+                facts={"token_families_revoked": families, "reason": str(reason)},
+            )
     log.info(
         "auth.signed_out_everywhere",
         user_id=str(user.pk),
@@ -398,13 +544,40 @@ def token_families_flush_expired() -> int:
     return deleted
 
 
-def user_record_login(*, user: User, ip: str | None) -> None:
-    """Remember where a user last signed in from (shown to operators in the admin)."""
+def user_record_login(*, user: User, ip: str | None, method: str = "") -> None:
+    """A sign-in: remember where from (shown to operators in the admin) and record it in
+    the organisation's audit log."""
     try:
         cleaned = str(ip_address(ip)) if ip else None
     except ValueError:
         cleaned = None
-    User.objects.filter(pk=user.pk).update(last_login_ip=cleaned)
+    with transaction.atomic():
+        User.objects.filter(pk=user.pk).update(last_login_ip=cleaned)
+        audit_record(
+            action="auth.signed_in",
+            organisation_id=user.organisation_id,
+            target_type="user",
+            target_id=user.pk,
+            target_label=user.email,
+            facts={"method": method} if method else None,
+            actor=actor_on_behalf_of(user).but(ip=cleaned),
+        )
+
+
+def user_record_sign_in_failure(*, email: str, reason: str, method: str) -> None:
+    """A failed sign-in: in the audit log of the organisation of the account it named, if
+    one exists (else in no organisation's: operators see it in the admin). No password or
+    token is ever recorded."""
+    email = normalize_email_address(email or "")[:254]
+    user = User.objects.filter(email=email).only("pk", "organisation_id").first() if email else None
+    audit_record(
+        action="auth.sign_in_failed",
+        organisation_id=user.organisation_id if user else None,
+        target_type="user",
+        target_id=user.pk if user else None,
+        target_label=email,
+        facts={"reason": reason, "method": method},
+    )
 
 
 # --- Fairness caps ------------------------------------------------------------------------------

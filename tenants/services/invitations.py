@@ -1,0 +1,313 @@
+"""Invitations to join an organisation (docs/specs/team-access.md): create, resend, revoke,
+accept, and the signed single-use link. Public schema; every query takes the organisation,
+and every change is recorded in the audit log in its transaction.
+
+The link signs (invitation id, nonce) with its own salt; resending rotates the nonce, so
+only the newest link works, and only until it expires, is revoked or is used."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+import structlog
+from django.conf import settings
+from django.core import signing
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from auditlog.context import actor_on_behalf_of
+from auditlog.services import audit_record
+from nexus.access import access_by_id
+from nexus.api.errors import Conflict, LimitReached, field_error
+from nexus.celery import send_on_commit
+from tenants.managers import normalize_email_address
+from tenants.models import Invitation, Organisation, Role, User
+
+log = structlog.get_logger(__name__)
+
+SALT = "tenants.invitation"
+# The invitation token a browser opened before going to sign in with Google.
+INVITATION_SESSION_KEY = "invitation_token"
+SEND_TASK = "tenants.send_invitation"
+
+
+class InvitationRefused(Conflict):
+    """The invitation cannot be used by this account (or at all); `reason` says why."""
+
+    code = "INVITATION_REFUSED"
+
+
+@dataclass(frozen=True)
+class LinkProblem:
+    reason: str  # invalid | expired | revoked | accepted
+    message: str
+
+
+def invitation_token(invitation: Invitation) -> str:
+    return signing.dumps({"i": str(invitation.pk), "n": invitation.nonce}, salt=SALT, compress=True)
+
+
+def invitation_url(invitation: Invitation) -> str:
+    return f"{settings.PUBLIC_BASE_URL.rstrip('/')}/invitations/{invitation_token(invitation)}"
+
+
+def invitation_from_token(token: str) -> Invitation | LinkProblem:
+    """The invitation a link names, or why it cannot be used. Never raises for a bad token."""
+    try:
+        payload = signing.loads(token, salt=SALT)
+        invitation = Invitation.objects.select_related("organisation", "invited_by").get(
+            pk=uuid.UUID(payload["i"])
+        )
+    except (signing.BadSignature, Invitation.DoesNotExist, KeyError, TypeError, ValueError):
+        return LinkProblem("invalid", "This invitation link is not valid. Ask for a new invitation.")
+    if not secrets.compare_digest(str(payload.get("n", "")), invitation.nonce):
+        return LinkProblem(
+            "invalid", "This invitation link was replaced by a newer one; use the latest email."
+        )
+    if invitation.accepted_at:
+        return LinkProblem("accepted", "This invitation was already used. Sign in instead.")
+    if invitation.revoked_at:
+        return LinkProblem("revoked", "This invitation was withdrawn. Ask an admin for a new one.")
+    if invitation.expires_at <= timezone.now():
+        return LinkProblem("expired", "This invitation has expired. Ask an admin to send it again.")
+    if not invitation.organisation.is_active:
+        return LinkProblem("invalid", "This organisation is no longer active.")
+    return invitation
+
+
+def invitation_list(*, org: Organisation, statuses: list[str] | None = None):
+    """The organisation's invitations, newest first; `statuses` of pending, accepted,
+    revoked, expired (default: every one)."""
+    invitations = Invitation.objects.filter(organisation=org).select_related("invited_by", "accepted_by")
+    if statuses:
+        now = timezone.now()
+        wanted = Q(pk__in=[])
+        if "pending" in statuses:
+            wanted |= Q(accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now)
+        if "accepted" in statuses:
+            wanted |= Q(accepted_at__isnull=False)
+        if "revoked" in statuses:
+            wanted |= Q(revoked_at__isnull=False)
+        if "expired" in statuses:
+            wanted |= Q(accepted_at__isnull=True, revoked_at__isnull=True, expires_at__lte=now)
+        invitations = invitations.filter(wanted)
+    return invitations.order_by("-created_at")
+
+
+def invitation_get(*, org: Organisation, invitation_id: uuid.UUID | str) -> Invitation:
+    return access_by_id(
+        invitation_list(org=org), invitation_id, not_found="No such invitation in this organisation."
+    )
+
+
+def _target(invitation: Invitation) -> dict:
+    return {
+        "target_type": "invitation",
+        "target_id": invitation.pk,
+        "target_label": invitation.email,
+        "organisation_id": invitation.organisation_id,
+    }
+
+
+def _send_on_commit(invitation: Invitation) -> None:
+    send_on_commit(SEND_TASK, str(invitation.pk), invitation.nonce, log_event="invitation.enqueue_failed")
+
+
+def invitation_create(*, org: Organisation, invited_by: User, email: str, role: str) -> Invitation:
+    """Invite `email` (any address, free mail included) with `role`; the email is sent
+    after the commit. ValidationFailed (422) for a bad address or role; Conflict (409) when
+    the address is already a member here or already invited (pending); LimitReached (409)
+    at ORG_MAX_PENDING_INVITATIONS."""
+    email = normalize_email_address(email or "")
+    try:
+        validate_email(email)
+    except DjangoValidationError:
+        raise field_error("email", f"{email!r} is not a valid email address.") from None
+    if role not in Role.values:
+        raise field_error("role", f"Unknown role {role!r}; use one of {Role.values}.")
+    if User.objects.filter(email=email, organisation=org, is_active=True).exists():
+        raise Conflict(
+            f"{email} is already a member of this organisation.", details={"reason": "already_member"}
+        )
+    now = timezone.now()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"invitations:{org.pk}"])
+        # An expired invitation no longer blocks a new one to the same address.
+        stale = Invitation.objects.filter(
+            organisation=org,
+            email=email,
+            accepted_at__isnull=True,
+            revoked_at__isnull=True,
+            expires_at__lte=now,
+        )
+        stale.update(revoked_at=now)
+        pending = Invitation.objects.filter(
+            organisation=org, accepted_at__isnull=True, revoked_at__isnull=True
+        )
+        if pending.filter(email=email).exists():
+            raise Conflict(
+                f"{email} already has a pending invitation; resend it instead.",
+                details={"reason": "already_invited"},
+            )
+        if pending.count() >= settings.ORG_MAX_PENDING_INVITATIONS:
+            raise LimitReached(
+                f"This organisation may have at most {settings.ORG_MAX_PENDING_INVITATIONS} pending "
+                "invitations; revoke some first.",
+                details={"limit": "pending_invitations", "cap": settings.ORG_MAX_PENDING_INVITATIONS},
+            )
+        try:
+            with transaction.atomic():
+                invitation = Invitation.objects.create(
+                    organisation=org,
+                    email=email,
+                    role=role,
+                    invited_by=invited_by,
+                    expires_at=now + timedelta(days=settings.INVITATION_TTL_DAYS),
+                    nonce=secrets.token_hex(16),
+                )
+        except IntegrityError:
+            raise Conflict(
+                f"{email} already has a pending invitation.", details={"reason": "already_invited"}
+            ) from None
+        audit_record(action="invitation.created", after={"email": email, "role": role}, **_target(invitation))
+        _send_on_commit(invitation)
+    log.info("invitation.created", invitation_id=str(invitation.pk), role=role)
+    return invitation
+
+
+def _locked_pending(org: Organisation, invitation_id) -> Invitation:
+    invitation = invitation_get(org=org, invitation_id=invitation_id)
+    invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
+    if invitation.accepted_at or invitation.revoked_at:
+        raise Conflict(
+            f"This invitation is {invitation.status}; nothing to do.", details={"status": invitation.status}
+        )
+    return invitation
+
+
+def invitation_resend(*, org: Organisation, invitation_id) -> Invitation:
+    """A new link (the older ones stop working), valid for INVITATION_TTL_DAYS again, sent
+    after the commit. Conflict (409) for an accepted or revoked invitation."""
+    with transaction.atomic():
+        invitation = _locked_pending(org, invitation_id)
+        invitation.nonce = secrets.token_hex(16)
+        invitation.expires_at = timezone.now() + timedelta(days=settings.INVITATION_TTL_DAYS)
+        invitation.last_send_error = ""
+        invitation.save(update_fields=["nonce", "expires_at", "last_send_error"])
+        audit_record(
+            action="invitation.resent",
+            facts={"expires_at": invitation.expires_at.isoformat()},
+            **_target(invitation),
+        )
+        _send_on_commit(invitation)
+    return invitation
+
+
+def invitation_revoke(*, org: Organisation, invitation_id) -> Invitation:
+    """The link stops working at once. Conflict (409) if it was accepted or revoked."""
+    with transaction.atomic():
+        invitation = _locked_pending(org, invitation_id)
+        invitation.revoked_at = timezone.now()
+        invitation.save(update_fields=["revoked_at"])
+        audit_record(action="invitation.revoked", **_target(invitation))
+    return invitation
+
+
+def invitation_accept(*, invitation_id, nonce: str, user: User) -> User:
+    """`user` joins the invitation's organisation with its role, and the invitation is used
+    up, in one transaction with the invitation row locked (two tabs cannot both use it).
+
+    InvitationRefused (409) when the link is no longer usable, when the account's address
+    is not the invited one (`wrong_account`), or when the account belongs to another
+    organisation (`in_another_organisation`: leave it first; one organisation per user)."""
+    with transaction.atomic():
+        invitation = (
+            Invitation.objects.select_for_update()
+            .select_related("organisation")
+            .filter(pk=invitation_id)
+            .first()
+        )
+        if (
+            invitation is None
+            or not secrets.compare_digest(invitation.nonce, nonce)
+            or invitation.status != "pending"
+        ):
+            raise InvitationRefused("This invitation can no longer be used.", details={"reason": "unusable"})
+        user = User.objects.select_for_update().get(pk=user.pk)
+        if user.email != invitation.email:
+            raise InvitationRefused(
+                f"This invitation is for {invitation.email}; you are signed in as {user.email}.",
+                details={"reason": "wrong_account"},
+            )
+        if user.organisation_id == invitation.organisation_id and user.is_active:
+            raise InvitationRefused(
+                "You are already a member of this organisation.", details={"reason": "already_member"}
+            )
+        if user.organisation_id is not None:
+            raise InvitationRefused(
+                f"Your account belongs to {user.organisation.name}. Leave it first (Members page, "
+                "'Leave organisation'), then open this invitation again.",
+                details={"reason": "in_another_organisation", "organisation": user.organisation.name},
+            )
+        user.organisation = invitation.organisation
+        user.role = invitation.role
+        user.is_active = True
+        user.save(update_fields=["organisation", "role", "is_active"])
+        invitation.accepted_at = timezone.now()
+        invitation.accepted_by = user
+        invitation.save(update_fields=["accepted_at", "accepted_by"])
+        actor = actor_on_behalf_of(user)  # signing up through the link: no request user yet
+        audit_record(
+            action="invitation.accepted", facts={"role": invitation.role}, actor=actor, **_target(invitation)
+        )
+        audit_record(
+            actor=actor,
+            action="member.joined",
+            organisation_id=invitation.organisation_id,
+            target_type="member",
+            target_id=user.pk,
+            target_label=user.email,
+            facts={"role": invitation.role, "by": "invitation", "invitation_id": str(invitation.pk)},
+        )
+    log.info("invitation.accepted", invitation_id=str(invitation.pk), user_id=str(user.pk))
+    return user
+
+
+def invitation_accept_with_password(*, invitation: Invitation, password: str, name: str = "") -> User:
+    """Create the invited address's account with `password` (already checked against the
+    validators) and accept, in one transaction. InvitationRefused (409) when an account
+    with the address exists (it signs in and accepts instead)."""
+    try:
+        with transaction.atomic():
+            if User.objects.filter(email=invitation.email).exists():
+                raise InvitationRefused(
+                    f"An account for {invitation.email} exists already: sign in, then accept.",
+                    details={"reason": "has_account"},
+                )
+            user = User.objects.create_user(
+                invitation.email, password, organisation=None, name=name.strip()[:150]
+            )
+            return invitation_accept(invitation_id=invitation.pk, nonce=invitation.nonce, user=user)
+    except IntegrityError:
+        raise InvitationRefused(
+            f"An account for {invitation.email} was created at the same time: sign in, then accept.",
+            details={"reason": "has_account"},
+        ) from None
+
+
+def invitation_note_sent(*, invitation_id, error: str = "") -> None:
+    """Record a send attempt's outcome (the list shows the last error to admins)."""
+    if error:
+        Invitation.objects.filter(pk=invitation_id).update(last_send_error=error[:300])
+        return
+    now = timezone.now()
+    Invitation.objects.filter(pk=invitation_id).update(
+        sent_count=F("sent_count") + 1, last_sent_at=now, last_send_error=""
+    )
