@@ -97,6 +97,9 @@ def audit_log_purge(*, now=None) -> int:
                 [cutoff, PURGE_BATCH],
             )
             batch = cursor.rowcount
+            # Called inside a caller's transaction, this block is a savepoint whose release
+            # would keep the flag for the rest of that transaction: switch it off again.
+            cursor.execute("SELECT set_config('nexus.audit_log_purge', 'off', true)")
         deleted += batch
         if batch < PURGE_BATCH:
             break

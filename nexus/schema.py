@@ -1,4 +1,4 @@
-"""OpenAPI: the auth extension for our JWT class, and post-processing hooks that make the
+"""OpenAPI: the auth extension for our bearer class (tokens and API keys), and post-processing hooks that make the
 published documents match the wire: every response wrapped in the envelope actually sent
 ({"data", "meta"} or {"error", "meta"}), pagination on every list, and every error status
 the shared plumbing can answer (docs/specs/input-validation.md)."""
@@ -15,7 +15,17 @@ class TenantJWTScheme(OpenApiAuthenticationExtension):
     name = "NexusBearerJWT"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT or nx_live_ API key",
+            "description": (
+                "An access token (a JWT from POST /api/v1/auth/token, 15 minutes, acting as its user "
+                "with their role), or an organisation API key (`nx_live_...`, made by an admin at "
+                "/api-keys or POST /api/v1/api-keys), limited to its scopes: outside them the answer "
+                "is 403 with `details.required_scope`."
+            ),
+        }
 
 
 class PlainTextFieldSchema(OpenApiSerializerFieldExtension):

@@ -72,6 +72,7 @@ SECRETS_BY_PROCESS: dict[str, dict[str, str]] = {
         **EVERY_PROCESS,
         **SERVES_METRICS,
         "ENCRYPTION_KEYS": "decrypts each endpoint's signing secret to sign its deliveries",
+        "ANYMAIL_SENDGRID_API_KEY": "sends invitation emails (tenants.send_invitation runs on this queue)",
     },
     "worker-etl": {
         **EVERY_PROCESS,
@@ -341,8 +342,14 @@ def required_by_settings(source: str | None = None) -> set[str]:
     return required
 
 
+# Families of variables the settings read by prefix (ANYMAIL_<SETTING> -> ANYMAIL[<SETTING>]).
+READ_BY_PREFIX = ("ANYMAIL_",)
+
+
 def read_by_the_code() -> set[str]:
     """Every variable nexus/ reads: settings.py, the Celery app, gunicorn.conf.py, the rest."""
+    settings_text = SETTINGS_FILE.read_text()
+    assert all(f'startswith("{prefix}")' in settings_text for prefix in READ_BY_PREFIX), READ_BY_PREFIX
     names = set()
     for path in (ROOT / "nexus").glob("*.py"):
         if path.name == "settings_test.py":
@@ -513,9 +520,12 @@ def looks_secret(value: str) -> bool:
     if _SECRET_SHAPE.search(value):
         return True
     # Placeholders are names, not values; `key=value` lists (OTEL_RESOURCE_ATTRIBUTES) are
-    # judged value by value.
+    # judged value by value; a dotted Python path (EMAIL_BACKEND) is a name too.
     return any(
-        len(token) >= 20 and re.fullmatch(r"[A-Za-z0-9+/_\-.]+", token) and _entropy(token) >= 3.5
+        len(token) >= 20
+        and re.fullmatch(r"[A-Za-z0-9+/_\-.]+", token)
+        and not re.fullmatch(r"[a-z_]+(\.[A-Za-z_]+)+", token)
+        and _entropy(token) >= 3.5
         for token in re.split(r"[\s,;|=]+", PLACEHOLDER.sub("", value))
     )
 
@@ -543,7 +553,7 @@ def check_names_are_read(deployment: Deployment) -> list[str]:
         f"{stem}: {name} is read by nothing in nexus/ (a typo?)"
         for stem, doc in deployment.apps.items()
         for name in env_of(app_container(doc))
-        if name not in known and not name.startswith(SECRET_PREFIXES)
+        if name not in known and not name.startswith(SECRET_PREFIXES + READ_BY_PREFIX)
     ]
     problems += [
         f"{stem}: the sidecar's {name} is not a variable the collector reads"

@@ -182,8 +182,9 @@ def system(servers, live_db, gemini_stub, tmp_path):
     connections.close_all()
 
 
-def wait_for(check, *, timeout: float, every: float = 0.2, what: str = "condition"):
-    """Poll `check()` until it returns something truthy (returned); bounded by `timeout`."""
+def wait_for(check, *, timeout: float, every: float = 0.2, what: str = "condition", explain=None):
+    """Poll `check()` until it returns something truthy (returned); bounded by `timeout`.
+    On timeout, `explain()` (if given) says what the system looked like, for the report."""
     deadline = time.monotonic() + timeout
     while True:
         with contextlib.suppress(Exception):
@@ -191,9 +192,36 @@ def wait_for(check, *, timeout: float, every: float = 0.2, what: str = "conditio
             if result:
                 return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached after {timeout} s")
+            state = ""
+            if explain is not None:
+                try:
+                    state = f"; state: {explain()}"
+                except Exception as exc:  # the explanation must not hide the timeout
+                    state = f"; state unavailable ({type(exc).__name__})"
+            raise AssertionError(f"{what} not reached after {timeout} s{state}")
         connections.close_all()  # a connection cut by an outage is opened again next time
         time.sleep(every)
+
+
+def job_states(org) -> dict:
+    """How the organisation's jobs stand: counts by status, attempts, queued or not, and
+    the last lines of the jobs worker's log (what a timed-out wait prints)."""
+    from jobs.models import Job
+
+    with tenant_context(org):
+        jobs = list(Job.objects.values("status", "attempt_count", "enqueued_at", "worker"))
+    counts: dict[str, int] = {}
+    for job in jobs:
+        key = f"{job['status']}/attempts={job['attempt_count']}/queued={job['enqueued_at'] is not None}"
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def worker_log_tail(kind: str, lines: int = 15) -> str:
+    logs = sorted(ARTIFACTS.glob(f"worker-{os.getpid()}-{kind}.log"))
+    if not logs:
+        return "(no log)"
+    return " | ".join(logs[-1].read_text(errors="replace").splitlines()[-lines:])
 
 
 def assert_balance_equals_ledger(org, expected: int) -> None:
