@@ -209,6 +209,10 @@ def _live_org_drop(org: Organisation) -> None:
         cursor.execute(f'DROP SCHEMA "{org.schema_name}" CASCADE')
     OutstandingToken.objects.filter(user__organisation=org).delete()
     TokenFamily.objects.filter(user__organisation=org).delete()
+    from tenants.models import ApiKey, Invitation
+
+    ApiKey.objects.filter(organisation=org)._raw_delete(using="default")
+    Invitation.objects.filter(organisation=org)._raw_delete(using="default")
     # The schema holding the rows that reference these users is gone; skip the collector,
     # which would look for those tables in public.
     User.objects.filter(organisation=org)._raw_delete(using="default")

@@ -26,9 +26,18 @@ CURRENT = object()
 
 def _current_organisation_id():
     tenant = getattr(connection, "tenant", None)
-    if tenant is None or tenant.schema_name == "public":
+    schema = getattr(tenant, "schema_name", "public")
+    if tenant is None or schema == "public":
         raise ValueError("audit_record outside an organisation's schema needs organisation_id")
-    return tenant.pk
+    if getattr(tenant, "pk", None) is not None:
+        return tenant.pk
+    # schema_context() sets a stand-in without the row: find the organisation by its schema.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id FROM public.tenants_organisation WHERE schema_name = %s", [schema])
+        row = cursor.fetchone()
+    if row is None:
+        raise ValueError(f"no organisation owns schema {schema!r}")
+    return row[0]
 
 
 def _text(value, limit: int) -> str:

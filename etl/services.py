@@ -133,6 +133,23 @@ def _settings_on_record(source: DataSource) -> dict:
     }
 
 
+def _unshown(source: DataSource) -> dict:
+    """What the audit log never shows of a source: its key, and its URL's credentials and query."""
+    return {"api_key": source.api_key_encrypted, "config.url": str((source.config or {}).get("url") or "")}
+
+
+def _unshown_changes(before: dict, held: dict, source: DataSource) -> list[str]:
+    """The unshown parts (`held`: as they were) that changed while their recorded form in
+    `before` did not: the event names them, never their values."""
+    current, shown = _unshown(source), _settings_on_record(source)
+    recorded_as = {"api_key": lambda r: r["api_key"], "config.url": lambda r: r["config"].get("url")}
+    return [
+        name
+        for name in held
+        if held[name] != current[name] and recorded_as[name](before) == recorded_as[name](shown)
+    ]
+
+
 def etl_source_create(
     *,
     name: str,
@@ -181,6 +198,7 @@ def etl_source_create(
 
 def etl_source_update(*, source: DataSource, **changes) -> DataSource:
     before = _settings_on_record(source)
+    held = _unshown(source)
     if "name" in changes:
         changes["name"] = plain_text(changes["name"], field="name")
     if "config" in changes:
@@ -203,7 +221,8 @@ def etl_source_update(*, source: DataSource, **changes) -> DataSource:
             _file_forget(source)  # the source now reads its path or URL
         source.save()
         was, now = changed_fields(before, _settings_on_record(source))
-        if now:
+        unshown = _unshown_changes(before, held, source)
+        if now or unshown:
             audit_record(
                 action="etl_source.updated",
                 target_type="etl_source",
@@ -211,6 +230,7 @@ def etl_source_update(*, source: DataSource, **changes) -> DataSource:
                 target_label=source.name,
                 before=was,
                 after=now,
+                facts={"unshown_changes": unshown} if unshown else None,
             )
     return source
 

@@ -48,7 +48,7 @@ SOURCE_ITEMS = 12_000
 SOURCE_PAGE_SIZE = 100
 SOURCE_FAIL_FROM_PAGE = 101
 MAX_DELIVERY_BYTES = 1024 * 1024
-CHECKS = ("health", "sign-in", "job", "cache", "etl", "resume", "webhook", "metrics", "rate-limit")
+CHECKS = ("health", "sign-in", "job", "cache", "api-key", "etl", "resume", "webhook", "metrics", "rate-limit")
 # The burst that must end in a 429 is at most this long (the organisation's limit).
 MAX_BURST = 2_000
 
@@ -243,6 +243,44 @@ class Smoke:
         expect(after == before, f"balance moved {before} -> {after} on a cache hit")
         return f"the same text again: completed at once ({elapsed_ms:.0f} ms), 0 credits"
 
+    def api_key(self) -> str:
+        """A key made by the admin works within its scopes, is refused outside them naming
+        the scope, cannot manage keys, and stops working the moment it is revoked."""
+        created = self.data(
+            self.api(
+                "POST",
+                "/api-keys",
+                json={"name": f"smoke-{uuid.uuid4().hex[:8]}", "scopes": ["billing:read"]},
+            ),
+            201,
+        )
+        key_path = f"/api-keys/{created['id']}"
+        self.cleanup.append(("API key", key_path))
+        expect(
+            created["key"].startswith("nx_live_"), f"the key does not look like one: {created['key'][:8]}..."
+        )
+        with requests.Session() as program:
+            program.headers.update(
+                {"Authorization": f"Bearer {created['key']}", "User-Agent": "nexus-smoke/1"}
+            )
+
+            def call(method: str, path: str, **kwargs) -> requests.Response:
+                return program.request(method, f"{self.api_base}{path}", timeout=REQUEST_TIMEOUT, **kwargs)
+
+            self.data(call("GET", "/credits"), 200)
+            refused = call("POST", "/summarize", json={"text": self.text})
+            required = (refused.json().get("error") or {}).get("details", {}).get("required_scope")
+            expect(
+                refused.status_code == 403 and required == "jobs:write",
+                f"outside its scopes: {refused.text[:200]}",
+            )
+            expect(call("GET", "/api-keys").status_code == 403, "a key could list the organisation's keys")
+            self.data(self.api("DELETE", key_path), 204)
+            self.cleanup.remove(("API key", key_path))
+            after = call("GET", "/credits")
+            expect(after.status_code == 401, f"a revoked key answered HTTP {after.status_code}")
+        return f"key {created['prefix']}: billing:read works, jobs:write refused (403), revoked -> 401"
+
     def etl(self) -> str:
         source = self.data(
             self.api(
@@ -403,6 +441,7 @@ class Smoke:
             if self.check("health", self.health) and self.check("sign-in", self.sign_in):
                 self.check("job", self.job)
                 self.check("cache", self.cache)
+                self.check("api-key", self.api_key)
                 if self.check("etl", self.etl):
                     self.check("resume", self.resume)
                 self.check("webhook", self.webhook)

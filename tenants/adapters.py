@@ -13,6 +13,7 @@ import structlog
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
+from django.contrib import messages
 from django.db import transaction
 from django.shortcuts import render
 
@@ -90,9 +91,17 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
                 "Your Google account's email address is not verified. Verify it with Google, then sign "
                 "in again.",
             )
-        if _pending_invitation(request, email) is not None:
-            return  # the invitation places them (a new account), or its page does (an existing one)
         user = sociallogin.user
+        invitation = _pending_invitation(request, email)
+        if invitation is not None:
+            if sociallogin.is_existing and not user.is_active and user.organisation_id is None:
+                # A member removed earlier, invited back: the invitation reactivates the
+                # account (allauth would refuse an inactive one) and places it.
+                joined = invitation_accept(invitation_id=invitation.pk, nonce=invitation.nonce, user=user)
+                user.is_active, user.organisation_id, user.role = True, joined.organisation_id, joined.role
+                request.session.pop(INVITATION_SESSION_KEY, None)
+                sociallogin.state["next"] = "/"
+            return  # the invitation places a new account; its page, an existing one
         if sociallogin.is_existing and (user.organisation_id is not None or not user.is_active):
             return  # a member signing in; a removed (inactive) account is refused by allauth
         # A new account, or one that left its organisation: placed as a new user is. Checked
@@ -125,6 +134,10 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
                 saved = super().save_user(request, sociallogin, form)
                 saved = invitation_accept(invitation_id=invitation.pk, nonce=invitation.nonce, user=saved)
                 request.session.pop(INVITATION_SESSION_KEY, None)
+                # The sign-in was started with next=/invitations/<token>; that link is used up
+                # now, and its page would say so. The new member goes to the dashboard instead.
+                sociallogin.state["next"] = "/"
+                messages.success(request, f"Welcome to {invitation.organisation.name}.")
                 log.info(
                     "signin.joined_by_invitation", user_id=str(saved.pk), org_id=str(saved.organisation_id)
                 )

@@ -61,6 +61,12 @@ def _expiry(raw: str):
         raise field_error("expires_in_days", "The expiry must be a whole number of days.") from None
     if days < 1:
         raise field_error("expires_in_days", "The expiry must be at least one day.")
+    # Refused before the date is computed: a number of days past the calendar's end would
+    # overflow it.
+    if days > settings.API_KEY_MAX_DAYS:
+        raise field_error(
+            "expires_in_days", f"A key may expire at most {settings.API_KEY_MAX_DAYS} days ahead."
+        )
     return timezone.now() + timedelta(days=days)
 
 
@@ -191,7 +197,7 @@ def leave(request):
 
 def _invitation_context(request, invitation: Invitation) -> dict:
     user = request.user if request.user.is_authenticated else None
-    has_account = user is not None or User.objects.filter(email=invitation.email).exists()
+    has_account = user is not None or invitations.account_can_sign_in(invitation.email)
     return {
         "invitation": invitation,
         "organisation": None,  # the page is outside any organisation's navigation
@@ -213,6 +219,16 @@ def invitation_page(request, token):
         return render(request, "tenants/invitation.html", {"problem": found}, status=status)
     context = _invitation_context(request, found)
     if request.method == "GET":
+        # The invited address signed in, but a member here already or of another organisation:
+        # said at once, rather than after pressing a Join that cannot work.
+        refusal = (
+            invitations.invitation_refusal(invitation=found, user=request.user)
+            if request.user.is_authenticated and request.user.email == found.email
+            else None
+        )
+        if refusal is not None:
+            context["error"] = refusal.message
+            return render(request, "tenants/invitation.html", context, status=409)
         return render(request, "tenants/invitation.html", context)
     action = request.POST.get("action")
     try:

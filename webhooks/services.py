@@ -126,6 +126,7 @@ def webhook_endpoint_update(*, endpoint: WebhookEndpoint, **changes) -> WebhookE
     # workers, which may have moved them since this copy of the endpoint was read.
     fields = ["updated_at"]
     before = _settings_on_record(endpoint)
+    held_url = endpoint.url
     if "url" in changes:
         endpoint.url = _clean_url(changes["url"])
         fields.append("url")
@@ -150,7 +151,10 @@ def webhook_endpoint_update(*, endpoint: WebhookEndpoint, **changes) -> WebhookE
             fields.append("active")
         endpoint.save(update_fields=fields)
         was, now = changed_fields(before, _settings_on_record(endpoint))
-        if now:
+        # The URL's credentials and query are never recorded: a change to them alone is
+        # recorded as one, without either value.
+        unshown = ["url"] if endpoint.url != held_url and "url" not in now else []
+        if now or unshown:
             audit_record(
                 action="webhook.updated",
                 target_type="webhook",
@@ -158,6 +162,7 @@ def webhook_endpoint_update(*, endpoint: WebhookEndpoint, **changes) -> WebhookE
                 target_label=url_on_record(endpoint.url),
                 before=was,
                 after=now,
+                facts={"unshown_changes": unshown} if unshown else None,
             )
     endpoint.refresh_from_db()
     return endpoint

@@ -7,7 +7,6 @@ import csv
 import io
 import re
 import uuid
-from datetime import datetime
 
 import pytest
 from django.db import connection
@@ -161,11 +160,14 @@ def test_filter_by_actor_label_or_id(world, api_as, events):
         events["removed"].pk,
         events["role"].pk,
     ]
-    assert _ids(client.get(URL, {"actor": str(world.admin_a.pk)})) == [events["removed"].pk, events["role"].pk]
+    assert _ids(client.get(URL, {"actor": str(world.admin_a.pk)})) == [
+        events["removed"].pk,
+        events["role"].pk,
+    ]
     assert _ids(client.get(URL, {"actor": "key:ci"})) == [events["webhook"].pk]
     # Another organisation's actor finds nothing here.
     assert _ids(client.get(URL, {"actor": "user:admin@org-b.test"})) == []
-    assert _error(client.get(URL, {"actor": "x" * 301}), 422)["code"] == "VALIDATION_FAILED"
+    assert _error(client.get(URL, {"actor": "x" * 301}), 422)["code"] == "VALIDATION_ERROR"
 
 
 def test_filter_by_action_exactly_or_by_family(world, api_as, events):
@@ -182,14 +184,17 @@ def test_filter_by_action_exactly_or_by_family(world, api_as, events):
 @pytest.mark.parametrize("action", ["member.promoted", "member", "*", "member.*,nope", "%"])
 def test_an_unknown_action_is_422(world, api_as, events, action):
     error = _error(api_as(world.admin_a).get(URL, {"action": action}), 422)
-    assert error["code"] == "VALIDATION_FAILED"
+    assert error["code"] == "VALIDATION_ERROR"
     assert "action" in str(error)
 
 
 def test_filter_by_target_type_or_id(world, api_as, events):
     client = api_as(world.admin_a)
     assert _ids(client.get(URL, {"target": "webhook"})) == [events["webhook"].pk]
-    assert _ids(client.get(URL, {"target": str(world.member_a.pk)})) == [events["removed"].pk, events["role"].pk]
+    assert _ids(client.get(URL, {"target": str(world.member_a.pk)})) == [
+        events["removed"].pk,
+        events["role"].pk,
+    ]
     assert _ids(client.get(URL, {"target": "member"})) == [events["removed"].pk, events["role"].pk]
     # Org B's target, asked for by id from org A: nothing.
     assert _ids(client.get(URL, {"target": str(world.member_b.pk)})) == []
@@ -220,7 +225,7 @@ def test_filter_by_dates(world, api_as):
 )
 def test_invalid_or_reversed_dates_are_422(world, api_as, query):
     error = _error(api_as(world.admin_a).get(URL, query), 422)
-    assert error["code"] == "VALIDATION_FAILED"
+    assert error["code"] == "VALIDATION_ERROR"
 
 
 def test_a_member_is_refused(world, api_as, events):
@@ -319,11 +324,12 @@ def _page_client(user: User) -> Client:
 
 
 def test_the_page_shows_the_organisations_events_with_filters_and_a_csv_link(world, events):
-    client = _page_client(world.admin_a)
+    client = _page_client(world.admin_a)  # a sign-in: recorded too
     page = client.get("/audit-log")
     assert page.status_code == 200
     html = page.content.decode()
     assert re.findall(r'data-audit-event="([^"]+)"', html) == [
+        "auth.signed_in",
         "member.removed",
         "webhook.created",
         "member.role_changed",
@@ -361,7 +367,9 @@ def test_the_pages_csv_streams_with_its_filters(world, events):
 
 @pytest.fixture
 def operator_client(world):
-    operator = User.objects.create_superuser(f"root-{uuid.uuid4().hex[:8]}@nexus.test", "operator-password-123")
+    operator = User.objects.create_superuser(
+        f"root-{uuid.uuid4().hex[:8]}@nexus.test", "operator-password-123"
+    )
     assert operator.organisation_id is None
     client = Client()
     client.force_login(operator)
@@ -376,7 +384,11 @@ def test_operators_read_every_organisations_events(operator_client, world, event
     assert response.status_code == 200
     shown = {event.pk for event in response.context["cl"].result_list}
     assert {e.pk for e in events.values()} <= shown
-    assert {e.organisation_id for e in response.context["cl"].result_list} >= {world.org_a.pk, world.org_b.pk, None}
+    assert {e.organisation_id for e in response.context["cl"].result_list} >= {
+        world.org_a.pk,
+        world.org_b.pk,
+        None,
+    }
 
 
 @pytest.mark.parametrize(
@@ -422,15 +434,3 @@ def test_operators_cannot_add_change_or_delete_an_event(operator_client, events)
     )
     assert bulk.status_code in (200, 302, 403)
     assert AuditEvent.objects.get(pk=event.pk).action == "member.role_changed"
-    assert operator_client.get(f"/admin/{'auditlog'}/").status_code == 200
-
-
-def test_a_staff_user_who_is_an_organisation_member_reads_the_same(world, events):
-    """Operators are staff; the admin does not narrow events to the operator's own
-    organisation (an operator may well have none)."""
-    staff = User.objects.create_superuser(f"staff-{uuid.uuid4().hex[:8]}@nexus.test", "operator-password-123")
-    client = Client()
-    client.force_login(staff)
-    response = client.get(CHANGELIST, {"q": "member.removed"})
-    assert {e.organisation_id for e in response.context["cl"].result_list} == {world.org_a.pk, world.org_b.pk}
-    assert isinstance(response.context["cl"].result_list[0].created_at, datetime)

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from auditlog.context import Actor
+from auditlog.context import Actor, current_actor
 from auditlog.models import ActorKind
 from auditlog.services import audit_record
 from billing.models import PURCHASE_TRANSITIONS, Purchase, PurchaseStatus
@@ -85,6 +85,13 @@ def _transition(purchase: Purchase, target: str) -> bool:
 
 # Stripe's webhooks, acting for the organisation's bank: the actor of what they change.
 STRIPE = Actor(kind=ActorKind.SYSTEM, label="stripe")
+
+
+def _stripe_actor() -> Actor:
+    """Stripe, with the address, user agent and request id of its webhook request (none
+    outside a request), so the event can be matched with the request log."""
+    request = current_actor()
+    return STRIPE.but(ip=request.ip, user_agent=request.user_agent, request_id=request.request_id)
 
 
 # --- Starting a checkout ---------------------------------------------------------------------
@@ -261,7 +268,7 @@ def purchase_refund(
                     "credits_reversed": purchase.credits_reversed,
                     "refund_shortfall": purchase.refund_shortfall,
                 },
-                actor=STRIPE,
+                actor=_stripe_actor(),
             )
     log.info("billing.purchase_refunded", purchase_id=str(purchase.pk), reversed=purchase.credits_reversed)
     return purchase

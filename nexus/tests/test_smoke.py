@@ -23,7 +23,7 @@ from nexus.tests.live import ROOT, WorkerProcess, gunicorn_server
 from tenants.models import Organisation, User
 from tenants.services import token_pair_issue
 
-CHECKS = ["health", "sign-in", "job", "cache", "etl", "resume", "webhook", "metrics", "rate-limit"]
+CHECKS = ["health", "sign-in", "job", "cache", "api-key", "etl", "resume", "webhook", "metrics", "rate-limit"]
 METRICS_TOKEN = "smoke-metrics-token-0123456789"  # nosec B105
 SERVER_ENV = {"METRICS_TOKEN": METRICS_TOKEN, "ETL_REQUIRE_HTTPS": "false"}
 
@@ -91,7 +91,7 @@ def test_the_smoke_test_passes_against_a_running_system_and_fails_on_a_wrong_tok
             assert passed.returncode == 0, passed.stdout + passed.stderr[-3000:]
             rows = [line.split()[1] for line in passed.stdout.splitlines() if line.startswith(("ok", "FAIL"))]
             assert rows == CHECKS
-            assert "9/9 checks passed" in passed.stdout
+            assert "10/10 checks passed" in passed.stdout
             assert "12,000 records in all, none twice" in passed.stdout
 
             # What it created is gone again; what it charged is one job.
@@ -102,11 +102,18 @@ def test_the_smoke_test_passes_against_a_running_system_and_fails_on_a_wrong_tok
                 assert not DataSource.objects.exists()
                 assert not endpoint_list().exists()
                 assert credits_balance() == 90
+            # Its API key was revoked, and the audit log says by whom.
+            from auditlog.models import AuditEvent
+            from tenants.models import ApiKey
+
+            assert ApiKey.objects.filter(organisation=live_org).count() == 1
+            assert ApiKey.objects.get(organisation=live_org).revoked
+            assert AuditEvent.objects.filter(organisation_id=live_org.pk, action="api_key.revoked").count() == 1
 
             organisation_window_reset(live_org)
             failed = _smoke(f"http://{host}:{port}", token, "not-the-token", "--skip", "etl,resume,webhook")
             assert failed.returncode == 1
             assert "FAIL  metrics" in failed.stdout
-            assert "5/6 checks passed; failed: metrics" in failed.stdout
+            assert "6/7 checks passed; failed: metrics" in failed.stdout
     finally:
         worker.stop()

@@ -280,7 +280,9 @@ def member_leave(*, user: User) -> Organisation:
     keys they created are revoked. Conflict (409) for the last admin of an organisation
     with other members; the only member may leave (the organisation and its data stay,
     for an operator to deactivate)."""
-    user = User.objects.select_for_update().select_related("organisation").get(pk=user.pk)
+    # Only the user row is locked: PostgreSQL refuses FOR UPDATE on the nullable side of the
+    # join that select_related makes for the organisation.
+    user = User.objects.select_for_update(of=("self",)).select_related("organisation").get(pk=user.pk)
     org = user.organisation
     if org is None:
         raise Conflict("You are not a member of an organisation.", details={"reason": "no_organisation"})
@@ -553,9 +555,12 @@ def user_record_login(*, user: User, ip: str | None, method: str = "") -> None:
         cleaned = None
     with transaction.atomic():
         User.objects.filter(pk=user.pk).update(last_login_ip=cleaned)
+        # The row's organisation, not the instance's: a Google sign-in that accepted an
+        # invitation signs in a copy of the user from before they joined.
+        organisation_id = User.objects.filter(pk=user.pk).values_list("organisation_id", flat=True).first()
         audit_record(
             action="auth.signed_in",
-            organisation_id=user.organisation_id,
+            organisation_id=organisation_id,
             target_type="user",
             target_id=user.pk,
             target_label=user.email,

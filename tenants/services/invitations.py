@@ -147,7 +147,12 @@ def invitation_create(*, org: Organisation, invited_by: User, email: str, role: 
             revoked_at__isnull=True,
             expires_at__lte=now,
         )
-        stale.update(revoked_at=now)
+        for expired in stale.select_for_update():
+            expired.revoked_at = now
+            expired.save(update_fields=["revoked_at"])
+            audit_record(
+                action="invitation.revoked", facts={"reason": "expired_and_replaced"}, **_target(expired)
+            )
         pending = Invitation.objects.filter(
             organisation=org, accepted_at__isnull=True, revoked_at__isnull=True
         )
@@ -220,6 +225,28 @@ def invitation_revoke(*, org: Organisation, invitation_id) -> Invitation:
     return invitation
 
 
+def invitation_refusal(*, invitation: Invitation, user: User) -> InvitationRefused | None:
+    """Why this account cannot accept `invitation` (whatever the link's state), or None:
+    another address (`wrong_account`), a member here already (`already_member`), or a
+    member of another organisation (`in_another_organisation`: leave it first)."""
+    if user.email != invitation.email:
+        return InvitationRefused(
+            f"This invitation is for {invitation.email}; you are signed in as {user.email}.",
+            details={"reason": "wrong_account"},
+        )
+    if user.organisation_id == invitation.organisation_id and user.is_active:
+        return InvitationRefused(
+            "You are already a member of this organisation.", details={"reason": "already_member"}
+        )
+    if user.organisation_id is not None:
+        return InvitationRefused(
+            f"Your account belongs to {user.organisation.name}. Leave it first (Members page, "
+            "'Leave organisation'), then open this invitation again.",
+            details={"reason": "in_another_organisation", "organisation": user.organisation.name},
+        )
+    return None
+
+
 def invitation_accept(*, invitation_id, nonce: str, user: User) -> User:
     """`user` joins the invitation's organisation with its role, and the invitation is used
     up, in one transaction with the invitation row locked (two tabs cannot both use it).
@@ -241,21 +268,9 @@ def invitation_accept(*, invitation_id, nonce: str, user: User) -> User:
         ):
             raise InvitationRefused("This invitation can no longer be used.", details={"reason": "unusable"})
         user = User.objects.select_for_update().get(pk=user.pk)
-        if user.email != invitation.email:
-            raise InvitationRefused(
-                f"This invitation is for {invitation.email}; you are signed in as {user.email}.",
-                details={"reason": "wrong_account"},
-            )
-        if user.organisation_id == invitation.organisation_id and user.is_active:
-            raise InvitationRefused(
-                "You are already a member of this organisation.", details={"reason": "already_member"}
-            )
-        if user.organisation_id is not None:
-            raise InvitationRefused(
-                f"Your account belongs to {user.organisation.name}. Leave it first (Members page, "
-                "'Leave organisation'), then open this invitation again.",
-                details={"reason": "in_another_organisation", "organisation": user.organisation.name},
-            )
+        refusal = invitation_refusal(invitation=invitation, user=user)
+        if refusal is not None:
+            raise refusal
         user.organisation = invitation.organisation
         user.role = invitation.role
         user.is_active = True
@@ -280,20 +295,35 @@ def invitation_accept(*, invitation_id, nonce: str, user: User) -> User:
     return user
 
 
+def account_can_sign_in(email: str) -> bool:
+    """Whether the address has an account that signs in (and so accepts by signing in). A
+    removed member's account is inactive: the invitation itself lets them back in."""
+    return User.objects.filter(email=normalize_email_address(email), is_active=True).exists()
+
+
 def invitation_accept_with_password(*, invitation: Invitation, password: str, name: str = "") -> User:
-    """Create the invited address's account with `password` (already checked against the
-    validators) and accept, in one transaction. InvitationRefused (409) when an account
-    with the address exists (it signs in and accepts instead)."""
+    """Give the invited address an account with `password` (already checked against the
+    validators) and accept, in one transaction: a new account, or the inactive account of a
+    member removed earlier (the emailed link proves the address; the old password is
+    replaced). InvitationRefused (409) when an active account has the address (it signs in
+    and accepts instead)."""
     try:
         with transaction.atomic():
-            if User.objects.filter(email=invitation.email).exists():
+            existing = User.objects.select_for_update().filter(email=invitation.email).first()
+            if existing is not None and (existing.is_active or existing.organisation_id is not None):
                 raise InvitationRefused(
                     f"An account for {invitation.email} exists already: sign in, then accept.",
                     details={"reason": "has_account"},
                 )
-            user = User.objects.create_user(
-                invitation.email, password, organisation=None, name=name.strip()[:150]
-            )
+            if existing is not None:
+                existing.set_password(password)
+                existing.name = name.strip()[:150] or existing.name
+                existing.save(update_fields=["password", "name"])
+                user = existing
+            else:
+                user = User.objects.create_user(
+                    invitation.email, password, organisation=None, name=name.strip()[:150]
+                )
             return invitation_accept(invitation_id=invitation.pk, nonce=invitation.nonce, user=user)
     except IntegrityError:
         raise InvitationRefused(
