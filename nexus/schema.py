@@ -1,7 +1,8 @@
-"""OpenAPI: the auth extension for our bearer class (tokens and API keys), and post-processing hooks that make the
-published documents match the wire: every response wrapped in the envelope actually sent
-({"data", "meta"} or {"error", "meta"}), pagination on every list, and every error status
-the shared plumbing can answer (docs/specs/input-validation.md)."""
+"""OpenAPI: the auth extension for our bearer class (tokens and API keys), and
+post-processing hooks that make the published documents match the wire: every response
+wrapped in the envelope actually sent ({"data", "meta"} or {"error", "meta"}), pagination
+on every list, and every error status the shared plumbing can answer
+(docs/specs/input-validation.md)."""
 
 from __future__ import annotations
 

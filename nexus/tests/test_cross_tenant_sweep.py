@@ -457,7 +457,9 @@ def _seed(org: Organisation, admin: User, member: User, *, name: str, grant: int
         )
         balance = grant - sum(job.cost for job in jobs)
     api_key, _secret = api_key_create(org=org, created_by=admin, name=f"{marker}-key", scopes=["jobs:read"])
-    invitation = invitation_create(org=org, invited_by=admin, email=f"{marker}@invitee.example", role="member")
+    invitation = invitation_create(
+        org=org, invited_by=admin, email=f"{marker}@invitee.example", role="member"
+    )
     ids = {
         "member": member.pk,
         "job": jobs[0].pk,
@@ -681,7 +683,9 @@ def test_lists_show_none_of_another_organisations_objects(route, case, sweep, ca
 
 def _body(response) -> bytes:
     if response.streaming:  # read once: kept for the checks that read it again
-        response.content_read = getattr(response, "content_read", None) or b"".join(response.streaming_content)
+        response.content_read = getattr(response, "content_read", None) or b"".join(
+            response.streaming_content
+        )
         return response.content_read
     return response.content
 
@@ -746,7 +750,7 @@ def test_a_signed_link_cannot_be_forged_from_an_id(route, case, sweep, callers):
     from tenants.services.invitations import SALT
 
     _a, b = sweep
-    (param, kind), = case.params.items()
+    ((param, kind),) = case.params.items()
     object_id = str(b.ids[kind])
     forged = (
         object_id,

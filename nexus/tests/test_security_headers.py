@@ -93,7 +93,9 @@ TEMPLATES = sorted(
 EMAIL_TEMPLATES = sorted(Path(django_settings.BASE_DIR, "templates").rglob("email/*.html"))
 
 
-@pytest.mark.parametrize("template", EMAIL_TEMPLATES, ids=lambda p: str(p.relative_to(django_settings.BASE_DIR)))
+@pytest.mark.parametrize(
+    "template", EMAIL_TEMPLATES, ids=lambda p: str(p.relative_to(django_settings.BASE_DIR))
+)
 def test_no_email_carries_a_script_or_a_handler(template):
     text = template.read_text()
     assert not re.search(r"<script\b", text, flags=re.I)

@@ -108,7 +108,9 @@ def test_the_smoke_test_passes_against_a_running_system_and_fails_on_a_wrong_tok
 
             assert ApiKey.objects.filter(organisation=live_org).count() == 1
             assert ApiKey.objects.get(organisation=live_org).revoked
-            assert AuditEvent.objects.filter(organisation_id=live_org.pk, action="api_key.revoked").count() == 1
+            assert (
+                AuditEvent.objects.filter(organisation_id=live_org.pk, action="api_key.revoked").count() == 1
+            )
 
             organisation_window_reset(live_org)
             failed = _smoke(f"http://{host}:{port}", token, "not-the-token", "--skip", "etl,resume,webhook")
