@@ -108,7 +108,12 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         # here, before allauth saves anything, so a refusal leaves nothing behind.
         refusal = onboarding_refusal(email=email, workspace_domain=_workspace_domain(sociallogin))
         if refusal is not None:
-            user_record_sign_in_failure(email=email, reason="invitation_required", method="google")
+            user_record_sign_in_failure(
+                email=email,
+                reason="invitation_required",
+                method="google",
+                organisation_id=refusal.details["organisation_id"],
+            )
             raise _refused(request, refusal.message)
         if sociallogin.is_existing:
             with transaction.atomic():
@@ -133,6 +138,7 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
                 user.organisation = None
                 saved = super().save_user(request, sociallogin, form)
                 saved = invitation_accept(invitation_id=invitation.pk, nonce=invitation.nonce, user=saved)
+                sociallogin.user = saved  # what allauth signs in: the member, not the copy from before
                 request.session.pop(INVITATION_SESSION_KEY, None)
                 # The sign-in was started with next=/invitations/<token>; that link is used up
                 # now, and its page would say so. The new member goes to the dashboard instead.

@@ -231,15 +231,19 @@ class UserAdmin(DjangoUserAdmin):
                 if name in form.changed_data
             ]
             if change and recorded:
-                audit_record(
-                    action="member.role_changed" if recorded == ["role"] else "member.updated_by_operator",
-                    organisation_id=obj.organisation_id or form.initial.get("organisation"),
-                    target_type="member",
-                    target_id=obj.pk,
-                    target_label=obj.email,
-                    before={name: _plain(form.initial.get(name)) for name in recorded},
-                    after={name: _plain(form.cleaned_data.get(name)) for name in recorded},
-                )
+                # Moving a user from one organisation to another changes both: each log has it.
+                concerned = [str(o) for o in (obj.organisation_id, form.initial.get("organisation")) if o]
+                action = "member.role_changed" if recorded == ["role"] else "member.updated_by_operator"
+                for organisation_id in list(dict.fromkeys(concerned)) or [None]:
+                    audit_record(
+                        action=action,
+                        organisation_id=organisation_id,
+                        target_type="member",
+                        target_id=obj.pk,
+                        target_label=obj.email,
+                        before={name: _plain(form.initial.get(name)) for name in recorded},
+                        after={name: _plain(form.cleaned_data.get(name)) for name in recorded},
+                    )
         # Deactivating is how an operator locks an account: its tokens and sessions must end
         # now, not when they expire.
         if change and "is_active" in form.changed_data and not obj.is_active:

@@ -4,7 +4,7 @@ leaving, and the audit log."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -16,6 +16,7 @@ from django.core.paginator import Paginator
 from django.http import StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.dateparse import parse_date
 from django.views.decorators.http import require_http_methods, require_POST
 
 from auditlog.actions import ACTIONS, FAMILIES
@@ -279,23 +280,51 @@ def invitation_google(request, token):
 # --- The audit log ------------------------------------------------------------------------------
 
 
+def _day(request, name: str) -> date | None:
+    raw = request.GET.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        day = parse_date(raw)
+    except ValueError:
+        day = None
+    if day is None:
+        messages.error(request, f"'{name}' must be a date (YYYY-MM-DD); it was ignored.")
+    return day
+
+
 def _audit_log_filters(request) -> dict:
     action = request.GET.get("action", "").strip()
+    start, end = _day(request, "from"), _day(request, "to")
+    if start and end and start > end:
+        messages.error(request, "'from' is after 'to': the dates were ignored.")
+        start = end = None
     return {
         "actor": request.GET.get("actor", "").strip()[:300],
         "action": action if action in set(ACTIONS) | {f"{f}.*" for f in FAMILIES} else "",
         "target": request.GET.get("target", "").strip()[:300],
+        "from": start.isoformat() if start else "",
+        "to": end.isoformat() if end else "",
     }
 
 
 def _audit_log_events(request):
     filters = _audit_log_filters(request)
-    return filters, audit_events(
+    events = audit_events(
         organisation_id=request.tenant.pk,
         actor=filters["actor"],
         actions=[filters["action"]] if filters["action"] else None,
         target=filters["target"],
     )
+    if filters["from"]:
+        events = events.filter(
+            created_at__gte=datetime.combine(date.fromisoformat(filters["from"]), time.min, UTC)
+        )
+    if filters["to"]:
+        events = events.filter(
+            created_at__lte=datetime.combine(date.fromisoformat(filters["to"]), time.max, UTC)
+        )
+    return filters, events
 
 
 @org_page(admin=True)

@@ -7,10 +7,12 @@ import csv
 import io
 import re
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test import Client
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from auditlog.context import Actor
@@ -346,6 +348,26 @@ def test_the_page_shows_the_organisations_events_with_filters_and_a_csv_link(wor
     assert re.findall(r'data-audit-event="([^"]+)"', html) == ["member.removed", "member.role_changed"]
     link = re.search(r'<a href="([^"]+)"[^>]*data-audit-log-csv', html).group(1)
     assert link == "/audit-log.csv?actor=user%3Aadmin%40org-a.test&amp;action=member.%2A"
+
+
+def test_the_page_filters_by_dates_and_ignores_a_bad_one_with_a_message(world, events):
+    client = _page_client(world.admin_a)
+    today = timezone.now().date()
+
+    def shown(**dates) -> list[str]:
+        html = client.get("/audit-log", {"action": "member.*", **dates}).content.decode()
+        return re.findall(r'data-audit-event="([^"]+)"', html)
+
+    members = ["member.removed", "member.role_changed"]
+    assert shown(**{"from": today.isoformat(), "to": today.isoformat()}) == members
+    assert shown(**{"to": (today - timedelta(days=1)).isoformat()}) == []
+    assert shown(**{"from": (today + timedelta(days=1)).isoformat()}) == []
+    page = client.get("/audit-log", {"action": "member.*", "from": "yesterday"})
+    assert "must be a date" in page.content.decode()
+    assert re.findall(r'data-audit-event="([^"]+)"', page.content.decode()) == members
+    earlier = (today - timedelta(days=2)).isoformat()
+    reversed_range = client.get("/audit-log", {"from": today.isoformat(), "to": earlier})
+    assert "is after" in reversed_range.content.decode()
 
 
 def test_a_member_cannot_open_the_page_or_its_csv(world, events):

@@ -238,6 +238,8 @@ def test_a_google_sign_in_refused_for_want_of_an_invitation_is_recorded(world, g
     assert response.status_code == 403
     assert not User.objects.filter(email="newhire@org-a.test").exists()
     event = _one("auth.sign_in_failed", target_label="newhire@org-a.test")
+    # In the log of the organisation that refused them: its admins see who was turned away.
+    _in(event, world.org_a)
     _by(event, "anonymous", "anonymous")
     _from(event, response)
     assert event.changes == {"reason": "invitation_required", "method": "google"}
@@ -331,6 +333,49 @@ def test_an_operator_deactivating_a_user_is_recorded_with_the_sign_out(world, op
     _in(signed_out, world.org_a)
     _by(signed_out, "operator", f"operator:{operator.email}", operator.pk)
     assert signed_out.changes == {"token_families_revoked": 0, "reason": "deactivated"}
+
+
+def test_an_operator_moving_a_user_to_another_organisation_is_recorded_in_both(world, operator):
+    browser = _browser(operator)
+    url = f"/admin/tenants/user/{world.member_a.pk}/change/"
+    data = _admin_form_data(browser, url)
+    data["organisation"] = str(world.org_b.pk)
+    response = browser.post(url, data)
+    assert response.status_code == 302, response.content[:3000]
+    events = AuditEvent.objects.filter(action="member.updated_by_operator", target_id=str(world.member_a.pk))
+    assert sorted(str(e.organisation_id) for e in events) == sorted(
+        [str(world.org_a.pk), str(world.org_b.pk)]
+    )
+    for event in events:
+        _by(event, "operator", f"operator:{operator.email}", operator.pk)
+        _from(event, response)
+        assert event.changes == {
+            "before": {"organisation": str(world.org_a.pk)},
+            "after": {"organisation": str(world.org_b.pk)},
+        }
+
+
+def test_operators_revoking_a_key_and_signing_a_user_out_are_recorded_as_the_operator(world, operator):
+    key, _secret = key_services.api_key_create(
+        org=world.org_a, created_by=world.admin_a, name="leaked", scopes=["jobs:read"]
+    )
+    browser = _browser(operator)
+    revoked = browser.post("/admin/tenants/apikey/", {"action": "revoke", "_selected_action": [str(key.pk)]})
+    assert revoked.status_code == 302
+    event = _one("api_key.revoked", key.pk)
+    _in(event, world.org_a)
+    _by(event, "operator", f"operator:{operator.email}", operator.pk)
+    _from(event, revoked)
+
+    signed_out = browser.post(
+        "/admin/tenants/user/",
+        {"action": "sign_out_everywhere", "_selected_action": [str(world.member_b.pk)]},
+    )
+    assert signed_out.status_code == 302
+    event = _one("auth.signed_out_everywhere", world.member_b.pk)
+    _in(event, world.org_b)
+    _by(event, "operator", f"operator:{operator.email}", operator.pk)
+    _from(event, signed_out)
 
 
 # --- Invitations ----------------------------------------------------------------------------------
@@ -439,6 +484,16 @@ def test_an_api_key_created_and_revoked_is_recorded_without_its_secret(world):
     # Revoking again changes nothing and records nothing.
     _ok(client.delete(f"/api/v1/api-keys/{data['id']}"), 204)
     _one("api_key.revoked", data["id"])
+
+
+def test_a_replayed_creation_is_recorded_once(world):
+    client = _api(world.admin_a)
+    body = {"name": "Retried", "scopes": ["jobs:read"]}
+    first = _ok(client.post("/api/v1/api-keys", body, format="json", HTTP_IDEMPOTENCY_KEY="create-1"), 201)
+    again = _ok(client.post("/api/v1/api-keys", body, format="json", HTTP_IDEMPOTENCY_KEY="create-1"), 201)
+    assert again["Idempotent-Replayed"] == "true"
+    event = _one("api_key.created", first.json()["data"]["id"])
+    _from(event, first)
 
 
 def test_a_page_action_is_recorded_as_the_signed_in_person(world):

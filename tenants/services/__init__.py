@@ -163,7 +163,8 @@ def onboarding_refusal(*, email: str, workspace_domain: str | None) -> DomainJoi
         return None
     return DomainJoinClosed(
         f"{org.name} admits new members by invitation only. Ask one of its admins to invite "
-        f"{normalize_email_address(email)}, then open the invitation's link."
+        f"{normalize_email_address(email)}, then open the invitation's link.",
+        details={"organisation_id": str(org.pk)},
     )
 
 
@@ -569,15 +570,15 @@ def user_record_login(*, user: User, ip: str | None, method: str = "") -> None:
         )
 
 
-def user_record_sign_in_failure(*, email: str, reason: str, method: str) -> None:
-    """A failed sign-in: in the audit log of the organisation of the account it named, if
-    one exists (else in no organisation's: operators see it in the admin). No password or
-    token is ever recorded."""
+def user_record_sign_in_failure(*, email: str, reason: str, method: str, organisation_id=None) -> None:
+    """A failed sign-in: in the audit log of the organisation that refused it
+    (`organisation_id`), else of the account it named, if one exists (else in no
+    organisation's: operators see it in the admin). No password or token is ever recorded."""
     email = normalize_email_address(email or "")[:254]
     user = User.objects.filter(email=email).only("pk", "organisation_id").first() if email else None
     audit_record(
         action="auth.sign_in_failed",
-        organisation_id=user.organisation_id if user else None,
+        organisation_id=organisation_id or (user.organisation_id if user else None),
         target_type="user",
         target_id=user.pk if user else None,
         target_label=email,
