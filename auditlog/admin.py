@@ -20,7 +20,9 @@ class AuditEventAdmin(admin.ModelAdmin):
         "ip",
     )
     list_filter = ("actor_kind", "action")
-    search_fields = ("=organisation_id", "actor_label", "action", "target_id", "target_label")
+    # organisation_id__exact compares as text: a search term that is not a UUID matches nothing
+    # instead of failing the UUID conversion.
+    search_fields = ("organisation_id__exact", "actor_label", "action", "target_id", "target_label")
     date_hierarchy = "created_at"
     ordering = ("-created_at", "-id")
     list_per_page = 100
