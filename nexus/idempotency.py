@@ -116,15 +116,34 @@ def _replay(record: IdempotencyRecord, secret_fields: tuple[str, ...] = ()) -> R
     return response
 
 
-def idempotent(view_method=None, *, secret_fields: tuple[str, ...] = (), request_body=None):
+def _caller_scoped(request, key: str) -> str:
+    """The key as stored for a view whose answer holds a secret: bound to the caller (the API
+    key, else the user), so another admin of the organisation replaying the same
+    Idempotency-Key and body gets a request of their own, never the first caller's secret."""
+    caller = getattr(request._request, "api_key", None) or request.user
+    return "caller:" + hashlib.sha256(f"{type(caller).__name__}:{caller.pk}:{key}".encode()).hexdigest()
+
+
+def idempotent(
+    view_method=None,
+    *,
+    secret_fields: tuple[str, ...] = (),
+    request_body=None,
+    per_caller: bool | None = None,
+):
     """Decorate an APIView's post(). Requests without the header are untouched. Top-level
     response fields named in `secret_fields` (secrets shown once) are stored encrypted,
     like the secrets themselves, and decrypted for the replay. `request_body(request)`, if
     given, returns the bytes that stand for the body in the fingerprint, for a view whose
     body must not be held whole in memory (an upload: a digest of its parts counted as they
-    streamed in); by default the body itself."""
+    streamed in); by default the body itself. A view that answers with a secret is keyed per
+    caller (`per_caller`, on by default when `secret_fields` are given)."""
+    if per_caller is None:
+        per_caller = bool(secret_fields)
     if view_method is None:
-        return functools.partial(idempotent, secret_fields=secret_fields, request_body=request_body)
+        return functools.partial(
+            idempotent, secret_fields=secret_fields, request_body=request_body, per_caller=per_caller
+        )
 
     @functools.wraps(view_method)
     def wrapper(view, request, *args, **kwargs):
@@ -140,7 +159,8 @@ def idempotent(view_method=None, *, secret_fields: tuple[str, ...] = (), request
         django_request = request._request
         body = request_body(request) if request_body is not None else django_request.body
         fingerprint = request_fingerprint(django_request.method, django_request.path, body)
-        record, created = _claim(key, fingerprint)
+        stored_key = _caller_scoped(request, key) if per_caller else key
+        record, created = _claim(stored_key, fingerprint)
         if not created:
             same_request = record.fingerprint == fingerprint or record.fingerprint == _legacy_fingerprint(
                 django_request.method, django_request.path, body

@@ -28,7 +28,8 @@ _SHARED_PROCESSORS = [
 # Values never written, whatever a caller passes: keys that name a secret or personal data
 # (whatever their case or separators: accessToken, X-Api-Key, client_secret), and anything
 # in a string that looks like an email address, a bearer token, a JWT, credentials in a
-# URL, a secret-named query parameter, a Stripe or Google key.
+# URL, a secret-named query parameter, a Stripe or Google key, an organisation API key, an
+# invitation link's token.
 _SECRET_KEY = re.compile(
     r"(?:^|_)(?:password|passwd|secret|token|authorization|cookie|api_?key|private_?key|email|signature)s?(?:$|_)"
 )
@@ -45,6 +46,11 @@ _SECRET_TEXT = [
     ),
     (re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{8,}|\bwhsec_[A-Za-z0-9+/=]{8,}"), "[stripe-key]"),
     (re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"), "[google-key]"),
+    # An organisation API key (its prefix alone is no secret: lists show it).
+    (re.compile(r"\bnx_(?:live|test)_[A-Za-z0-9]{4,}\.[A-Za-z0-9]{8,}"), "[api-key]"),
+    # An invitation's link is a capability: the token in its path (not an invitation's
+    # UUID, as /api/v1/invitations/<id> carries).
+    (re.compile(r"(?<=/invitations/)(?![0-9a-fA-F]{8}-[0-9a-fA-F]{4}-)[^/\s?#\"']+"), "[token]"),
 ]
 
 

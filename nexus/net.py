@@ -206,9 +206,18 @@ def web_url(value: str | None) -> str | None:
     return value if parts.scheme.lower() in ("http", "https") and parts.netloc else None
 
 
+def _token_like(segment: str) -> bool:
+    """A path segment that looks like a secret: 16 or more characters mixing letters and
+    digits, or 24 or more of any kind (Slack's, Discord's and Teams' webhook URLs carry
+    their key in the path)."""
+    mixed = any(c.isdigit() for c in segment) and any(c.isalpha() for c in segment)
+    return len(segment) >= 24 or (len(segment) >= 16 and mixed)
+
+
 def url_on_record(url: str) -> str:
     """A URL as records kept for people (the audit log) show it: no credentials, query or
-    fragment, where receivers and APIs put their tokens."""
+    fragment, where receivers and APIs put their tokens, and no path segment that looks like
+    a token (masked as `…`)."""
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -216,4 +225,5 @@ def url_on_record(url: str) -> str:
             host = f"{host}:{parts.port}"
     except ValueError:
         return ""
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    path = "/".join("…" if _token_like(segment) else segment for segment in parts.path.split("/"))
+    return urlunsplit((parts.scheme, host, path, "", ""))

@@ -190,6 +190,8 @@ def _before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
     if isinstance(request, dict):
         for part in ("data", "cookies", "query_string", "env"):
             request.pop(part, None)
+        if isinstance(request.get("url"), str):  # an invitation link's token is in its path
+            request["url"] = redact_text(request["url"])
         headers = request.get("headers")
         if isinstance(headers, dict):
             request["headers"] = {

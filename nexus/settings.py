@@ -721,6 +721,11 @@ API_KEY_MAX_DAYS = env_int("API_KEY_MAX_DAYS", 365)
 API_KEY_LAST_USED_EVERY_SECONDS = env_int("API_KEY_LAST_USED_EVERY_SECONDS", 60)
 INVITATION_TTL_DAYS = env_int("INVITATION_TTL_DAYS", 7)
 ORG_MAX_PENDING_INVITATIONS = env_int("ORG_MAX_PENDING_INVITATIONS", 100)
+# Invitation emails go out from this deployment's domain: bounded per organisation and day,
+# per invitation, and in pace (a resend waits this long after the last one).
+ORG_MAX_INVITATIONS_PER_DAY = env_int("ORG_MAX_INVITATIONS_PER_DAY", 100)
+INVITATION_MAX_SENDS = env_int("INVITATION_MAX_SENDS", 5)
+INVITATION_RESEND_COOLDOWN_SECONDS = env_int("INVITATION_RESEND_COOLDOWN_SECONDS", 600)
 # Audit log events older than this are deleted by the daily purge.
 AUDIT_LOG_RETENTION_DAYS = env_int("AUDIT_LOG_RETENTION_DAYS", 365)
 AUDIT_LOG_EXPORT_MAX_ROWS = env_int("AUDIT_LOG_EXPORT_MAX_ROWS", 100_000)

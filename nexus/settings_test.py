@@ -23,6 +23,8 @@ os.environ.setdefault("WEBHOOK_REQUIRE_HTTPS", "false")
 os.environ.setdefault("WEBHOOK_RETRY_DELAYS", "0.2,0.4,0.8")
 os.environ.setdefault("WEBHOOK_TIMEOUT_SECONDS", "2")
 os.environ.setdefault("ETL_RETRY_BASE_DELAY_SECONDS", "0.01")
+# Tests resend invitations at once; the cooldown's own tests set it back.
+os.environ.setdefault("INVITATION_RESEND_COOLDOWN_SECONDS", "0")
 # A queue of this test process's own (each pytest-xdist worker has its own database), shared
 # with the Celery worker it starts, so parallel or earlier test runs never hand each other
 # tasks. The run id is inherited by xdist workers; the worker id tells them apart.

@@ -31,6 +31,7 @@ from tenants.services.invitations import (
     Invitation,
     invitation_accept,
     invitation_from_token,
+    may_come_back,
 )
 
 log = structlog.get_logger(__name__)
@@ -94,7 +95,7 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         user = sociallogin.user
         invitation = _pending_invitation(request, email)
         if invitation is not None:
-            if sociallogin.is_existing and not user.is_active and user.organisation_id is None:
+            if sociallogin.is_existing and may_come_back(user):
                 # A member removed earlier, invited back: the invitation reactivates the
                 # account (allauth would refuse an inactive one) and places it.
                 joined = invitation_accept(invitation_id=invitation.pk, nonce=invitation.nonce, user=user)

@@ -17,7 +17,7 @@ from rest_framework_api_key.models import APIKey
 from auditlog.services import audit_record
 from nexus.api.errors import AppError
 from tenants import selectors, services
-from tenants.models import ApiKey, Invitation, Organisation, TokenFamily, User
+from tenants.models import ApiKey, Invitation, Organisation, Role, TokenFamily, User
 from tenants.services import keys
 
 admin.site.unregister(APIKey)
@@ -224,7 +224,17 @@ class UserAdmin(DjangoUserAdmin):
 
     def save_model(self, request, obj, form, change):
         with transaction.atomic():
+            if change and "is_active" in form.changed_data and not obj.is_active:
+                # An operator's lock: no invitation may lift it (only a removal's may).
+                obj.removed_at = None
             super().save_model(request, obj, form, change)
+            lost_admin = form.initial.get("role") == Role.ADMIN and (
+                obj.role != Role.ADMIN
+                or not obj.is_active
+                or str(obj.organisation_id or "") != str(form.initial.get("organisation") or "")
+            )
+            if change and lost_admin:
+                services.member_delegations_withdraw(user=obj, why="changed_by_operator")
             recorded = [
                 name
                 for name in ("organisation", "role", "is_active", "is_staff")

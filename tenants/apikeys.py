@@ -5,10 +5,14 @@ of randomness, so a slow password hash would add nothing but latency)."""
 
 from __future__ import annotations
 
+import re
+
 from django.utils.crypto import get_random_string
 from rest_framework_api_key.crypto import KeyGenerator
 
 KEY_PREFIX = "nx_live_"
+# What a key looks like (get_random_string's alphabet is [A-Za-z0-9]).
+KEY_SHAPE = re.compile(r"nx_live_[A-Za-z0-9]{8}\.[A-Za-z0-9]{32}")
 
 
 def looks_like_api_key(credentials: str) -> bool:

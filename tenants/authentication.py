@@ -24,7 +24,8 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
-from tenants.models import ApiKey, Organisation, TokenFamily, User
+from tenants.apikeys import KEY_SHAPE
+from tenants.models import ApiKey, Organisation, Role, TokenFamily, User
 
 
 @dataclass(frozen=True)
@@ -112,14 +113,13 @@ def caller_from_api_key(raw_key: str, *, ip: str | None = None) -> BearerCaller:
     """Validate an organisation API key (`nx_live_...`, docs/specs/team-access.md).
 
     AuthenticationFailed (401) for a malformed, unknown, revoked or expired key, or one
-    whose creator is no longer an active member of its organisation (keys of a removed
-    member are revoked with them; this is the check that never relies on that);
+    whose creator is no longer an active admin of its organisation;
     PermissionDenied (403) when the organisation is deactivated. The caller acts as the key's
     creator for ownership, with the key as `token` and `api_key`. Records the key's last use
     (time and address) at most every API_KEY_LAST_USED_EVERY_SECONDS."""
-    prefix, dot, secret = raw_key.partition(".")
-    if not dot or not secret or len(raw_key) > 128:
+    if not KEY_SHAPE.fullmatch(raw_key):  # nothing else reaches the database (NUL included)
         raise exceptions.AuthenticationFailed(_KEY_REFUSED)
+    prefix = raw_key.partition(".")[0]
     key = (
         ApiKey.objects.select_related("organisation", "created_by")
         .filter(prefix=prefix, revoked=False)
@@ -132,7 +132,9 @@ def caller_from_api_key(raw_key: str, *, ip: str | None = None) -> BearerCaller:
             f"The API key expired at {key.expiry_date:%Y-%m-%d %H:%M} UTC; create a new one."
         )
     creator = key.created_by
-    if not creator.is_active or creator.organisation_id != key.organisation_id:
+    # Only admins make keys, and a key never outlives its creator's admin rights (removal,
+    # leaving and demotion revoke it too; this is the check that never relies on that).
+    if not creator.is_active or creator.organisation_id != key.organisation_id or creator.role != Role.ADMIN:
         raise exceptions.AuthenticationFailed(_KEY_REFUSED)
     if not key.organisation.is_active:
         raise exceptions.PermissionDenied("This organisation is deactivated.")

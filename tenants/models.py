@@ -114,6 +114,10 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False)
     date_joined = models.DateTimeField(auto_now_add=True)
+    # Set when an organisation's admin removed them (member_remove): the one kind of inactive
+    # account an invitation may bring back. An operator's lock (deactivation in the admin)
+    # clears it, so no invitation can undo that.
+    removed_at = models.DateTimeField(null=True, blank=True)
     # Where the user last signed in from: shown to operators investigating an account.
     last_login_ip = models.GenericIPAddressField(null=True, blank=True)
     # Carried in every JWT as `ver` and mixed into the session hash: bumping it (sign out

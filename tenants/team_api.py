@@ -93,7 +93,12 @@ class ApiKeyListView(OrganisationEndpoint):
             expires_at=payload.validated_data.get("expires_at"),
         )
         key.key = secret
-        return Response(ApiKeyCreatedOutput(key).data, status=status.HTTP_201_CREATED)
+        # The secret is in this answer only: no cache of any kind may keep it.
+        return Response(
+            ApiKeyCreatedOutput(key).data,
+            status=status.HTTP_201_CREATED,
+            headers={"Cache-Control": "no-store"},
+        )
 
 
 class ApiKeyDetailView(OrganisationEndpoint):

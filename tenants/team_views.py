@@ -4,6 +4,7 @@ leaving, and the audit log."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import urlencode
 
@@ -17,6 +18,7 @@ from django.http import StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.dateparse import parse_date
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from auditlog.actions import ACTIONS, FAMILIES
@@ -35,6 +37,7 @@ PAGE_SIZE = 50
 # --- API keys -------------------------------------------------------------------------------
 
 
+@never_cache  # it may show a new key's secret: no browser or proxy keeps a copy
 @org_page(admin=True)
 def api_keys_page(request):
     return render(
@@ -267,9 +270,11 @@ def _account_with_password(request, invitation: Invitation) -> User | None:
     return invitations.invitation_accept_with_password(invitation=invitation, password=password, name=name)
 
 
+@require_POST
 def invitation_google(request, token):
-    """GET /invitations/<token>/google: remember the invitation through Google's sign-in,
-    then come back to its page."""
+    """POST /invitations/<token>/google (the page's "Continue with Google", CSRF-protected,
+    so no other site can plant an invitation in a visitor's session): remember the
+    invitation through Google's sign-in, then come back to its page."""
     found = invitations.invitation_from_token(token)
     if isinstance(found, invitations.LinkProblem):
         return redirect(f"/invitations/{token}")
@@ -278,6 +283,12 @@ def invitation_google(request, token):
 
 
 # --- The audit log ------------------------------------------------------------------------------
+
+
+def _printable(value: str) -> str:
+    """A filter's text without control characters (which no label holds, and which
+    PostgreSQL refuses in a query: NUL)."""
+    return re.sub(r"[\x00-\x1f\x7f]", "", value).strip()
 
 
 def _day(request, name: str) -> date | None:
@@ -300,9 +311,9 @@ def _audit_log_filters(request) -> dict:
         messages.error(request, "'from' is after 'to': the dates were ignored.")
         start = end = None
     return {
-        "actor": request.GET.get("actor", "").strip()[:300],
+        "actor": _printable(request.GET.get("actor", ""))[:300],
         "action": action if action in set(ACTIONS) | {f"{f}.*" for f in FAMILIES} else "",
-        "target": request.GET.get("target", "").strip()[:300],
+        "target": _printable(request.GET.get("target", ""))[:300],
         "from": start.isoformat() if start else "",
         "to": end.isoformat() if end else "",
     }

@@ -17,6 +17,7 @@ from nexus.api.errors import AppError
 from nexus.pages import confirmation_page, confirmed, org_page, page_context
 from tenants import selectors, services
 from tenants.models import Role
+from tenants.services.invitations import INVITATION_SESSION_KEY
 from tenants.team_views import members_extra
 
 
@@ -110,6 +111,9 @@ def google_login(request):
     """GET /auth/login: start Google sign-in (allauth's view, PKCE and state included)."""
     if not settings.GOOGLE_CLIENT_ID:
         return _google_not_configured(request)
+    if not request.GET.get("next", "").startswith("/invitations/"):
+        # A sign-in that did not start from an invitation's page uses no invitation.
+        request.session.pop(INVITATION_SESSION_KEY, None)
     return google_views.oauth2_login(request)
 
 

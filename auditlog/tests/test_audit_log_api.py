@@ -456,3 +456,10 @@ def test_operators_cannot_add_change_or_delete_an_event(operator_client, events)
     )
     assert bulk.status_code in (200, 302, 403)
     assert AuditEvent.objects.get(pk=event.pk).action == "member.role_changed"
+
+
+def test_the_page_ignores_control_characters_in_its_filters(world, events):
+    client = _page_client(world.admin_a)
+    for name in ("actor", "target"):
+        response = client.get("/audit-log", {name: "user:\x00admin@org-a.test"})
+        assert response.status_code == 200

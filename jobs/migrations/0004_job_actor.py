@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0003_job_enqueued_at_worker'),
+        ("jobs", "0003_job_enqueued_at_worker"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='job',
-            name='actor',
+            model_name="job",
+            name="actor",
             field=models.CharField(blank=True, max_length=300),
         ),
     ]

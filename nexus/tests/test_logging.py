@@ -80,6 +80,8 @@ def test_a_value_under_a_secret_or_personal_key_is_never_written(key):
         ("https://api.example.com/items?page=2&access_token=T0KEN", "T0KEN"),
         ("key sk_live_abcdefghijkl in a message", "sk_live_abcdefghijkl"),
         ("google AIzaSyA1234567890abcdefghijklmnopqrstu", "AIzaSyA1234567890abcdefghijklmnopqrstu"),
+        ("key nx_live_AbCd1234.abcdefghijklmnopqrstuvwxyz012345", "abcdefghijklmnopqrstuvwxyz012345"),
+        ("GET /invitations/eyJpIjoiMSJ9:1t0Zab:sIgNaTuRe/google", "eyJpIjoiMSJ9:1t0Zab:sIgNaTuRe"),
     ],
 )
 def test_secrets_and_addresses_inside_text_are_masked(text, hidden):
@@ -153,3 +155,20 @@ def test_no_trace_fields_without_a_project(client, settings, capsys):
     configure_logging(level="INFO", fmt="json")
     client.get("/health", HTTP_X_CLOUD_TRACE_CONTEXT=f"{TRACE}/1;o=1")
     assert not [k for k in _request_line(capsys) if k.startswith("logging.googleapis.com/")]
+
+
+def test_an_invitation_links_token_never_reaches_the_request_line(client, capsys):
+    configure_logging(level="INFO", fmt="json")
+    token = "eyJpIjoiMSJ9:1t0Zab:sIgNaTuRe-that-is-a-capability"
+    client.get(f"/invitations/{token}")
+    line = _request_line(capsys)
+    assert line["path"] == "/invitations/[token]"
+    assert token not in json.dumps(line)
+
+
+def test_an_api_keys_prefix_and_an_invitations_id_are_kept():
+    from nexus.logging import redact_text
+
+    assert redact_text("key nx_live_AbCd1234 used") == "key nx_live_AbCd1234 used"
+    path = "/api/v1/invitations/3f2a1b4c-1234-4abc-8def-0123456789ab/resend"
+    assert redact_text(path) == path

@@ -154,3 +154,24 @@ def test_private_addresses_are_allowed_where_configured(settings, monkeypatch):
     settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = False
     with pytest.raises(UnsafeURL):
         resolve_public_url("http://receiver.local:9000/hook", require_https=False)
+
+
+@pytest.mark.parametrize(
+    ("url", "recorded"),
+    [
+        (
+            "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX",
+            "https://hooks.slack.com/services/T00000000/B00000000/…",
+        ),
+        (
+            "https://discord.com/api/webhooks/123456789012345678/abcDEF123ghiJKL456mno",
+            "https://discord.com/api/webhooks/123456789012345678/…",
+        ),
+        ("https://user:pw@example.com:8443/hooks/in?token=abc#frag", "https://example.com:8443/hooks/in"),
+        ("https://example.com/api/v1/items", "https://example.com/api/v1/items"),
+    ],
+)
+def test_a_url_on_record_keeps_no_credential_query_or_token_like_segment(url, recorded):
+    from nexus.net import url_on_record
+
+    assert url_on_record(url) == recorded

@@ -34,6 +34,7 @@ from tenants.freemail import is_free_mail_domain, normalise_domain
 from tenants.managers import normalize_email_address
 from tenants.models import Organisation, Plan, Role, TokenFamily, User
 from tenants.selectors import member_get, member_list
+from tenants.services.invitations import invitations_revoke_sent_by
 from tenants.services.keys import api_keys_revoke_created_by
 
 log = structlog.get_logger(__name__)
@@ -235,6 +236,7 @@ def member_change_role(*, org: Organisation, member_id: uuid.UUID | str, role: s
     before = member.role
     member.role = role
     member.save(update_fields=["role"])
+    withdrawn = member_delegations_withdraw(user=member, why="demoted") if role == Role.MEMBER else {}
     audit_record(
         action="member.role_changed",
         organisation_id=org.pk,
@@ -243,6 +245,7 @@ def member_change_role(*, org: Organisation, member_id: uuid.UUID | str, role: s
         target_label=member.email,
         before={"role": before},
         after={"role": role},
+        facts=withdrawn,
     )
     log.info("member.role_changed", member_id=str(member.pk), role=role)
     return member
@@ -259,9 +262,10 @@ def member_remove(*, org: Organisation, member_id: uuid.UUID | str) -> None:
     member.organisation = None
     member.role = Role.MEMBER
     member.is_active = False
-    member.save(update_fields=["organisation", "role", "is_active"])
+    member.removed_at = timezone.now()
+    member.save(update_fields=["organisation", "role", "is_active", "removed_at"])
     families = user_sign_out_everywhere(user=member, reason=TokenFamily.RevokedReason.REMOVED, record=False)
-    keys = api_keys_revoke_created_by(user=member, reason="creator_removed")
+    withdrawn = member_delegations_withdraw(user=member, why="removed")
     audit_record(
         action="member.removed",
         organisation_id=org.pk,
@@ -269,38 +273,53 @@ def member_remove(*, org: Organisation, member_id: uuid.UUID | str) -> None:
         target_id=member.pk,
         target_label=member.email,
         before={"role": role},
-        facts={"token_families_revoked": families, "api_keys_revoked": keys},
+        facts={"token_families_revoked": families, **withdrawn},
     )
     log.info("member.removed", member_id=str(member.pk))
+
+
+def member_delegations_withdraw(*, user: User, why: str) -> dict:
+    """What an admin handed out stops working when they stop being one (`why`: removed,
+    left, demoted, or changed by an operator): the API keys they created are revoked and
+    the invitations they sent withdrawn, each recorded. Inside the caller's transaction."""
+    return {
+        "api_keys_revoked": api_keys_revoke_created_by(user=user, reason=f"creator_{why}"),
+        "invitations_revoked": invitations_revoke_sent_by(user=user, reason=f"inviter_{why}"),
+    }
 
 
 @transaction.atomic
 def member_leave(*, user: User) -> Organisation:
     """The user leaves their organisation: the account stays active with no organisation
     (so an invitation elsewhere can be accepted), every token and session ends, and the
-    keys they created are revoked. Conflict (409) for the last admin of an organisation
-    with other members; the only member may leave (the organisation and its data stay,
-    for an operator to deactivate)."""
+    keys they created and invitations they sent are withdrawn. Conflict (409) for the last
+    admin of an organisation with other members; the only member may leave (the
+    organisation and its data stay, for an operator to deactivate)."""
+    org = Organisation.objects.filter(users=user).first()
+    if org is None:
+        raise Conflict("You are not a member of an organisation.", details={"reason": "no_organisation"})
+    # The organisation's admins first, in id order, as removal and demotion lock them: two
+    # admins leaving (or one leaving while another is removed) queue, never deadlock.
+    admins = _lock_admins(org)
     # Only the user row is locked: PostgreSQL refuses FOR UPDATE on the nullable side of the
     # join that select_related makes for the organisation.
     user = User.objects.select_for_update(of=("self",)).select_related("organisation").get(pk=user.pk)
-    org = user.organisation
-    if org is None:
-        raise Conflict("You are not a member of an organisation.", details={"reason": "no_organisation"})
+    if user.organisation_id != org.pk:
+        raise Conflict(
+            "You are no longer a member of this organisation.", details={"reason": "no_organisation"}
+        )
     others = member_list(org=org).exclude(pk=user.pk)
-    if user.role == Role.ADMIN and others.exists():
-        admins = _lock_admins(org)
-        if len(admins) <= 1:
-            raise Conflict(
-                "You are the last admin of the organisation; make someone else an admin before leaving.",
-                details={"reason": "last_admin"},
-            )
+    if user.role == Role.ADMIN and others.exists() and len(admins) <= 1:
+        raise Conflict(
+            "You are the last admin of the organisation; make someone else an admin before leaving.",
+            details={"reason": "last_admin"},
+        )
     role = user.role
     user.organisation = None
     user.role = Role.MEMBER
     user.save(update_fields=["organisation", "role"])
     families = user_sign_out_everywhere(user=user, reason=TokenFamily.RevokedReason.LEFT, record=False)
-    keys = api_keys_revoke_created_by(user=user, reason="creator_left")
+    withdrawn = member_delegations_withdraw(user=user, why="left")
     audit_record(
         action="member.left",
         organisation_id=org.pk,
@@ -308,7 +327,7 @@ def member_leave(*, user: User) -> Organisation:
         target_id=user.pk,
         target_label=user.email,
         before={"role": role},
-        facts={"token_families_revoked": families, "api_keys_revoked": keys},
+        facts={"token_families_revoked": families, **withdrawn},
     )
     log.info("member.left", member_id=str(user.pk))
     return org
@@ -581,7 +600,9 @@ def user_record_sign_in_failure(*, email: str, reason: str, method: str, organis
         organisation_id=organisation_id or (user.organisation_id if user else None),
         target_type="user",
         target_id=user.pk if user else None,
-        target_label=email,
+        # What was typed is kept only when it names an account (or Google vouched for it): a
+        # password typed into the address field must not be kept for operators to read.
+        target_label=email if (user is not None or method == "google") else "(unknown address)",
         facts={"reason": reason, "method": method},
     )
 

@@ -11,6 +11,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from math import ceil
 
 import structlog
 from django.conf import settings
@@ -167,6 +168,15 @@ def invitation_create(*, org: Organisation, invited_by: User, email: str, role: 
                 "invitations; revoke some first.",
                 details={"limit": "pending_invitations", "cap": settings.ORG_MAX_PENDING_INVITATIONS},
             )
+        # Our domain sends these emails: a bound on them a day, however they are made
+        # (withdrawing and inviting again included), so no organisation can spam with them.
+        today = Invitation.objects.filter(organisation=org, created_at__gt=now - timedelta(days=1)).count()
+        if today >= settings.ORG_MAX_INVITATIONS_PER_DAY:
+            raise LimitReached(
+                f"This organisation may send at most {settings.ORG_MAX_INVITATIONS_PER_DAY} invitations "
+                "a day; try again tomorrow.",
+                details={"limit": "invitations_per_day", "cap": settings.ORG_MAX_INVITATIONS_PER_DAY},
+            )
         try:
             with transaction.atomic():
                 invitation = Invitation.objects.create(
@@ -199,9 +209,24 @@ def _locked_pending(org: Organisation, invitation_id) -> Invitation:
 
 def invitation_resend(*, org: Organisation, invitation_id) -> Invitation:
     """A new link (the older ones stop working), valid for INVITATION_TTL_DAYS again, sent
-    after the commit. Conflict (409) for an accepted or revoked invitation."""
+    after the commit. Conflict (409) for an accepted or revoked invitation; LimitReached
+    (409) within INVITATION_RESEND_COOLDOWN_SECONDS of the last (re)send, or once the email
+    was sent INVITATION_MAX_SENDS times (withdraw it and invite again, within the day's cap)."""
     with transaction.atomic():
         invitation = _locked_pending(org, invitation_id)
+        now = timezone.now()
+        issued_at = invitation.expires_at - timedelta(days=settings.INVITATION_TTL_DAYS)
+        wait = settings.INVITATION_RESEND_COOLDOWN_SECONDS - (now - issued_at).total_seconds()
+        if wait > 0 and not invitation.last_send_error:
+            raise LimitReached(
+                f"This invitation was sent moments ago; it can be sent again in {ceil(wait)} s.",
+                details={"limit": "resend_cooldown", "retry_after": ceil(wait)},
+            )
+        if invitation.sent_count >= settings.INVITATION_MAX_SENDS:
+            raise LimitReached(
+                f"This invitation was sent {invitation.sent_count} times; withdraw it and invite again.",
+                details={"limit": "sends_per_invitation", "cap": settings.INVITATION_MAX_SENDS},
+            )
         invitation.nonce = secrets.token_hex(16)
         invitation.expires_at = timezone.now() + timedelta(days=settings.INVITATION_TTL_DAYS)
         invitation.last_send_error = ""
@@ -233,6 +258,11 @@ def invitation_refusal(*, invitation: Invitation, user: User) -> InvitationRefus
         return InvitationRefused(
             f"This invitation is for {invitation.email}; you are signed in as {user.email}.",
             details={"reason": "wrong_account"},
+        )
+    if not user.is_active and not may_come_back(user):
+        return InvitationRefused(
+            f"The account for {user.email} is locked; an operator must unlock it.",
+            details={"reason": "locked"},
         )
     if user.organisation_id == invitation.organisation_id and user.is_active:
         return InvitationRefused(
@@ -274,7 +304,8 @@ def invitation_accept(*, invitation_id, nonce: str, user: User) -> User:
         user.organisation = invitation.organisation
         user.role = invitation.role
         user.is_active = True
-        user.save(update_fields=["organisation", "role", "is_active"])
+        user.removed_at = None
+        user.save(update_fields=["organisation", "role", "is_active", "removed_at"])
         invitation.accepted_at = timezone.now()
         invitation.accepted_by = user
         invitation.save(update_fields=["accepted_at", "accepted_by"])
@@ -295,6 +326,17 @@ def invitation_accept(*, invitation_id, nonce: str, user: User) -> User:
     return user
 
 
+def may_come_back(user: User) -> bool:
+    """Whether an invitation may reactivate this inactive account: one an organisation's
+    admin removed, never one an operator locked, nor an operator's own."""
+    return (
+        not user.is_active
+        and user.organisation_id is None
+        and user.removed_at is not None
+        and not (user.is_staff or user.is_superuser)
+    )
+
+
 def account_can_sign_in(email: str) -> bool:
     """Whether the address has an account that signs in (and so accepts by signing in). A
     removed member's account is inactive: the invitation itself lets them back in."""
@@ -310,10 +352,15 @@ def invitation_accept_with_password(*, invitation: Invitation, password: str, na
     try:
         with transaction.atomic():
             existing = User.objects.select_for_update().filter(email=invitation.email).first()
-            if existing is not None and (existing.is_active or existing.organisation_id is not None):
+            if existing is not None and existing.is_active:
                 raise InvitationRefused(
                     f"An account for {invitation.email} exists already: sign in, then accept.",
                     details={"reason": "has_account"},
+                )
+            if existing is not None and not may_come_back(existing):
+                raise InvitationRefused(
+                    f"The account for {invitation.email} is locked; an operator must unlock it.",
+                    details={"reason": "locked"},
                 )
             if existing is not None:
                 existing.set_password(password)
@@ -341,3 +388,20 @@ def invitation_note_sent(*, invitation_id, error: str = "") -> None:
     Invitation.objects.filter(pk=invitation_id).update(
         sent_count=F("sent_count") + 1, last_sent_at=now, last_send_error=""
     )
+
+
+def invitations_revoke_sent_by(*, user: User, reason: str) -> int:
+    """Withdraw every pending invitation `user` sent (they left, were removed or demoted):
+    an invitation never outlives its sender's right to send it. Inside the caller's
+    transaction; returns how many."""
+    pending = Invitation.objects.select_for_update().filter(
+        invited_by=user, accepted_at__isnull=True, revoked_at__isnull=True
+    )
+    now = timezone.now()
+    count = 0
+    for invitation in pending:
+        invitation.revoked_at = now
+        invitation.save(update_fields=["revoked_at"])
+        audit_record(action="invitation.revoked", facts={"reason": reason}, **_target(invitation))
+        count += 1
+    return count

@@ -568,14 +568,28 @@ def test_a_key_whose_creator_lost_access_is_refused_even_unrevoked(world, make_k
     assert key_client(secret).get("/api/v1/jobs").status_code == 200
 
 
-def test_a_key_is_judged_by_its_scopes_not_its_creators_role(world, api_as, make_key):
-    # webhooks:write is an admin's change for people; a key holding the scope may make it
-    # whatever its creator's role is now.
+def test_a_key_stops_when_its_creator_is_no_longer_an_admin(world, api_as, make_key):
+    # Demoted however it happened (here behind the services' back): the key is refused.
     _, secret = make_key(["webhooks:write"])
+    assert key_client(secret).get("/api/v1/webhooks").status_code in (200, 403)
     User.objects.filter(pk=world.admin_a.pk).update(role=Role.MEMBER)
-    response = key_client(secret).post("/api/v1/webhooks", WEBHOOK_BODY, format="json")
-    assert response.status_code == 201
-    assert api_as(world.admin_a).post("/api/v1/webhooks", WEBHOOK_BODY, format="json").status_code == 403
+    assert key_client(secret).post("/api/v1/webhooks", WEBHOOK_BODY, format="json").status_code == 401
+
+
+def test_demoting_a_keys_creator_revokes_it_and_says_why(world, api_as, make_key):
+    api_as(world.admin_a).patch(f"/api/v1/org/members/{world.member_a.pk}", {"role": "admin"}, format="json")
+    key, secret = keys.api_key_create(
+        org=world.org_a, created_by=world.member_a, name="theirs", scopes=["jobs:read"]
+    )
+    response = api_as(world.admin_a).patch(
+        f"/api/v1/org/members/{world.member_a.pk}", {"role": "member"}, format="json"
+    )
+    assert response.status_code == 200
+    key.refresh_from_db()
+    assert key.revoked
+    assert key_client(secret).get("/api/v1/jobs").status_code == 401
+    (event,) = AuditEvent.objects.filter(action="api_key.revoked", target_id=str(key.pk))
+    assert event.changes == {"reason": "creator_demoted"}
 
 
 # --- Acting as the key ---------------------------------------------------------------------------
@@ -1091,3 +1105,41 @@ def test_the_page_cannot_revoke_another_organisations_key(world, make_key):
     key.refresh_from_db()
     assert not key.revoked
     assert key_client(secret).get("/api/v1/jobs").status_code == 200
+
+
+def test_a_key_with_a_nul_or_the_wrong_shape_is_refused_before_any_lookup(world, make_key):
+    _, secret = make_key(["jobs:read"])
+    for bad in (
+        secret + "\x00",
+        secret[:-1] + "\x00",
+        secret.replace(".", "\x00"),
+        secret + "x",
+        "nx_live_" + "a" * 60,
+    ):
+        assert key_client(bad).get("/api/v1/jobs").status_code == 401
+
+
+def test_a_new_keys_secret_is_never_cached(world, api_as, client):
+    response = api_as(world.admin_a).post(
+        "/api/v1/api-keys", {"name": "fresh", "scopes": ["jobs:read"]}, format="json"
+    )
+    assert response.status_code == 201
+    assert response["Cache-Control"] == "no-store"
+    client.force_login(world.admin_a)
+    page = client.get("/api-keys")
+    assert "no-store" in page["Cache-Control"] or "no-cache" in page["Cache-Control"]
+
+
+def test_another_admin_replaying_the_idempotency_key_never_gets_the_first_secret(world, api_as):
+    second = User.objects.create_user("second-admin@org-a.test", organisation=world.org_a, role=Role.ADMIN)
+    body = {"name": "replayed", "scopes": ["jobs:read"]}
+    headers = {"HTTP_IDEMPOTENCY_KEY": "same-key-1"}
+    first = api_as(world.admin_a).post("/api/v1/api-keys", body, format="json", **headers)
+    again = api_as(world.admin_a).post("/api/v1/api-keys", body, format="json", **headers)
+    other = api_as(second).post("/api/v1/api-keys", body, format="json", **headers)
+    assert first.status_code == again.status_code == other.status_code == 201
+    # The first admin's retry is a replay; the second admin's request is a request of their own.
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.json()["data"]["key"] == first.json()["data"]["key"]
+    assert other.json()["data"]["key"] != first.json()["data"]["key"]
+    assert other.json()["data"]["created_by"] == "second-admin@org-a.test"

@@ -17,6 +17,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from celery.exceptions import Retry
 from django.core import signing
+from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -642,7 +643,7 @@ def test_the_last_admin_of_an_organisation_with_members_cannot_leave(world, api_
 
 def _google_start(client, invitation) -> str:
     token = invitations.invitation_token(invitation)
-    response = client.get(f"/invitations/{token}/google")
+    response = client.post(f"/invitations/{token}/google")
     assert response.status_code == 302
     assert client.session[invitations.INVITATION_SESSION_KEY] == token
     assert urlsplit(response["Location"]).path == "/auth/login"
@@ -737,7 +738,7 @@ def test_the_google_link_of_an_unusable_invitation_goes_back_to_its_page(world, 
     invitation = _invite(world.org_a, world.admin_a, "withdrawn@gmail.com")
     invitations.invitation_revoke(org=world.org_a, invitation_id=invitation.pk)
     token = invitations.invitation_token(invitation)
-    response = client.get(f"/invitations/{token}/google")
+    response = client.post(f"/invitations/{token}/google")
     assert response.status_code == 302
     assert response["Location"] == f"/invitations/{token}"
     assert invitations.INVITATION_SESSION_KEY not in client.session
@@ -969,3 +970,150 @@ def test_a_removed_member_without_an_invitation_stays_out(world, api_as, google,
     member.refresh_from_db()
     assert (member.is_active, member.organisation_id) == (False, None)
     assert client.get("/").status_code != 200
+
+
+def test_another_site_cannot_plant_an_invitation_in_a_visitors_session(world, google, client):
+    invitation = _invite(world.org_b, world.admin_b, "victim@gmail.com", role=Role.MEMBER)
+    token = invitations.invitation_token(invitation)
+    # A link or an image on another site can only GET: refused, nothing remembered.
+    assert client.get(f"/invitations/{token}/google").status_code == 405
+    assert invitations.INVITATION_SESSION_KEY not in client.session
+    # And a token left in the session by an abandoned invitation is not used by a sign-in
+    # that did not start from that invitation's page.
+    session = client.session
+    session[invitations.INVITATION_SESSION_KEY] = token
+    session.save()
+    google(client, "victim@gmail.com")
+    victim = User.objects.get(email="victim@gmail.com")
+    assert victim.organisation_id != world.org_b.pk
+    invitation.refresh_from_db()
+    assert invitation.status == "pending"
+
+
+def test_the_google_step_needs_the_pages_csrf_token(world):
+    invitation = _invite(world.org_a, world.admin_a, "csrf@example.com")
+    strict = Client(enforce_csrf_checks=True)
+    token = invitations.invitation_token(invitation)
+    assert strict.post(f"/invitations/{token}/google").status_code == 403
+    page = strict.get(f"/invitations/{token}")
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode()).group(1)
+    response = strict.post(f"/invitations/{token}/google", {"csrfmiddlewaretoken": csrf})
+    assert response.status_code == 302
+
+
+def test_an_operator_locked_account_is_not_brought_back_by_an_invitation(world, api_as, client):
+    operator = User.objects.create_superuser("root@ops.example", "operator-Password-1")
+    operator.is_active = False
+    operator.save(update_fields=["is_active"])
+    invitation = _invite(world.org_a, world.admin_a, "root@ops.example", role=Role.ADMIN)
+    response = client.post(
+        _link(invitation),
+        {"action": "password", "password": "a-New-passw0rd-42", "password_again": "a-New-passw0rd-42"},
+    )
+    assert response.status_code == 409
+    operator.refresh_from_db()
+    assert not operator.is_active
+    assert operator.organisation_id is None
+    assert not operator.check_password("a-New-passw0rd-42")
+
+
+def test_a_member_locked_by_an_operator_after_removal_stays_locked(world, api_as, client):
+    member = _removed(world, api_as)
+    # The operator's lock (deactivation in the admin) clears what an invitation may undo.
+    operator = User.objects.create_superuser("ops@ops.example", "operator-Password-1")
+    admin_client = Client()
+    admin_client.force_login(operator)
+    page = admin_client.get(f"/admin/tenants/user/{member.pk}/change/")
+    assert page.status_code == 200
+    member.refresh_from_db()
+    User.objects.filter(pk=member.pk).update(is_active=True)
+    form = page.context["adminform"].form
+    data = {name: value for name, value in form.initial.items() if value is not None}
+    data.update({"email": member.email, "role": "member", "organisation": "", "is_active": ""})
+    data.pop("password", None)
+    data.pop("groups", None)
+    data.pop("user_permissions", None)
+    data["last_login"] = ""
+    data["date_joined"] = ""
+    response = admin_client.post(f"/admin/tenants/user/{member.pk}/change/", data)
+    assert response.status_code in (200, 302)
+    member.refresh_from_db()
+    assert member.removed_at is None and not member.is_active
+    invitation = _invite(world.org_a, world.admin_a, member.email)
+    response = client.post(
+        _link(invitation),
+        {"action": "password", "password": "a-New-passw0rd-42", "password_again": "a-New-passw0rd-42"},
+    )
+    assert response.status_code == 409
+
+
+def test_a_removed_or_demoted_admins_invitations_and_keys_are_withdrawn(world, api_as):
+    from tenants.services.keys import api_key_create
+
+    second = world.admin_a
+    api_as(second).patch(f"/api/v1/org/members/{world.member_a.pk}", {"role": "admin"}, format="json")
+    sent = _invite(world.org_a, world.member_a, "accomplice@example.com", role=Role.ADMIN)
+    key, _ = api_key_create(org=world.org_a, created_by=world.member_a, name="theirs", scopes=["jobs:read"])
+    response = api_as(second).patch(
+        f"/api/v1/org/members/{world.member_a.pk}", {"role": "member"}, format="json"
+    )
+    assert response.status_code == 200
+    sent.refresh_from_db()
+    key.refresh_from_db()
+    assert sent.status == "revoked" and key.revoked
+    revoked = _events(world.org_a, "invitation.revoked", target_id=str(sent.pk))
+    assert [e.changes["reason"] for e in revoked] == ["inviter_demoted"]
+
+    api_as(second).patch(f"/api/v1/org/members/{world.member_a.pk}", {"role": "admin"}, format="json")
+    again = _invite(world.org_a, world.member_a, "accomplice2@example.com", role=Role.ADMIN)
+    assert api_as(second).delete(f"/api/v1/org/members/{world.member_a.pk}").status_code == 204
+    again.refresh_from_db()
+    assert again.status == "revoked"
+    assert [
+        e.changes["reason"] for e in _events(world.org_a, "invitation.revoked", target_id=str(again.pk))
+    ] == ["inviter_removed"]
+
+
+def test_resending_waits_for_the_cooldown_and_stops_after_the_most_sends(world, api_as, settings):
+    settings.INVITATION_RESEND_COOLDOWN_SECONDS = 600
+    settings.INVITATION_MAX_SENDS = 2
+    client = api_as(world.admin_a)
+    invitation = _invite(world.org_a, world.admin_a, "patient@example.com")
+    response = client.post(f"/api/v1/invitations/{invitation.pk}/resend")
+    assert response.status_code == 409
+    assert _error(response)["code"] == "LIMIT_REACHED"
+    assert 0 < _error(response)["details"]["retry_after"] <= 600
+    # Once the cooldown has passed: sent again, until the most sends.
+    Invitation.objects.filter(pk=invitation.pk).update(
+        expires_at=timezone.now() + timedelta(days=settings.INVITATION_TTL_DAYS, seconds=-601), sent_count=1
+    )
+    assert client.post(f"/api/v1/invitations/{invitation.pk}/resend").status_code == 200
+    Invitation.objects.filter(pk=invitation.pk).update(
+        expires_at=timezone.now() + timedelta(days=settings.INVITATION_TTL_DAYS, seconds=-601), sent_count=2
+    )
+    refused = client.post(f"/api/v1/invitations/{invitation.pk}/resend")
+    assert refused.status_code == 409
+    assert _error(refused)["details"]["limit"] == "sends_per_invitation"
+
+
+def test_an_organisation_sends_at_most_its_daily_invitations(world, api_as, settings):
+    settings.ORG_MAX_INVITATIONS_PER_DAY = 2
+    client = api_as(world.admin_a)
+    for n in range(2):
+        assert (
+            client.post("/api/v1/invitations", {"email": f"d{n}@example.com"}, format="json").status_code
+            == 201
+        )
+    # Withdrawing does not give the day's sends back.
+    first = Invitation.objects.get(email="d0@example.com")
+    assert client.delete(f"/api/v1/invitations/{first.pk}").status_code == 204
+    refused = client.post("/api/v1/invitations", {"email": "d2@example.com"}, format="json")
+    assert refused.status_code == 409
+    assert _error(refused)["details"]["limit"] == "invitations_per_day"
+    # Another organisation's day is its own.
+    assert (
+        api_as(world.admin_b)
+        .post("/api/v1/invitations", {"email": "d2@example.com"}, format="json")
+        .status_code
+        == 201
+    )
