@@ -747,6 +747,8 @@ EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+# The file backend's directory (django.core.mail.backends.filebased.EmailBackend: `make up`).
+EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", "")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "NexusAPI <no-reply@localhost>")
 ANYMAIL = {
     name.removeprefix("ANYMAIL_"): value for name, value in os.environ.items() if name.startswith("ANYMAIL_")

@@ -30,6 +30,9 @@ export DEBUG="${DEBUG:-true}"
 # A development system: webhook receivers and data sources on this machine are allowed
 # (the smoke test serves both); set WEBHOOK_ALLOW_PRIVATE_NETWORKS=false to try the guard.
 export WEBHOOK_ALLOW_PRIVATE_NETWORKS="${WEBHOOK_ALLOW_PRIVATE_NETWORKS:-true}"
+# Emails (invitations) are written as files, one per message, to open and follow the link.
+export EMAIL_BACKEND="${EMAIL_BACKEND:-django.core.mail.backends.filebased.EmailBackend}"
+export EMAIL_FILE_PATH="${EMAIL_FILE_PATH:-$PWD/.data/mail}"
 # /metrics asks for a token, as in production: one is made once and kept in .data/run.
 if [ -z "${METRICS_TOKEN:-}" ]; then
   [ -s "$RUN/metrics-token" ] || ( umask 077; $PY -c "import secrets; print(secrets.token_urlsafe(32))" > "$RUN/metrics-token" )
@@ -119,6 +122,7 @@ for _ in $(seq 1 60); do
     else
       echo "  Metrics:    curl -H \"Authorization: Bearer \$METRICS_TOKEN\" http://127.0.0.1:$PORT/metrics"
     fi
+    echo "  Emails:     $EMAIL_FILE_PATH/ (invitations, one file per message)"
     echo "  Smoke test: make smoke"
     echo "  Logs:       make logs        Stop: make down"
     exit 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from auditlog.models import AuditEvent
-from nexus.api.fields import PlainTextField
+from nexus.api.fields import PlainTextField, StrictBooleanField
 from tenants.apikeys import SCOPES
 from tenants.models import ApiKey, Invitation, Organisation, Role, User
 
@@ -44,7 +44,7 @@ class RoleInput(serializers.Serializer):
 
 
 class OrganisationInput(serializers.Serializer):
-    domain_auto_join = serializers.BooleanField(
+    domain_auto_join = StrictBooleanField(
         help_text="Whether Google Workspace users of the organisation's domain join by signing in "
         "(true) or only by invitation (false)."
     )
@@ -61,7 +61,7 @@ class ApiKeyInput(serializers.Serializer):
 class ApiKeyOutput(serializers.ModelSerializer):
     created_by = serializers.EmailField(source="created_by.email")
     created_at = serializers.DateTimeField(source="created")
-    expires_at = serializers.DateTimeField(source="expiry_date")
+    expires_at = serializers.DateTimeField(source="expiry_date", allow_null=True)
     status = serializers.SerializerMethodField()
 
     class Meta:

@@ -65,3 +65,15 @@ def plain_text(value: str, *, field: str) -> str:
         message = PlainTextField.default_error_messages["control_characters"]
         raise field_error(field, message)
     return value
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON boolean and nothing else: DRF's BooleanField also takes 0, 1, "yes" and
+    "off", which the published schema (`type: boolean`) does not allow."""
+
+    default_error_messages = {"invalid": "Must be true or false."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            return data
+        self.fail("invalid", input=data)

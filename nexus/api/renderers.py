@@ -7,6 +7,8 @@ from __future__ import annotations
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 
+from nexus.api.errors import field_error
+
 
 def request_meta(request) -> dict:
     django_request = getattr(request, "_request", request)
@@ -48,6 +50,14 @@ class CsvDownloadMixin:
     envelope whatever the client asked for."""
 
     renderer_classes = [EnvelopeJSONRenderer, CsvRenderer]
+
+    def initial(self, request, *args, **kwargs):
+        # `?format=` picks the renderer (csv or json, as published); anything else, the empty
+        # value included, is refused rather than ignored.
+        chosen = request.query_params.get("format")
+        if chosen is not None and chosen not in ("csv", "json"):
+            raise field_error("format", "format must be csv or json.")
+        super().initial(request, *args, **kwargs)
 
     def finalize_response(self, request, response, *args, **kwargs):
         if isinstance(response, Response):  # an error: the envelope, whatever was asked for
