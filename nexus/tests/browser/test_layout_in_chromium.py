@@ -10,7 +10,18 @@ from webhooks.events import EVENT_TYPES
 
 pytestmark = pytest.mark.browser
 
-PAGES = ["/", "/jobs", "/audits", "/members", "/webhooks", "/billing", "/data", "/api-access"]
+PAGES = [
+    "/",
+    "/jobs",
+    "/audits",
+    "/members",
+    "/webhooks",
+    "/billing",
+    "/data",
+    "/api-access",
+    "/api-keys",
+    "/audit-log",
+]
 LONG_URL = "http://127.0.0.1:9/hooks/a-receiver-path-long-enough-to-wrap-on-a-phone-screen"
 
 
