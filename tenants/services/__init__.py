@@ -258,24 +258,36 @@ def member_remove(*, org: Organisation, member_id: uuid.UUID | str) -> None:
     created are revoked."""
     member = member_get(org=org, member_id=member_id)
     _refuse_last_admin(org, member, "remove")
-    role = member.role
-    member.organisation = None
-    member.role = Role.MEMBER
-    member.is_active = False
-    member.removed_at = timezone.now()
-    member.save(update_fields=["organisation", "role", "is_active", "removed_at"])
-    families = user_sign_out_everywhere(user=member, reason=TokenFamily.RevokedReason.REMOVED, record=False)
-    withdrawn = member_delegations_withdraw(user=member, why="removed")
+    _detach(member, org=org, removed=True)
+
+
+def _detach(user: User, *, org: Organisation, removed: bool) -> None:
+    """Take `user` out of `org` (removed by an admin: also deactivated, which an invitation
+    may undo; or left), end every token and session, withdraw what they handed out, and
+    record it, inside the caller's transaction."""
+    action, why = ("member.removed", "removed") if removed else ("member.left", "left")
+    role = user.role
+    user.organisation = None
+    user.role = Role.MEMBER
+    fields = ["organisation", "role"]
+    if removed:
+        user.is_active = False
+        user.removed_at = timezone.now()
+        fields += ["is_active", "removed_at"]
+    user.save(update_fields=fields)
+    reason = TokenFamily.RevokedReason.REMOVED if removed else TokenFamily.RevokedReason.LEFT
+    families = user_sign_out_everywhere(user=user, reason=reason, record=False)
+    withdrawn = member_delegations_withdraw(user=user, why=why)
     audit_record(
-        action="member.removed",
+        action=action,
         organisation_id=org.pk,
         target_type="member",
-        target_id=member.pk,
-        target_label=member.email,
+        target_id=user.pk,
+        target_label=user.email,
         before={"role": role},
         facts={"token_families_revoked": families, **withdrawn},
     )
-    log.info("member.removed", member_id=str(member.pk))
+    log.info(action, member_id=str(user.pk))
 
 
 def member_delegations_withdraw(*, user: User, why: str) -> dict:
@@ -314,22 +326,7 @@ def member_leave(*, user: User) -> Organisation:
             "You are the last admin of the organisation; make someone else an admin before leaving.",
             details={"reason": "last_admin"},
         )
-    role = user.role
-    user.organisation = None
-    user.role = Role.MEMBER
-    user.save(update_fields=["organisation", "role"])
-    families = user_sign_out_everywhere(user=user, reason=TokenFamily.RevokedReason.LEFT, record=False)
-    withdrawn = member_delegations_withdraw(user=user, why="left")
-    audit_record(
-        action="member.left",
-        organisation_id=org.pk,
-        target_type="member",
-        target_id=user.pk,
-        target_label=user.email,
-        before={"role": role},
-        facts={"token_families_revoked": families, **withdrawn},
-    )
-    log.info("member.left", member_id=str(user.pk))
+    _detach(user, org=org, removed=False)
     return org
 
 
