@@ -256,6 +256,7 @@ _ROUTED = {
         "nexus.purge_organisation_idempotency_keys",
         "tenants.flush_expired_tokens",
         "auditlog.purge",
+        "tenants.resend_unsent_invitations",
     ],
 }
 CELERY_TASK_ROUTES = {
@@ -712,6 +713,12 @@ CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {"task": "webhooks.sweep", "schedule": 
 CELERY_BEAT_SCHEDULE["audits-sweep"] = {"task": "audits.sweep", "schedule": 60.0}
 CELERY_BEAT_SCHEDULE["purge-idempotency-keys"] = {"task": "nexus.purge_idempotency_keys", "schedule": 3600.0}
 CELERY_BEAT_SCHEDULE["purge-audit-log"] = {"task": "auditlog.purge", "schedule": 60 * 60 * 24}
+# Invitation emails whose message a broker outage lost are queued again.
+CELERY_BEAT_SCHEDULE["resend-unsent-invitations"] = {
+    "task": "tenants.resend_unsent_invitations",
+    "schedule": 300.0,
+    "options": {"expires": 300},
+}
 
 # --- Team access: API keys, invitations, the audit log (docs/specs/team-access.md) ---------------
 # Live (unrevoked) API keys an organisation may hold, and how far ahead a key may expire.

@@ -8,7 +8,7 @@ from django.core.management import call_command
 
 from tenants.services import token_families_flush_expired
 from tenants.services.invitation_mail import InvitationSendFailed, invitation_send
-from tenants.services.invitations import invitation_note_sent
+from tenants.services.invitations import invitation_note_sent, invitations_resend_unsent
 
 log = structlog.get_logger(__name__)
 
@@ -36,3 +36,8 @@ def send_invitation(self, invitation_id: str, nonce: str) -> None:
             raise self.retry(countdown=INVITATION_RETRY_DELAYS[self.request.retries]) from exc
         invitation_note_sent(invitation_id=invitation_id, error=str(exc))
         log.error("invitation.send_failed", invitation_id=invitation_id, error_class=exc.error_class)
+
+
+@shared_task(name="tenants.resend_unsent_invitations")
+def resend_unsent_invitations() -> int:
+    return invitations_resend_unsent()

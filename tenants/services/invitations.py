@@ -405,3 +405,31 @@ def invitations_revoke_sent_by(*, user: User, reason: str) -> int:
         audit_record(action="invitation.revoked", facts={"reason": reason}, **_target(invitation))
         count += 1
     return count
+
+
+# An invitation whose email has neither gone out nor failed this long after it was made (or
+# resent) lost its message (a broker outage between the commit and the send): sent again.
+UNSENT_AFTER = timedelta(minutes=15)
+
+
+def invitations_resend_unsent() -> int:
+    """Queue the email again for every pending invitation whose message was lost; returns
+    how many. The task sends nothing for a link resent meanwhile (the nonce changed)."""
+    now = timezone.now()
+    issued_before = now - UNSENT_AFTER + timedelta(days=settings.INVITATION_TTL_DAYS)
+    unsent = Invitation.objects.filter(
+        accepted_at__isnull=True,
+        revoked_at__isnull=True,
+        last_sent_at__isnull=True,
+        last_send_error="",
+        expires_at__gt=now,
+        expires_at__lt=issued_before,  # made or resent more than UNSENT_AFTER ago
+    )
+    count = 0
+    for invitation in unsent.iterator():
+        with transaction.atomic():
+            _send_on_commit(invitation)
+        count += 1
+    if count:
+        log.warning("invitation.resent_unsent", count=count)
+    return count

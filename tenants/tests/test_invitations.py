@@ -1117,3 +1117,22 @@ def test_an_organisation_sends_at_most_its_daily_invitations(world, api_as, sett
         .status_code
         == 201
     )
+
+
+def test_an_invitation_whose_email_was_lost_is_sent_again_by_the_sweep(
+    world, broker, django_capture_on_commit_callbacks
+):
+    lost = _invite(world.org_a, world.admin_a, "lost@example.com")
+    _invite(world.org_a, world.admin_a, "fresh@example.com")  # made just now: not lost
+    delivered = _invite(world.org_a, world.admin_a, "delivered@example.com")
+    failed = _invite(world.org_a, world.admin_a, "failed@example.com")
+    long_ago = timezone.now() + timedelta(days=7) - timedelta(minutes=20)
+    Invitation.objects.filter(pk__in=[lost.pk, delivered.pk, failed.pk]).update(expires_at=long_ago)
+    Invitation.objects.filter(pk=delivered.pk).update(last_sent_at=timezone.now(), sent_count=1)
+    Invitation.objects.filter(pk=failed.pk).update(last_send_error="SMTPConnectError")
+
+    sent = broker.watch("tenants.send_invitation", shape=lambda message: message.args)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert invitations.invitations_resend_unsent() == 1
+    # Only the invitation made 20 minutes ago whose email neither went out nor failed.
+    assert sent == [[str(lost.pk), lost.nonce]]
