@@ -179,7 +179,10 @@ def test_a_run_over_the_concurrent_runs_cap_waits_queued_then_runs(
                     == "succeeded"
                 )
         finally:
-            holder.close()  # that run's worker ends: its slot is free
+            # That run's worker ends: its slot is free. Unlocked before the close, which
+            # returns before the server has ended the session (and let go of its locks).
+            holder.execute("SELECT pg_advisory_unlock_all()")
+            holder.close()
         assert etl_run_slice(run=EtlRun.objects.get(pk=run.pk)).status == "succeeded"
 
 
