@@ -34,3 +34,5 @@ ACTIONS = (
     "auth.token_family_revoked",
 )
 FAMILIES = tuple(sorted({action.split(".")[0] for action in ACTIONS}))
+# What a reader may filter by: an action, or a family of them (`member.*`).
+FILTERS = frozenset(ACTIONS) | {f"{family}.*" for family in FAMILIES}

@@ -51,23 +51,29 @@ def acting_as(actor: Actor):
         _current.reset(token)
 
 
+def _acting_person() -> Actor | None:
+    """The request's actor when it is someone (a person, key or operator), else None."""
+    current = _current.get()
+    if current is not None and current.kind in (ActorKind.USER, ActorKind.KEY, ActorKind.OPERATOR):
+        return current
+    return None
+
+
 def actor_on_behalf_of(user) -> Actor:
     """Who acts when `user` is the owner of what is done: the request's actor when it is a
     person, key or operator (a key acts for its creator, but the key is the actor), else
     `user` themselves, keeping the request's address and agent when there is a request (a
     sign-up or a refresh has no signed-in caller yet), as outside any request (commands)."""
-    current = _current.get()
-    if current is not None and current.kind in (ActorKind.USER, ActorKind.KEY, ActorKind.OPERATOR):
-        return current
-    base = current or SYSTEM
+    if (person := _acting_person()) is not None:
+        return person
+    base = _current.get() or SYSTEM
     return base.but(kind=ActorKind.USER, label=f"user:{user.email}", id=str(user.pk))
 
 
 def actor_named(label: str, actor_id=None) -> Actor:
     """The request's actor when there is one (a person, key or operator); outside a request,
     the actor `label` names (`operator:<name>` from a command, `stripe`, `system`)."""
-    current = _current.get()
-    if current is not None and current.kind in (ActorKind.USER, ActorKind.KEY, ActorKind.OPERATOR):
-        return current
+    if (person := _acting_person()) is not None:
+        return person
     kind = ActorKind.OPERATOR if label.startswith("operator:") else ActorKind.SYSTEM
     return Actor(kind=kind, label=label, id=str(actor_id or ""))

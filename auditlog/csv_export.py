@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+from django.conf import settings
 from django.db.models import QuerySet
+from django.http import StreamingHttpResponse
 
 from nexus.csvstream import line_writer, safe_cell
 
@@ -34,3 +36,14 @@ def audit_log_csv(events: QuerySet, *, limit: int) -> Iterator[str]:
             event.request_id,
         ]
         yield writer.writerow([safe_cell(str(cell)) for cell in row])
+
+
+def audit_log_download(events: QuerySet, *, name: str) -> StreamingHttpResponse:
+    """The events as a CSV attachment (`audit-log-<name>.csv`), at most
+    AUDIT_LOG_EXPORT_MAX_ROWS of them, written as the response streams."""
+    response = StreamingHttpResponse(
+        audit_log_csv(events, limit=settings.AUDIT_LOG_EXPORT_MAX_ROWS),
+        content_type="text/csv; charset=utf-8",
+    )
+    response["Content-Disposition"] = f'attachment; filename="audit-log-{name}.csv"'
+    return response

@@ -7,24 +7,16 @@ from __future__ import annotations
 
 import ipaddress
 
-from django.conf import settings
-
 from auditlog.context import Actor, acting_as
 from auditlog.models import ActorKind
+from nexus.net import request_address
 
 
 def client_ip(request) -> str | None:
-    """The caller's address, exactly (not the /64 the rate limiter counts by): REMOTE_ADDR,
-    or the RATE_LIMIT_TRUSTED_PROXIES-th address from the right of X-Forwarded-For."""
-    address = request.META.get("REMOTE_ADDR", "")
-    proxies = settings.RATE_LIMIT_TRUSTED_PROXIES
-    if proxies:
-        forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
-        forwarded = [part for part in forwarded if part]
-        if len(forwarded) >= proxies:
-            address = forwarded[-proxies]
+    """The caller's address, exactly (not the /64 the rate limiter counts by), or None
+    when it is not one (nexus.net.request_address)."""
     try:
-        parsed = ipaddress.ip_address(address)
+        parsed = ipaddress.ip_address(request_address(request))
     except ValueError:
         return None
     if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped:

@@ -227,3 +227,18 @@ def url_on_record(url: str) -> str:
         return ""
     path = "/".join("…" if _token_like(segment) else segment for segment in parts.path.split("/"))
     return urlunsplit((parts.scheme, host, path, "", ""))
+
+
+def request_address(request) -> str:
+    """The caller's address as given: REMOTE_ADDR, or with RATE_LIMIT_TRUSTED_PROXIES = n
+    the n-th address from the right of X-Forwarded-For (what our own proxies appended;
+    anything further left is the client's say and can be forged). Not parsed: callers
+    decide what an unparsable value means."""
+    address = request.META.get("REMOTE_ADDR", "")
+    proxies = settings.RATE_LIMIT_TRUSTED_PROXIES
+    if proxies:
+        forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+        forwarded = [part for part in forwarded if part]
+        if len(forwarded) >= proxies:
+            address = forwarded[-proxies]
+    return address

@@ -29,6 +29,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from nexus.api.exceptions import error_body
+from nexus.net import request_address
 from nexus.redis import get_redis, redis_key
 from tenants.models import Organisation
 
@@ -100,17 +101,10 @@ def _headers(policy: str, decision: Decision, window_seconds: int) -> dict[str, 
 
 
 def client_address(request) -> str:
-    """The caller's address: REMOTE_ADDR, or with RATE_LIMIT_TRUSTED_PROXIES = n the n-th
-    address from the right of X-Forwarded-For (what our own proxies appended; anything
-    further left is the client's say and can be forged). IPv6 callers are counted by /64,
-    the smallest block one subscriber usually holds, so new addresses do not mean new quota."""
-    address = request.META.get("REMOTE_ADDR", "unknown")
-    proxies = settings.RATE_LIMIT_TRUSTED_PROXIES
-    if proxies:
-        forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
-        forwarded = [part for part in forwarded if part]
-        if len(forwarded) >= proxies:
-            address = forwarded[-proxies]
+    """The caller's address (nexus.net.request_address, behind RATE_LIMIT_TRUSTED_PROXIES).
+    IPv6 callers are counted by /64, the smallest block one subscriber usually holds, so new
+    addresses do not mean new quota."""
+    address = request_address(request) or "unknown"
     try:
         parsed = ipaddress.ip_address(address)
     except ValueError:

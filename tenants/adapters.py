@@ -98,10 +98,7 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
             if sociallogin.is_existing and may_come_back(user):
                 # A member removed earlier, invited back: the invitation reactivates the
                 # account (allauth would refuse an inactive one) and places it.
-                joined = invitation_accept(invitation_id=invitation.pk, nonce=invitation.nonce, user=user)
-                user.is_active, user.organisation_id, user.role = True, joined.organisation_id, joined.role
-                request.session.pop(INVITATION_SESSION_KEY, None)
-                sociallogin.state["next"] = "/"
+                _join_by_invitation(request, sociallogin, invitation, user)
             return  # the invitation places a new account; its page, an existing one
         if sociallogin.is_existing and (user.organisation_id is not None or not user.is_active):
             return  # a member signing in; a removed (inactive) account is refused by allauth
@@ -138,17 +135,7 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
             if invitation is not None:
                 user.organisation = None
                 saved = super().save_user(request, sociallogin, form)
-                saved = invitation_accept(invitation_id=invitation.pk, nonce=invitation.nonce, user=saved)
-                sociallogin.user = saved  # what allauth signs in: the member, not the copy from before
-                request.session.pop(INVITATION_SESSION_KEY, None)
-                # The sign-in was started with next=/invitations/<token>; that link is used up
-                # now, and its page would say so. The new member goes to the dashboard instead.
-                sociallogin.state["next"] = "/"
-                messages.success(request, f"Welcome to {invitation.organisation.name}.")
-                log.info(
-                    "signin.joined_by_invitation", user_id=str(saved.pk), org_id=str(saved.organisation_id)
-                )
-                return saved
+                return _join_by_invitation(request, sociallogin, invitation, saved)
             try:
                 _place(user, sociallogin)
             except DomainJoinClosed as exc:  # the setting changed since pre_social_login
@@ -156,6 +143,19 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
             saved = super().save_user(request, sociallogin, form)
             _record_joined(saved)
         return saved
+
+
+def _join_by_invitation(request, sociallogin, invitation: Invitation, user):
+    """`user` accepts the invitation this sign-in started from; allauth then signs in the
+    member (not the copy from before), and sends them to the dashboard: the sign-in was
+    started with next=/invitations/<token>, a link used up now, whose page would say so."""
+    joined = invitation_accept(invitation_id=invitation.pk, nonce=invitation.nonce, user=user)
+    sociallogin.user = joined
+    request.session.pop(INVITATION_SESSION_KEY, None)
+    sociallogin.state["next"] = "/"
+    messages.success(request, f"Welcome to {invitation.organisation.name}.")
+    log.info("signin.joined_by_invitation", user_id=str(joined.pk), org_id=str(joined.organisation_id))
+    return joined
 
 
 def _place(user, sociallogin) -> None:

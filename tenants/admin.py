@@ -92,8 +92,7 @@ class OrganisationAdmin(admin.ModelAdmin):
                         target_type="organisation",
                         target_id=obj.pk,
                         target_label=obj.name,
-                        before={name: _plain(form.initial.get(name)) for name in form.changed_data},
-                        after={name: _plain(form.cleaned_data.get(name)) for name in form.changed_data},
+                        **_form_changes(form, form.changed_data),
                     )
             return
         try:
@@ -124,6 +123,14 @@ def _plain(value):
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return str(getattr(value, "pk", value))
+
+
+def _form_changes(form, names) -> dict:
+    """audit_record's before and after of the admin form's fields `names`."""
+    return {
+        "before": {name: _plain(form.initial.get(name)) for name in names},
+        "after": {name: _plain(form.cleaned_data.get(name)) for name in names},
+    }
 
 
 @admin.register(ApiKey)
@@ -251,8 +258,7 @@ class UserAdmin(DjangoUserAdmin):
                         target_type="member",
                         target_id=obj.pk,
                         target_label=obj.email,
-                        before={name: _plain(form.initial.get(name)) for name in recorded},
-                        after={name: _plain(form.cleaned_data.get(name)) for name in recorded},
+                        **_form_changes(form, recorded),
                     )
         # Deactivating is how an operator locks an account: its tokens and sessions must end
         # now, not when they expire.

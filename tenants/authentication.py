@@ -33,7 +33,11 @@ class BearerCaller:
     user: User
     organisation: Organisation
     token: AccessToken | ApiKey
-    api_key: ApiKey | None = None
+
+    @property
+    def api_key(self) -> ApiKey | None:
+        """The key the caller authenticated with, or None for an access token."""
+        return self.token if isinstance(self.token, ApiKey) else None
 
 
 def refresh_token_for(user: User, *, family: TokenFamily | None = None) -> RefreshToken:
@@ -139,7 +143,7 @@ def caller_from_api_key(raw_key: str, *, ip: str | None = None) -> BearerCaller:
     if not key.organisation.is_active:
         raise exceptions.PermissionDenied("This organisation is deactivated.")
     _note_use(key, ip)
-    return BearerCaller(user=creator, organisation=key.organisation, token=key, api_key=key)
+    return BearerCaller(user=creator, organisation=key.organisation, token=key)
 
 
 def _note_use(key: ApiKey, ip: str | None) -> None:

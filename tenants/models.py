@@ -239,6 +239,12 @@ class ApiKey(AbstractAPIKey):
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix})"
 
+    @property
+    def status(self) -> str:
+        if self.revoked:
+            return "revoked"
+        return "expired" if self.has_expired else "active"
+
 
 class Invitation(models.Model):
     """An invitation to join an organisation with a role (docs/specs/team-access.md). The

@@ -62,7 +62,7 @@ class ApiKeyOutput(serializers.ModelSerializer):
     created_by = serializers.EmailField(source="created_by.email")
     created_at = serializers.DateTimeField(source="created")
     expires_at = serializers.DateTimeField(source="expiry_date", allow_null=True)
-    status = serializers.SerializerMethodField()
+    status = serializers.ChoiceField(choices=["active", "expired", "revoked"], read_only=True)
 
     class Meta:
         model = ApiKey
@@ -70,11 +70,6 @@ class ApiKeyOutput(serializers.ModelSerializer):
             "id", "name", "prefix", "scopes", "status", "created_by", "created_at", "expires_at",
             "last_used_at", "last_used_ip", "revoked_at",
         ]  # fmt: skip
-
-    def get_status(self, key: ApiKey) -> str:
-        if key.revoked:
-            return "revoked"
-        return "expired" if key.has_expired else "active"
 
 
 class ApiKeyCreatedOutput(ApiKeyOutput):

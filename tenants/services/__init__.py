@@ -29,6 +29,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from auditlog.context import actor_on_behalf_of
 from auditlog.services import audit_record, changed_fields
 from nexus.api.errors import Conflict, Forbidden, LimitReached, Unauthorized, field_error, fields_error
+from nexus.locks import advisory_xact_lock
 from tenants.authentication import family_id_of, refresh_token_for
 from tenants.freemail import is_free_mail_domain, normalise_domain
 from tenants.managers import normalize_email_address
@@ -194,8 +195,7 @@ def onboarding_organisation_for(
         org = organisation_create(name=f"{display_name.strip() or local_part} (personal)")
         return org, Role.ADMIN
 
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"onboard:{domain}"])
+    advisory_xact_lock(f"onboard:{domain}")
     org = Organisation.objects.filter(email_domain=domain).first()
     if org is not None:
         refusal = onboarding_refusal(email=email, workspace_domain=workspace_domain)
@@ -629,8 +629,7 @@ def organisation_cap_check(*, cap: str, existing, what: str) -> None:
     lock per organisation and cap serialises concurrent creations, so two requests racing
     for the last place cannot both get it."""
     schema_name = connection.schema_name
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"cap:{schema_name}:{cap}"])
+    advisory_xact_lock(f"cap:{schema_name}:{cap}")
     limit = organisation_cap(cap=cap, schema_name=schema_name)
     count = existing.count()
     if count >= limit:

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core import signing
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -27,6 +27,7 @@ from auditlog.services import audit_record
 from nexus.access import access_by_id
 from nexus.api.errors import Conflict, LimitReached, field_error
 from nexus.celery import send_on_commit
+from nexus.locks import advisory_xact_lock
 from tenants.managers import normalize_email_address
 from tenants.models import Invitation, Organisation, Role, User
 
@@ -48,6 +49,10 @@ class InvitationRefused(Conflict):
 class LinkProblem:
     reason: str  # invalid | expired | revoked | accepted
     message: str
+
+
+# Neither accepted nor revoked (pending, or expired and not yet replaced).
+OPEN = Q(accepted_at__isnull=True, revoked_at__isnull=True)
 
 
 def invitation_token(invitation: Invitation) -> str:
@@ -90,13 +95,13 @@ def invitation_list(*, org: Organisation, statuses: list[str] | None = None):
         now = timezone.now()
         wanted = Q(pk__in=[])
         if "pending" in statuses:
-            wanted |= Q(accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now)
+            wanted |= OPEN & Q(expires_at__gt=now)
         if "accepted" in statuses:
             wanted |= Q(accepted_at__isnull=False)
         if "revoked" in statuses:
             wanted |= Q(revoked_at__isnull=False)
         if "expired" in statuses:
-            wanted |= Q(accepted_at__isnull=True, revoked_at__isnull=True, expires_at__lte=now)
+            wanted |= OPEN & Q(expires_at__lte=now)
         invitations = invitations.filter(wanted)
     return invitations.order_by("-created_at")
 
@@ -138,25 +143,11 @@ def invitation_create(*, org: Organisation, invited_by: User, email: str, role: 
         )
     now = timezone.now()
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"invitations:{org.pk}"])
+        advisory_xact_lock(f"invitations:{org.pk}")
         # An expired invitation no longer blocks a new one to the same address.
-        stale = Invitation.objects.filter(
-            organisation=org,
-            email=email,
-            accepted_at__isnull=True,
-            revoked_at__isnull=True,
-            expires_at__lte=now,
-        )
-        for expired in stale.select_for_update():
-            expired.revoked_at = now
-            expired.save(update_fields=["revoked_at"])
-            audit_record(
-                action="invitation.revoked", facts={"reason": "expired_and_replaced"}, **_target(expired)
-            )
-        pending = Invitation.objects.filter(
-            organisation=org, accepted_at__isnull=True, revoked_at__isnull=True
-        )
+        stale = Invitation.objects.filter(OPEN, organisation=org, email=email, expires_at__lte=now)
+        _revoke_each(stale, reason="expired_and_replaced")
+        pending = Invitation.objects.filter(OPEN, organisation=org)
         if pending.filter(email=email).exists():
             raise Conflict(
                 f"{email} already has a pending invitation; resend it instead.",
@@ -228,7 +219,7 @@ def invitation_resend(*, org: Organisation, invitation_id) -> Invitation:
                 details={"limit": "sends_per_invitation", "cap": settings.INVITATION_MAX_SENDS},
             )
         invitation.nonce = secrets.token_hex(16)
-        invitation.expires_at = timezone.now() + timedelta(days=settings.INVITATION_TTL_DAYS)
+        invitation.expires_at = now + timedelta(days=settings.INVITATION_TTL_DAYS)
         invitation.last_send_error = ""
         invitation.save(update_fields=["nonce", "expires_at", "last_send_error"])
         audit_record(
@@ -394,12 +385,14 @@ def invitations_revoke_sent_by(*, user: User, reason: str) -> int:
     """Withdraw every pending invitation `user` sent (they left, were removed or demoted):
     an invitation never outlives its sender's right to send it. Inside the caller's
     transaction; returns how many."""
-    pending = Invitation.objects.select_for_update().filter(
-        invited_by=user, accepted_at__isnull=True, revoked_at__isnull=True
-    )
+    return _revoke_each(Invitation.objects.filter(OPEN, invited_by=user), reason=reason)
+
+
+def _revoke_each(invitations, *, reason: str) -> int:
+    """Revoke each of `invitations` (locked), recording why; returns how many."""
     now = timezone.now()
     count = 0
-    for invitation in pending:
+    for invitation in invitations.select_for_update():
         invitation.revoked_at = now
         invitation.save(update_fields=["revoked_at"])
         audit_record(action="invitation.revoked", facts={"reason": reason}, **_target(invitation))
@@ -418,8 +411,7 @@ def invitations_resend_unsent() -> int:
     now = timezone.now()
     issued_before = now - UNSENT_AFTER + timedelta(days=settings.INVITATION_TTL_DAYS)
     unsent = Invitation.objects.filter(
-        accepted_at__isnull=True,
-        revoked_at__isnull=True,
+        OPEN,
         last_sent_at__isnull=True,
         last_send_error="",
         expires_at__gt=now,

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import structlog
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from auditlog.context import Actor, current_actor
@@ -17,6 +17,7 @@ from auditlog.services import audit_record
 from nexus.access import access_by_id
 from nexus.api.errors import LimitReached, field_error
 from nexus.api.fields import plain_text
+from nexus.locks import advisory_xact_lock
 from tenants.apikeys import SCOPES
 from tenants.models import ApiKey, Organisation, User
 
@@ -65,8 +66,7 @@ def api_key_create(
     expires_at = _clean_expiry(expires_at)
     with transaction.atomic():
         # Serialises creations in one organisation, so two at once cannot pass the cap.
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"api-keys:{org.pk}"])
+        advisory_xact_lock(f"api-keys:{org.pk}")
         live = ApiKey.objects.filter(organisation=org, revoked=False).count()
         if live >= settings.ORG_MAX_API_KEYS:
             raise LimitReached(
