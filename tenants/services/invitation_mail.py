@@ -24,8 +24,9 @@ class InvitationSendFailed(Exception):
 
 def invitation_send(*, invitation_id: str, nonce: str) -> bool:
     """Send the invitation's email if it is still pending with this nonce (a resend made
-    an older message's task obsolete). Returns whether a message was sent; raises
-    InvitationSendFailed when the email backend failed."""
+    an older message's task obsolete) and this link's email has not gone out yet (a copy of
+    the message queued again by invitations_resend_unsent). Returns whether a message was
+    sent; raises InvitationSendFailed when the email backend failed."""
     invitation = (
         Invitation.objects.select_related("organisation", "invited_by").filter(pk=invitation_id).first()
     )
@@ -33,6 +34,7 @@ def invitation_send(*, invitation_id: str, nonce: str) -> bool:
         invitation is None
         or invitation.status != "pending"
         or not secrets.compare_digest(invitation.nonce, nonce)
+        or invitation.last_sent_at is not None
     ):
         return False
     context = {

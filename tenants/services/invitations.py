@@ -221,7 +221,8 @@ def invitation_resend(*, org: Organisation, invitation_id) -> Invitation:
         invitation.nonce = secrets.token_hex(16)
         invitation.expires_at = now + timedelta(days=settings.INVITATION_TTL_DAYS)
         invitation.last_send_error = ""
-        invitation.save(update_fields=["nonce", "expires_at", "last_send_error"])
+        invitation.last_sent_at = None  # the new link's email has not gone out yet
+        invitation.save(update_fields=["nonce", "expires_at", "last_send_error", "last_sent_at"])
         audit_record(
             action="invitation.resent",
             facts={"expires_at": invitation.expires_at.isoformat()},

@@ -1136,3 +1136,31 @@ def test_an_invitation_whose_email_was_lost_is_sent_again_by_the_sweep(
         assert invitations.invitations_resend_unsent() == 1
     # Only the invitation made 20 minutes ago whose email neither went out nor failed.
     assert sent == [[str(lost.pk), lost.nonce]]
+
+
+def test_a_second_copy_of_a_links_message_sends_nothing(world, smtp):
+    invitation = _invite(world.org_a, world.admin_a, "once@example.com")
+    for _ in range(2):  # the message, and a copy the sweep queued while it waited
+        assert send_invitation.apply(args=[str(invitation.pk), invitation.nonce]).successful()
+    assert len(smtp.received) == 1
+    invitation.refresh_from_db()
+    assert invitation.sent_count == 1
+
+
+def test_a_resent_invitation_whose_message_was_lost_is_sent_again_by_the_sweep(
+    world, api_as, smtp, broker, django_capture_on_commit_callbacks
+):
+    invitation = _invite(world.org_a, world.admin_a, "resent-lost@example.com")
+    assert send_invitation.apply(args=[str(invitation.pk), invitation.nonce]).successful()
+    assert api_as(world.admin_a).post(f"/api/v1/invitations/{invitation.pk}/resend").status_code == 200
+    invitation.refresh_from_db()
+    assert invitation.last_sent_at is None  # the new link's email has not gone out
+    # Its message never reached a worker; 20 minutes later the sweep queues it again.
+    Invitation.objects.filter(pk=invitation.pk).update(
+        expires_at=timezone.now() + timedelta(days=7) - timedelta(minutes=20)
+    )
+    invitation.refresh_from_db()
+    sent = broker.watch("tenants.send_invitation", shape=lambda message: message.args)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert invitations.invitations_resend_unsent() == 1
+    assert sent == [[str(invitation.pk), invitation.nonce]]
