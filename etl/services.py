@@ -142,12 +142,13 @@ def _unshown_changes(before: dict, held: dict, source: DataSource) -> list[str]:
     """The unshown parts (`held`: as they were) that changed while their recorded form in
     `before` did not: the event names them, never their values."""
     current, shown = _unshown(source), _settings_on_record(source)
-    recorded_as = {"api_key": lambda r: r["api_key"], "config.url": lambda r: r["config"].get("url")}
-    return [
-        name
-        for name in held
-        if held[name] != current[name] and recorded_as[name](before) == recorded_as[name](shown)
-    ]
+    changed = []
+    if held["api_key"] != current["api_key"] and before["api_key"] == shown["api_key"]:
+        changed.append("api_key")
+    url_shown_the_same = before["config"].get("url") == shown["config"].get("url")
+    if held["config.url"] != current["config.url"] and url_shown_the_same:
+        changed.append("config.url")
+    return changed
 
 
 def etl_source_create(
