@@ -16,7 +16,6 @@ from audits.inputs import InputError
 from audits.models import Audit, AuditStatus
 from audits.records import RecordSelection, record_items
 from audits.serializers import AuditItemOutput, AuditOutput, AuditRecordsInput, AuditUploadInput
-from billing.services import InsufficientCredits
 from nexus.api.errors import Forbidden, PayloadTooLarge, field_error
 from nexus.api.pagination import paginated
 from nexus.api.parsers import StrictJSONParser
@@ -54,7 +53,8 @@ def _output(request, audit: Audit) -> dict:
 
 def _create(request, *, input_kind: str | None, input_name: str, items, options: dict) -> Audit:
     """audits.services.audit_create with the API's errors: an unreadable input is 422
-    INVALID_FILE or TOO_MANY_ITEMS naming where; a short balance is 402 with the price."""
+    INVALID_FILE or TOO_MANY_ITEMS naming where (a short balance is audit_create's 402, with
+    the price and the items)."""
     try:
         return services.audit_create(
             user=request.user,
@@ -65,11 +65,6 @@ def _create(request, *, input_kind: str | None, input_name: str, items, options:
         )
     except InputError as exc:
         raise uploads.input_refused(exc) from None
-    except InsufficientCredits as exc:
-        price = settings.AUDIT_PRICE_PER_ITEM
-        exc.details.setdefault("price_per_item", price)
-        exc.details.setdefault("items", exc.details["required"] // price if price else 0)
-        raise
 
 
 class AuditListView(OrganisationEndpoint):

@@ -45,7 +45,12 @@ from audits.evaluation import (
 from audits.inputs import InputItem
 from audits.metrics import BATCHES, ITEMS, PROVIDER_THROTTLED, QUOTA_WAIT
 from audits.models import FINISHED_STATUSES, Audit, AuditItem, AuditStatus, ItemStatus
-from billing.services import credits_charge_reserved, credits_release, credits_reserve
+from billing.services import (
+    InsufficientCredits,
+    credits_charge_reserved,
+    credits_release,
+    credits_reserve,
+)
 from nexus.api.errors import Conflict, field_error
 from nexus.celery import send_on_commit
 from nexus.pgcopy import copy_field
@@ -183,7 +188,11 @@ def audit_create(
             raise field_error("file", "The input holds no items to evaluate.")
         skipped = skipped_input if skipped_input is not None else getattr(items, "skipped", 0)
         reserved = count * price
-        credits_reserve(audit_id=audit.pk, amount=reserved, actor_label=actor_label, actor_id=actor.uuid)
+        try:
+            credits_reserve(audit_id=audit.pk, amount=reserved, actor_label=actor_label, actor_id=actor.uuid)
+        except InsufficientCredits as exc:  # the 402 says what the amount is made of
+            exc.details.update(price_per_item=price, items=count)
+            raise
         Audit.objects.filter(pk=audit.pk).update(
             total=count, credits_reserved=reserved, skipped_input=skipped
         )

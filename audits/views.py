@@ -188,14 +188,16 @@ def _audit_start(request):
 
 
 def _short_balance(exc: PaymentRequired) -> str:
-    price = settings.AUDIT_PRICE_PER_ITEM
-    required, balance = exc.details.get("required"), exc.details.get("balance")
-    if not isinstance(required, int) or not isinstance(balance, int) or not price:
+    details = exc.details
+    price, items = details.get("price_per_item"), details.get("items")
+    if not all(
+        isinstance(details.get(name), int) for name in ("required", "balance", "price_per_item", "items")
+    ):
         return exc.message
     return (
-        f"Not enough credits: this file holds {required // price:,} items to evaluate, which at "
-        f"{price:,} credit{'s' if price != 1 else ''} each need {required:,} credits, and the available "
-        f"balance is {balance:,}. Nothing was charged."
+        f"Not enough credits: this file holds {items:,} items to evaluate, which at "
+        f"{price:,} credit{'s' if price != 1 else ''} each need {details['required']:,} credits, and the "
+        f"available balance is {details['balance']:,}. Nothing was charged."
     )
 
 
