@@ -32,6 +32,9 @@ from audits.evaluation.batch import CallGuard, evaluate_batch
 from audits.evaluation.local import LocalEvaluator
 from audits.evaluation.prompt import estimate_tokens
 
+# As for jobs (and decided by the same function): Gemini when a key is configured, else local.
+from jobs.providers import default_provider_name
+
 __all__ = [
     "DEFAULT_CATEGORIES",
     "UNREADABLE_ANSWER",
@@ -56,11 +59,6 @@ __all__ = [
     "evaluate_batch",
     "evaluator_for",
 ]
-
-
-def default_provider_name() -> str:
-    """As for jobs: Gemini when a key is configured, else the local evaluator."""
-    return "gemini" if settings.GEMINI_API_KEY else "local"
 
 
 def evaluator_for(provider: str, model: str | None = None) -> Evaluator:

@@ -16,7 +16,6 @@ import re
 import time
 from datetime import UTC
 
-import httpx
 from django.conf import settings
 from google import genai
 from google.genai import errors as genai_errors
@@ -33,15 +32,8 @@ from audits.evaluation.base import (
     Verdict,
 )
 from audits.evaluation.prompt import instructions, items_block, parse_verdicts, response_schema
+from jobs.providers.gemini import NETWORK_ERRORS, TRANSIENT_STATUS
 
-try:  # the SDK may use either HTTP client package
-    import httpx2
-
-    _NETWORK_ERRORS: tuple[type[Exception], ...] = (httpx.TransportError, httpx2.TransportError)
-except ImportError:  # pragma: no cover
-    _NETWORK_ERRORS = (httpx.TransportError,)
-
-_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 _UNUSABLE_STATUS = {401, 403, 404}
 # Google answers a bad key with 400 and one of these reasons in the error's details.
 _UNUSABLE_REASONS = ("API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED")
@@ -124,7 +116,7 @@ def classify(exc: genai_errors.APIError) -> Exception:
         return ThrottledError(
             "Gemini's quota is exhausted for now (HTTP 429).", retry_after=retry_after_of(exc)
         )
-    if status in _TRANSIENT_STATUS or status >= 500:
+    if status in TRANSIENT_STATUS or status >= 500:
         return TransientEvaluationError(f"Gemini is unavailable right now (HTTP {status}).")
     if _is_unusable(exc):
         if status == 404:
@@ -175,7 +167,7 @@ class GeminiEvaluator:
             )
         except genai_errors.APIError as exc:
             raise classify(exc) from exc
-        except _NETWORK_ERRORS as exc:
+        except NETWORK_ERRORS as exc:
             kind = "timed out" if "Timeout" in type(exc).__name__ else "could not be reached"
             raise TransientEvaluationError(f"Gemini {kind}.") from exc
 

@@ -17,14 +17,16 @@ from google.genai import types
 from jobs.providers import text_stats
 from jobs.providers.base import PermanentProviderError, ProviderResult, TransientProviderError
 
+# What a failed call to Gemini is, for both users of the SDK (these jobs, and audits'
+# evaluator): a network error, or an HTTP status worth trying again.
 try:  # the SDK may use either HTTP client package
     import httpx2
 
-    _NETWORK_ERRORS: tuple[type[Exception], ...] = (httpx.TransportError, httpx2.TransportError)
+    NETWORK_ERRORS: tuple[type[Exception], ...] = (httpx.TransportError, httpx2.TransportError)
 except ImportError:  # pragma: no cover
-    _NETWORK_ERRORS = (httpx.TransportError,)
+    NETWORK_ERRORS = (httpx.TransportError,)
 
-_TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 SUMMARY_PROMPT = (
     "Summarise the following text in 3 to 5 plain sentences. Answer with the summary only.\n\nText:\n{text}"
@@ -67,12 +69,12 @@ class GeminiProvider:
             response = self._client.models.generate_content(model=self.model, contents=prompt, config=config)
         except genai_errors.APIError as exc:
             status = exc.code or 0
-            if status in _TRANSIENT_STATUS or status >= 500:
+            if status in TRANSIENT_STATUS or status >= 500:
                 raise TransientProviderError(f"Gemini is unavailable right now (HTTP {status}).") from exc
             if status in (401, 403):
                 raise PermanentProviderError("Gemini refused our credentials.") from exc
             raise PermanentProviderError(f"Gemini rejected the request (HTTP {status}).") from exc
-        except _NETWORK_ERRORS as exc:
+        except NETWORK_ERRORS as exc:
             kind = "timed out" if "Timeout" in type(exc).__name__ else "could not be reached"
             raise TransientProviderError(f"Gemini {kind}.") from exc
 
