@@ -1164,3 +1164,35 @@ def test_a_resent_invitation_whose_message_was_lost_is_sent_again_by_the_sweep(
     with django_capture_on_commit_callbacks(execute=True):
         assert invitations.invitations_resend_unsent() == 1
     assert sent == [[str(invitation.pk), invitation.nonce]]
+
+
+def test_the_password_form_is_refused_for_an_address_with_an_active_account(world, client):
+    invitation = _invite(world.org_a, world.admin_a, world.member_b.email)
+    before = User.objects.get(pk=world.member_b.pk).password
+    response = client.post(
+        _link(invitation),
+        {"action": "password", "password": "a-New-passw0rd-42", "password_again": "a-New-passw0rd-42"},
+    )
+    assert response.status_code == 400  # the page offers signing in, not a password
+    with pytest.raises(invitations.InvitationRefused) as refused:
+        invitations.invitation_accept_with_password(invitation=invitation, password="a-New-passw0rd-42")
+    assert refused.value.details["reason"] == "has_account"
+    member = User.objects.get(pk=world.member_b.pk)
+    assert (member.password, member.organisation_id) == (before, world.org_b.pk)
+
+
+def test_accepting_a_link_that_was_replaced_or_withdrawn_meanwhile_is_refused(world):
+    newcomer = User.objects.create_user("late-click@example.com", "a-New-passw0rd-42", organisation=None)
+    invitation = _invite(world.org_a, world.admin_a, newcomer.email)
+    old_nonce = invitation.nonce
+    invitations.invitation_resend(org=world.org_a, invitation_id=invitation.pk)
+    with pytest.raises(invitations.InvitationRefused) as refused:
+        invitations.invitation_accept(invitation_id=invitation.pk, nonce=old_nonce, user=newcomer)
+    assert refused.value.details["reason"] == "unusable"
+    invitation.refresh_from_db()
+    invitations.invitation_revoke(org=world.org_a, invitation_id=invitation.pk)
+    with pytest.raises(invitations.InvitationRefused) as refused:
+        invitations.invitation_accept(invitation_id=invitation.pk, nonce=invitation.nonce, user=newcomer)
+    assert refused.value.details["reason"] == "unusable"
+    newcomer.refresh_from_db()
+    assert newcomer.organisation_id is None
